@@ -1,0 +1,324 @@
+//! The admin endpoint (the bootstrap's `admin.address`): `/ready`, `/stats` (Prometheus text),
+//! `/config_dump`, `/clusters`, `/listeners`. It runs on its own thread, away from the workers,
+//! and reads their stats shards and the current snapshot without stopping them.
+
+use crate::runtime::snapshot::Snapshot;
+use crate::stats::Stats;
+use arc_swap::ArcSwap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Longest request head the admin endpoint reads.
+pub const MAX_REQUEST_HEAD: usize = 8192;
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseError {
+    TooLarge,
+    Malformed(&'static str),
+}
+
+/// Parses an HTTP/1.x request head. `Ok(None)`: incomplete, read more.
+pub fn parse_request(buf: &[u8]) -> Result<Option<Request<'_>>, ParseError> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if buf.len() >= MAX_REQUEST_HEAD {
+            Err(ParseError::TooLarge)
+        } else {
+            Ok(None)
+        };
+    };
+    let head = std::str::from_utf8(&buf[..end])
+        .map_err(|_| ParseError::Malformed("request head is not UTF-8"))?;
+    let line = head.split("\r\n").next().unwrap_or("");
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(ParseError::Malformed(
+            "request line is not METHOD TARGET VERSION",
+        ));
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(ParseError::Malformed("bad method"));
+    }
+    if !version.starts_with("HTTP/1.") {
+        return Err(ParseError::Malformed("not HTTP/1.x"));
+    }
+    if !target.starts_with('/') {
+        return Err(ParseError::Malformed("target must be a path"));
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    Ok(Some(Request {
+        method,
+        path,
+        query,
+    }))
+}
+
+pub struct Admin {
+    pub stats: Arc<Stats>,
+    pub current: Arc<ArcSwap<Snapshot>>,
+}
+
+struct Response {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+}
+
+fn text(status: u16, body: impl Into<String>) -> Response {
+    Response {
+        status,
+        content_type: "text/plain; charset=utf-8",
+        body: body.into(),
+    }
+}
+
+fn json(body: &serde_json::Value) -> Response {
+    Response {
+        status: 200,
+        content_type: "application/json",
+        body: serde_json::to_string_pretty(body).unwrap_or_default() + "\n",
+    }
+}
+
+impl Admin {
+    fn handle(&self, req: &Request<'_>) -> Response {
+        if req.method != "GET" && req.method != "HEAD" {
+            return text(
+                405,
+                "method not allowed: the admin endpoints are read-only (GET)\n",
+            );
+        }
+        let want_json = req.query.split('&').any(|kv| kv == "format=json");
+        match req.path {
+            "/ready" => text(200, "LIVE\n"),
+            "/stats" | "/stats/prometheus" => Response {
+                status: 200,
+                content_type: "text/plain; version=0.0.4",
+                body: self.stats.render_prometheus(),
+            },
+            "/config_dump" => json(&self.config_dump()),
+            "/clusters" => self.clusters(want_json),
+            "/listeners" => self.listeners(want_json),
+            "/" => text(
+                200,
+                "sluice admin\n  /ready\n  /stats (Prometheus text; also /stats/prometheus)\n  /config_dump\n  /clusters[?format=json]\n  /listeners[?format=json]\n",
+            ),
+            _ => text(404, format!("no admin endpoint {}\n", req.path)),
+        }
+    }
+
+    fn config_dump(&self) -> serde_json::Value {
+        let snap = self.current.load();
+        serde_json::json!({
+            "configs": [{
+                "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
+                "version_info": snap.version.to_string(),
+                "bootstrap": snap.bootstrap.source,
+            }],
+            "bound_listeners": snap.bound.iter().map(|(n, a)| serde_json::json!({"name": n, "address": a.to_string()})).collect::<Vec<_>>(),
+        })
+    }
+
+    fn clusters(&self, want_json: bool) -> Response {
+        let snap = self.current.load();
+        let mut names: Vec<&String> = snap.clusters.keys().collect();
+        names.sort();
+        let mut out = String::new();
+        let mut statuses = Vec::new();
+        for name in names {
+            let entry = &snap.clusters[name];
+            let set = entry.hosts.current.load();
+            let mut hosts = Vec::new();
+            let _ = writeln!(out, "{name}::observability_name::{name}");
+            for h in &set.hosts {
+                let addr = h.address.to_string();
+                let t = self.stats.host_totals(name, &addr);
+                // Active health checking arrives with the cluster-manager work; until then every
+                // resolved endpoint is eligible.
+                let health = "healthy";
+                for (k, v) in [
+                    ("cx_active", t.cx_active),
+                    ("cx_connect_fail", t.cx_connect_fail),
+                    ("cx_total", t.cx_total),
+                    ("weight", u64::from(h.weight)),
+                ] {
+                    let _ = writeln!(out, "{name}::{addr}::{k}::{v}");
+                }
+                let _ = writeln!(out, "{name}::{addr}::health_flags::{health}");
+                hosts.push(serde_json::json!({
+                    "address": addr, "weight": h.weight, "health_status": "HEALTHY",
+                    "stats": {"cx_active": t.cx_active, "cx_connect_fail": t.cx_connect_fail, "cx_total": t.cx_total},
+                }));
+            }
+            statuses.push(serde_json::json!({"name": name, "host_statuses": hosts}));
+        }
+        if want_json {
+            json(&serde_json::json!({"cluster_statuses": statuses}))
+        } else {
+            text(200, out)
+        }
+    }
+
+    fn listeners(&self, want_json: bool) -> Response {
+        let snap = self.current.load();
+        if want_json {
+            let list: Vec<_> = snap
+                .bound
+                .iter()
+                .map(|(n, a)| serde_json::json!({"name": n, "local_address": a.to_string()}))
+                .collect();
+            return json(&serde_json::json!({"listener_statuses": list}));
+        }
+        let mut out = String::new();
+        for (n, a) in &snap.bound {
+            let _ = writeln!(out, "{n}::{a}");
+        }
+        text(200, out)
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "Error",
+    }
+}
+
+async fn serve_one(admin: &Admin, mut stream: tokio::net::TcpStream) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let response = loop {
+        match parse_request(&buf) {
+            Ok(Some(req)) => {
+                let head_only = req.method == "HEAD";
+                let mut r = admin.handle(&req);
+                if head_only {
+                    r.body.clear();
+                }
+                break r;
+            }
+            Ok(None) => {}
+            Err(ParseError::TooLarge) => break text(431, "request head too large\n"),
+            Err(ParseError::Malformed(why)) => break text(400, format!("bad request: {why}\n")),
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        response.status,
+        reason(response.status),
+        response.content_type,
+        response.body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(response.body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Serves the admin API on an already bound listener, on a thread of its own.
+pub fn spawn(listener: std::net::TcpListener, admin: Admin) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("sluice-admin".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("admin endpoint cannot start: {e}");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("admin endpoint cannot start: {e}");
+                        return;
+                    }
+                };
+                let admin = std::rc::Rc::new(admin);
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let admin = admin.clone();
+                    tokio::task::spawn_local(async move {
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(10),
+                            serve_one(&admin, stream),
+                        )
+                        .await;
+                    });
+                }
+            });
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_request_line() {
+        let r = parse_request(b"GET /clusters?format=json HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r,
+            Request {
+                method: "GET",
+                path: "/clusters",
+                query: "format=json"
+            }
+        );
+    }
+
+    #[test]
+    fn incomplete_then_too_large() {
+        assert_eq!(parse_request(b"GET / HTTP/1.1\r\n"), Ok(None));
+        let big = vec![b'a'; MAX_REQUEST_HEAD];
+        assert_eq!(parse_request(&big), Err(ParseError::TooLarge));
+    }
+
+    #[test]
+    fn malformed_heads_are_rejected() {
+        for bad in [
+            &b"GET /\r\n\r\n"[..],
+            b"get / HTTP/1.1\r\n\r\n",
+            b"GET x HTTP/1.1\r\n\r\n",
+            b"GET / SPDY/3\r\n\r\n",
+            b"GET / HTTP/1.1 extra\r\n\r\n",
+            b"\xff / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse_request(bad), Err(ParseError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

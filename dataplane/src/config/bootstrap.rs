@@ -1,0 +1,903 @@
+//! Reads an Envoy v3 bootstrap document into the validated model. Every field sluice does not
+//! implement is an error naming its path: a config never half-applies.
+
+use super::duration::parse_duration;
+use super::model::*;
+use super::reader::{ConfigError, Node, Result};
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+pub const TCP_PROXY_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+const TCP_PROXY_NAMES: &[&str] = &["envoy.filters.network.tcp_proxy", "envoy.tcp_proxy"];
+
+/// Envoy's default `per_connection_buffer_limit_bytes` is 1 MiB; sluice moves bytes through a
+/// pipe or buffer of this size per direction, so 1 MiB per direction is the default bound too.
+pub const DEFAULT_BUFFER_LIMIT: usize = 1024 * 1024;
+const DEFAULT_BACKLOG: u32 = 1024;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(5);
+const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Parses and validates a whole bootstrap document.
+pub fn parse_bootstrap(doc: &serde_json::Value) -> Result<Bootstrap> {
+    let root = Node::root(doc);
+    root.expect_fields(
+        &["admin", "static_resources", "node", "sluice"],
+        &[
+            "dynamic_resources",
+            "cluster_manager",
+            "layered_runtime",
+            "stats_sinks",
+            "stats_config",
+            "stats_flush_interval",
+            "overload_manager",
+            "tracing",
+            "watchdog",
+            "watchdogs",
+            "hds_config",
+            "flags_path",
+            "node_context_params",
+            "bootstrap_extensions",
+            "fatal_actions",
+            "default_socket_interface",
+            "inline_headers",
+            "application_log_config",
+        ],
+    )?;
+    if let Some(node) = root.get("node") {
+        let node = node.node();
+        node.expect_fields(
+            &["id", "cluster", "metadata", "locality", "user_agent_name"],
+            &[],
+        )?;
+    }
+    let admin = match root.get("admin") {
+        Some(a) => Some(parse_admin(a.node())?),
+        None => None,
+    };
+    let sluice = match root.get("sluice") {
+        Some(s) => parse_extension(s.node())?,
+        None => SluiceExtension::default(),
+    };
+    let (listeners, clusters) = match root.get("static_resources") {
+        Some(s) => parse_static_resources(s.node())?,
+        None => (Vec::new(), Vec::new()),
+    };
+    Ok(Bootstrap {
+        admin,
+        listeners,
+        clusters,
+        sluice,
+        source: doc.clone(),
+    })
+}
+
+fn parse_admin(node: Node<'_>) -> Result<AdminConfig> {
+    node.expect_fields(
+        &["address"],
+        &[
+            "access_log",
+            "access_log_path",
+            "profile_path",
+            "socket_options",
+            "ignore_global_conn_limit",
+        ],
+    )?;
+    let address = parse_address(node.require("address")?.node())?;
+    Ok(AdminConfig { address })
+}
+
+fn parse_extension(node: Node<'_>) -> Result<SluiceExtension> {
+    node.expect_fields(&["io", "workers"], &[])?;
+    let mut ext = SluiceExtension::default();
+    if let Some(io) = node.get("io") {
+        let io = io.node();
+        io.expect_fields(&["backend", "splice"], &[])?;
+        if let Some(b) = io.get("backend") {
+            let b = b.node();
+            ext.io_backend = match b.as_str()? {
+                "kernel" => IoBackend::Kernel,
+                other @ ("tap" | "dpdk") => {
+                    return Err(b.error(format!(
+                        "IO backend \"{other}\" is not available in this version of sluice yet (available: kernel)"
+                    )))
+                }
+                other => {
+                    return Err(b.error(format!(
+                        "unknown IO backend \"{other}\" (expected kernel, tap or dpdk)"
+                    )))
+                }
+            };
+        }
+        if let Some(s) = io.get("splice") {
+            ext.splice = s.node().as_bool()?;
+        }
+    }
+    if let Some(w) = node.get("workers") {
+        let w = w.node();
+        w.expect_fields(&["cpus"], &[])?;
+        if let Some(cpus) = w.get("cpus") {
+            let mut list = Vec::new();
+            for item in cpus.node().items()? {
+                list.push(item.node().as_u32()? as usize);
+            }
+            if list.is_empty() {
+                return Err(cpus.node().error("must name at least one CPU"));
+            }
+            ext.worker_cpus = Some(list);
+        }
+    }
+    Ok(ext)
+}
+
+fn parse_static_resources(node: Node<'_>) -> Result<(Vec<ListenerConfig>, Vec<ClusterConfig>)> {
+    node.expect_fields(&["listeners", "clusters"], &["secrets"])?;
+    let mut clusters = Vec::new();
+    if let Some(list) = node.get("clusters") {
+        let mut names = HashSet::new();
+        for item in list.node().items()? {
+            let c = parse_cluster(item.node())?;
+            if !names.insert(c.name.clone()) {
+                return Err(item
+                    .node()
+                    .error(format!("duplicate cluster name \"{}\"", c.name)));
+            }
+            clusters.push(c);
+        }
+    }
+    let mut listeners = Vec::new();
+    if let Some(list) = node.get("listeners") {
+        let mut names = HashSet::new();
+        let mut addrs = HashSet::new();
+        for item in list.node().items()? {
+            let l = parse_listener(item.node(), &clusters)?;
+            if !names.insert(l.name.clone()) {
+                return Err(item
+                    .node()
+                    .error(format!("duplicate listener name \"{}\"", l.name)));
+            }
+            if l.address.port() != 0 && !addrs.insert(l.address) {
+                return Err(item.node().error(format!(
+                    "another listener already uses address {}",
+                    l.address
+                )));
+            }
+            listeners.push(l);
+        }
+    }
+    Ok((listeners, clusters))
+}
+
+/// `envoy.config.core.v3.Address` with a `socket_address` whose address is an IP literal.
+fn parse_address(node: Node<'_>) -> Result<SocketAddr> {
+    node.expect_fields(&["socket_address"], &["pipe", "envoy_internal_address"])?;
+    let sa = node.require("socket_address")?;
+    let (host, port) = parse_socket_address(sa.node())?;
+    let ip: IpAddr = host.parse().map_err(|_| {
+        ConfigError::new(
+            format!("{}.address", sa.node().path()),
+            format!("\"{host}\" is not an IP address"),
+        )
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn parse_socket_address(node: Node<'_>) -> Result<(String, u16)> {
+    node.expect_fields(
+        &["address", "port_value", "protocol"],
+        &[
+            "named_port",
+            "resolver_name",
+            "ipv4_compat",
+            "network_namespace_filepath",
+        ],
+    )?;
+    if let Some(p) = node.get("protocol") {
+        let p = p.node();
+        if p.as_str()? != "TCP" {
+            return Err(p.error(format!(
+                "protocol \"{}\" is not supported (only TCP)",
+                p.as_str()?
+            )));
+        }
+    }
+    let host = node.require("address")?.node().as_str()?.to_string();
+    let port_node = node.require("port_value")?;
+    let port = port_node.node().as_u32()?;
+    let port = u16::try_from(port).map_err(|_| {
+        port_node
+            .node()
+            .error(format!("port {port} is out of range (0-65535)"))
+    })?;
+    Ok((host, port))
+}
+
+fn parse_listener(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<ListenerConfig> {
+    node.expect_fields(
+        &[
+            "name",
+            "address",
+            "filter_chains",
+            "per_connection_buffer_limit_bytes",
+            "tcp_backlog_size",
+        ],
+        &[
+            "stat_prefix",
+            "listener_filters",
+            "listener_filters_timeout",
+            "continue_on_listener_filters_timeout",
+            "use_original_dst",
+            "transparent",
+            "freebind",
+            "socket_options",
+            "tcp_fast_open_queue_length",
+            "traffic_direction",
+            "udp_listener_config",
+            "default_filter_chain",
+            "filter_chain_matcher",
+            "connection_balance_config",
+            "enable_reuse_port",
+            "reuse_port",
+            "drain_type",
+            "max_connections_to_accept_per_socket_event",
+            "bind_to_port",
+            "additional_addresses",
+            "metadata",
+            "access_log",
+            "api_listener",
+            "ignore_global_conn_limit",
+            "enable_mptcp",
+            "internal_listener",
+            "deprecated_v1",
+        ],
+    )?;
+    let name = node.require("name")?.node().as_str()?.to_string();
+    if name.is_empty() {
+        return Err(node.require("name")?.node().error("must not be empty"));
+    }
+    let address = parse_address(node.require("address")?.node())?;
+    let buffer_limit = match node.get("per_connection_buffer_limit_bytes") {
+        Some(b) => parse_buffer_limit(b.node())?,
+        None => DEFAULT_BUFFER_LIMIT,
+    };
+    let backlog = match node.get("tcp_backlog_size") {
+        Some(b) => b.node().as_u32()?.max(1),
+        None => DEFAULT_BACKLOG,
+    };
+    let chains = node.require("filter_chains")?;
+    let items = chains.node().items()?;
+    if items.is_empty() {
+        return Err(chains.node().error("a listener needs one filter chain"));
+    }
+    if items.len() > 1 {
+        return Err(chains.node().error(
+            "sluice supports one filter chain per listener (filter_chain_match is not supported yet)",
+        ));
+    }
+    let filter = parse_filter_chain(items[0].node(), clusters)?;
+    Ok(ListenerConfig {
+        name,
+        address,
+        buffer_limit,
+        backlog,
+        filter,
+    })
+}
+
+fn parse_buffer_limit(node: Node<'_>) -> Result<usize> {
+    let v = node.as_u32()? as usize;
+    // One page is the smallest a pipe can be; smaller limits cannot be honoured exactly.
+    if v < 4096 {
+        return Err(node.error(format!("{v} is below the minimum of 4096 bytes")));
+    }
+    Ok(v)
+}
+
+fn parse_filter_chain(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<NetworkFilter> {
+    node.expect_fields(
+        &["filters", "name"],
+        &[
+            "filter_chain_match",
+            "transport_socket",
+            "transport_socket_connect_timeout",
+            "metadata",
+            "use_proxy_proto",
+        ],
+    )?;
+    let filters = node.require("filters")?;
+    let items = filters.node().items()?;
+    let Some(last) = items.last() else {
+        return Err(filters
+            .node()
+            .error("a filter chain needs a terminal network filter"));
+    };
+    if items.len() > 1 {
+        // Only terminal filters exist so far, and only the last filter of a chain may be terminal.
+        return Err(items[0]
+            .node()
+            .error("only one network filter per chain is supported (the terminal one)"));
+    }
+    parse_network_filter(last.node(), clusters)
+}
+
+fn parse_network_filter(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<NetworkFilter> {
+    node.expect_fields(&["name", "typed_config"], &["config_discovery", "config"])?;
+    let name_node = node.require("name")?;
+    let name = name_node.node().as_str()?;
+    let typed = node.get("typed_config");
+    let type_url = match &typed {
+        Some(t) => Some(t.node().require("@type")?.node().as_str()?.to_string()),
+        None => None,
+    };
+    // Envoy picks the extension by the typed_config's type URL; the name alone is enough for a
+    // well-known filter name. Either must identify tcp_proxy.
+    let by_name = TCP_PROXY_NAMES.contains(&name);
+    let by_type = type_url.as_deref() == Some(TCP_PROXY_TYPE);
+    if !by_name && !by_type {
+        return Err(name_node.node().error(format!("unknown filter \"{name}\"")));
+    }
+    let typed = typed.ok_or_else(|| {
+        ConfigError::new(
+            format!("{}.typed_config", node.path()),
+            "required field is missing",
+        )
+    })?;
+    if let Some(url) = &type_url {
+        if !by_type {
+            return Err(ConfigError::new(
+                format!("{}.@type", typed.node().path()),
+                format!("filter \"{name}\" expects type {TCP_PROXY_TYPE}, found {url}"),
+            ));
+        }
+    }
+    Ok(NetworkFilter::TcpProxy(parse_tcp_proxy(
+        typed.node(),
+        clusters,
+    )?))
+}
+
+fn parse_tcp_proxy(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<TcpProxyConfig> {
+    node.expect_fields(
+        &[
+            "@type",
+            "stat_prefix",
+            "cluster",
+            "weighted_clusters",
+            "idle_timeout",
+            "max_connect_attempts",
+        ],
+        &[
+            "metadata_match",
+            "on_demand",
+            "upstream_config",
+            "hash_policy",
+            "tunneling_config",
+            "downstream_idle_timeout",
+            "upstream_idle_timeout",
+            "max_downstream_connection_duration",
+            "access_log",
+            "access_log_flush_interval",
+            "flush_access_log_on_connected",
+            "access_log_options",
+            "backoff_options",
+            "proxy_protocol_tlvs",
+        ],
+    )?;
+    let stat_prefix_node = node.require("stat_prefix")?;
+    let stat_prefix = stat_prefix_node.node().as_str()?.to_string();
+    if stat_prefix.is_empty() {
+        return Err(stat_prefix_node.node().error("must not be empty"));
+    }
+    let check_cluster = |n: Node<'_>, name: &str| -> Result<()> {
+        if clusters.iter().any(|c| c.name == name) {
+            Ok(())
+        } else {
+            Err(n.error(format!(
+                "unknown cluster \"{name}\" (not in static_resources.clusters)"
+            )))
+        }
+    };
+    let route = match (node.get("cluster"), node.get("weighted_clusters")) {
+        (Some(c), None) => {
+            let name = c.node().as_str()?;
+            check_cluster(c.node(), name)?;
+            TcpRoute::Cluster(name.to_string())
+        }
+        (None, Some(w)) => {
+            let w = w.node();
+            w.expect_fields(&["clusters"], &[])?;
+            let list = w.require("clusters")?;
+            let mut out = Vec::new();
+            for item in list.node().items()? {
+                let item = item.node();
+                item.expect_fields(&["name", "weight"], &["metadata_match"])?;
+                let n = item.require("name")?;
+                let name = n.node().as_str()?;
+                check_cluster(n.node(), name)?;
+                let weight = match item.get("weight") {
+                    Some(x) => x.node().as_u32()?,
+                    None => 0,
+                };
+                out.push(WeightedCluster {
+                    name: name.to_string(),
+                    weight,
+                });
+            }
+            if out.iter().all(|c| c.weight == 0) {
+                return Err(list
+                    .node()
+                    .error("at least one weighted cluster needs a weight above 0"));
+            }
+            TcpRoute::Weighted(out)
+        }
+        (Some(_), Some(_)) => {
+            return Err(node.error("give either cluster or weighted_clusters, not both"))
+        }
+        (None, None) => return Err(node.error("one of cluster or weighted_clusters is required")),
+    };
+    let idle_timeout = match node.get("idle_timeout") {
+        Some(t) => {
+            let d = parse_duration(t.node())?;
+            (!d.is_zero()).then_some(d)
+        }
+        None => Some(DEFAULT_TCP_IDLE_TIMEOUT),
+    };
+    let max_connect_attempts = match node.get("max_connect_attempts") {
+        Some(m) => {
+            let v = m.node().as_u32()?;
+            if v == 0 {
+                return Err(m.node().error("must be at least 1"));
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    Ok(TcpProxyConfig {
+        stat_prefix,
+        route,
+        idle_timeout,
+        max_connect_attempts,
+    })
+}
+
+fn parse_cluster(node: Node<'_>) -> Result<ClusterConfig> {
+    node.expect_fields(
+        &[
+            "name",
+            "type",
+            "connect_timeout",
+            "lb_policy",
+            "load_assignment",
+            "dns_refresh_rate",
+            "dns_lookup_family",
+            "per_connection_buffer_limit_bytes",
+        ],
+        &[
+            "health_checks",
+            "circuit_breakers",
+            "transport_socket",
+            "transport_socket_matches",
+            "typed_extension_protocol_options",
+            "outlier_detection",
+            "cluster_type",
+            "eds_cluster_config",
+            "lb_subset_config",
+            "common_lb_config",
+            "upstream_connection_options",
+            "least_request_lb_config",
+            "ring_hash_lb_config",
+            "maglev_lb_config",
+            "round_robin_lb_config",
+            "original_dst_lb_config",
+            "load_balancing_policy",
+            "dns_resolvers",
+            "dns_resolution_config",
+            "typed_dns_resolver_config",
+            "use_tcp_for_dns_lookups",
+            "upstream_bind_config",
+            "close_connections_on_host_health_failure",
+            "ignore_health_on_host_removal",
+            "filters",
+            "track_cluster_stats",
+            "track_timeout_budgets",
+            "preconnect_policy",
+            "connection_pool_per_downstream_connection",
+            "max_requests_per_connection",
+            "http2_protocol_options",
+            "http_protocol_options",
+            "common_http_protocol_options",
+            "upstream_http_protocol_options",
+            "protocol_selection",
+            "alt_stat_name",
+            "respect_dns_ttl",
+            "wait_for_warm_on_init",
+            "dns_failure_refresh_rate",
+            "dns_jitter",
+            "metadata",
+            "cleanup_interval",
+            "hosts",
+            "upstream_config",
+            "lrs_server",
+        ],
+    )?;
+    let name_node = node.require("name")?;
+    let name = name_node.node().as_str()?.to_string();
+    if name.is_empty() {
+        return Err(name_node.node().error("must not be empty"));
+    }
+    let discovery = match node.get("type") {
+        None => Discovery::Static,
+        Some(t) => {
+            let t = t.node();
+            match t.as_str()? {
+                "STATIC" => Discovery::Static,
+                "STRICT_DNS" => Discovery::StrictDns,
+                other @ ("LOGICAL_DNS" | "EDS" | "ORIGINAL_DST") => {
+                    return Err(t.error(format!(
+                        "cluster type {other} is not supported yet (supported: STATIC, STRICT_DNS)"
+                    )))
+                }
+                other => {
+                    return Err(t.error(format!(
+                        "unknown cluster type \"{other}\" (supported: STATIC, STRICT_DNS)"
+                    )))
+                }
+            }
+        }
+    };
+    let connect_timeout = match node.get("connect_timeout") {
+        Some(t) => {
+            let d = parse_duration(t.node())?;
+            if d.is_zero() {
+                return Err(t.node().error("must be above 0s"));
+            }
+            d
+        }
+        None => DEFAULT_CONNECT_TIMEOUT,
+    };
+    let lb_policy = match node.get("lb_policy") {
+        None => LbPolicy::RoundRobin,
+        Some(p) => {
+            let p = p.node();
+            match p.as_str()? {
+                "ROUND_ROBIN" => LbPolicy::RoundRobin,
+                "RANDOM" => LbPolicy::Random,
+                "LEAST_REQUEST" => LbPolicy::LeastRequest,
+                other @ ("RING_HASH" | "MAGLEV" | "CLUSTER_PROVIDED" | "LOAD_BALANCING_POLICY_CONFIG") => {
+                    return Err(p.error(format!(
+                        "lb_policy {other} is not supported yet (supported: ROUND_ROBIN, RANDOM, LEAST_REQUEST)"
+                    )))
+                }
+                other => {
+                    return Err(p.error(format!(
+                        "unknown lb_policy \"{other}\" (supported: ROUND_ROBIN, RANDOM, LEAST_REQUEST)"
+                    )))
+                }
+            }
+        }
+    };
+    let dns_refresh_rate = match node.get("dns_refresh_rate") {
+        Some(t) => {
+            let d = parse_duration(t.node())?;
+            if d < Duration::from_millis(1) {
+                return Err(t.node().error("must be at least 1ms"));
+            }
+            d
+        }
+        None => DEFAULT_DNS_REFRESH,
+    };
+    let dns_family = match node.get("dns_lookup_family") {
+        None => DnsFamily::PreferV6,
+        Some(f) => {
+            let f = f.node();
+            match f.as_str()? {
+                "AUTO" | "V6_PREFERRED" => DnsFamily::PreferV6,
+                "V4_PREFERRED" => DnsFamily::PreferV4,
+                "V4_ONLY" => DnsFamily::V4Only,
+                "V6_ONLY" => DnsFamily::V6Only,
+                "ALL" => DnsFamily::All,
+                other => return Err(f.error(format!("unknown dns_lookup_family \"{other}\""))),
+            }
+        }
+    };
+    let buffer_limit = match node.get("per_connection_buffer_limit_bytes") {
+        Some(b) => Some(parse_buffer_limit(b.node())?),
+        None => None,
+    };
+    let endpoints = match node.get("load_assignment") {
+        Some(la) => parse_load_assignment(la.node(), &name, discovery)?,
+        None => Vec::new(),
+    };
+    Ok(ClusterConfig {
+        name,
+        discovery,
+        connect_timeout,
+        lb_policy,
+        endpoints,
+        dns_refresh_rate,
+        dns_family,
+        buffer_limit,
+    })
+}
+
+fn parse_load_assignment(
+    node: Node<'_>,
+    cluster: &str,
+    discovery: Discovery,
+) -> Result<Vec<EndpointConfig>> {
+    node.expect_fields(
+        &["cluster_name", "endpoints"],
+        &["named_endpoints", "policy"],
+    )?;
+    if let Some(cn) = node.get("cluster_name") {
+        let cn_node = cn.node();
+        let v = cn_node.as_str()?;
+        if v != cluster {
+            return Err(cn_node.error(format!(
+                "\"{v}\" differs from the cluster's name \"{cluster}\""
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    let Some(groups) = node.get("endpoints") else {
+        return Ok(out);
+    };
+    for group in groups.node().items()? {
+        let group = group.node();
+        group.expect_fields(
+            &["lb_endpoints"],
+            &[
+                "locality",
+                "load_balancing_weight",
+                "priority",
+                "proximity",
+                "leds_cluster_locality_config",
+                "metadata",
+            ],
+        )?;
+        let Some(lbs) = group.get("lb_endpoints") else {
+            continue;
+        };
+        for lb in lbs.node().items()? {
+            let lb = lb.node();
+            lb.expect_fields(
+                &["endpoint", "load_balancing_weight"],
+                &["health_status", "metadata", "endpoint_name"],
+            )?;
+            let weight = match lb.get("load_balancing_weight") {
+                Some(w) => {
+                    let v = w.node().as_u32()?;
+                    if v == 0 {
+                        return Err(w.node().error("must be at least 1"));
+                    }
+                    v
+                }
+                None => 1,
+            };
+            let ep = lb.require("endpoint")?;
+            let ep = ep.node();
+            ep.expect_fields(
+                &["address", "hostname"],
+                &["health_check_config", "additional_addresses"],
+            )?;
+            let addr = ep.require("address")?;
+            let addr = addr.node();
+            addr.expect_fields(&["socket_address"], &["pipe", "envoy_internal_address"])?;
+            let sa = addr.require("socket_address")?;
+            let (host, port) = parse_socket_address(sa.node())?;
+            if discovery == Discovery::Static && host.parse::<IpAddr>().is_err() {
+                return Err(ConfigError::new(
+                    format!("{}.address", sa.node().path()),
+                    format!(
+                        "\"{host}\" is not an IP address; a STATIC cluster needs IP addresses (use type STRICT_DNS for host names)"
+                    ),
+                ));
+            }
+            if port == 0 {
+                return Err(ConfigError::new(
+                    format!("{}.port_value", sa.node().path()),
+                    "an endpoint needs a port above 0",
+                ));
+            }
+            out.push(EndpointConfig { host, port, weight });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn minimal() -> serde_json::Value {
+        json!({
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}},
+            "static_resources": {
+                "listeners": [{
+                    "name": "l0",
+                    "address": {"socket_address": {"address": "0.0.0.0", "port_value": 10000}},
+                    "filter_chains": [{"filters": [{
+                        "name": "envoy.filters.network.tcp_proxy",
+                        "typed_config": {"@type": TCP_PROXY_TYPE, "stat_prefix": "tcp", "cluster": "c0"}
+                    }]}]
+                }],
+                "clusters": [{
+                    "name": "c0", "type": "STATIC", "connect_timeout": "0.25s",
+                    "lb_policy": "ROUND_ROBIN",
+                    "load_assignment": {"cluster_name": "c0", "endpoints": [{"lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 8080}}}},
+                        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 8081}}}, "load_balancing_weight": 3}
+                    ]}]}
+                }]
+            }
+        })
+    }
+
+    #[test]
+    fn minimal_bootstrap_parses() {
+        let b = parse_bootstrap(&minimal()).unwrap();
+        assert_eq!(b.admin.unwrap().address, "127.0.0.1:9901".parse().unwrap());
+        assert_eq!(b.listeners.len(), 1);
+        let l = &b.listeners[0];
+        assert_eq!(l.buffer_limit, DEFAULT_BUFFER_LIMIT);
+        let NetworkFilter::TcpProxy(tp) = &l.filter;
+        assert_eq!(tp.route, TcpRoute::Cluster("c0".into()));
+        assert_eq!(tp.idle_timeout, Some(Duration::from_secs(3600)));
+        let c = &b.clusters[0];
+        assert_eq!(c.connect_timeout, Duration::from_millis(250));
+        assert_eq!(c.endpoints[1].weight, 3);
+        assert_eq!(c.endpoints[0].weight, 1);
+    }
+
+    fn error_of(mut doc: serde_json::Value, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        edit(&mut doc);
+        parse_bootstrap(&doc).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_filter_names_its_path() {
+        let e = error_of(minimal(), |d| {
+            let f = &mut d["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0];
+            f["name"] = json!("envoy.filters.network.foo");
+            f["typed_config"]["@type"] = json!("type.googleapis.com/foo.Foo");
+        });
+        assert_eq!(
+            e,
+            "static_resources.listeners[0].filter_chains[0].filters[0].name: unknown filter \"envoy.filters.network.foo\""
+        );
+    }
+
+    #[test]
+    fn filter_named_freely_but_typed_as_tcp_proxy_is_accepted() {
+        let mut d = minimal();
+        d["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["name"] =
+            json!("my-tcp");
+        parse_bootstrap(&d).unwrap();
+    }
+
+    #[test]
+    fn unknown_cluster_reference_is_an_error() {
+        let e = error_of(minimal(), |d| {
+            d["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"]["cluster"] = json!("nope");
+        });
+        assert!(e.starts_with("static_resources.listeners[0].filter_chains[0].filters[0].typed_config.cluster: unknown cluster \"nope\""), "{e}");
+    }
+
+    #[test]
+    fn unsupported_envoy_fields_are_errors() {
+        let e = error_of(minimal(), |d| {
+            d["static_resources"]["clusters"][0]["health_checks"] = json!([]);
+        });
+        assert_eq!(
+            e,
+            "static_resources.clusters[0].health_checks: this Envoy field is not supported by sluice yet"
+        );
+        let e = error_of(minimal(), |d| d["dynamic_resources"] = json!({}));
+        assert!(e.starts_with("dynamic_resources:"), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_is_an_error() {
+        let e = error_of(minimal(), |d| {
+            d["static_resources"]["listeners"][0]["bogus"] = json!(1)
+        });
+        assert!(
+            e.starts_with("static_resources.listeners[0].bogus: unknown field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn static_cluster_needs_ip() {
+        let e = error_of(minimal(), |d| {
+            d["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]
+                ["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["address"] =
+                json!("example.com");
+        });
+        assert!(
+            e.contains("lb_endpoints[0].endpoint.address.socket_address.address"),
+            "{e}"
+        );
+        assert!(e.contains("STRICT_DNS"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_and_addresses_are_errors() {
+        let e = error_of(minimal(), |d| {
+            let l = d["static_resources"]["listeners"][0].clone();
+            d["static_resources"]["listeners"]
+                .as_array_mut()
+                .unwrap()
+                .push(l);
+        });
+        assert!(e.contains("listeners[1]: duplicate listener name"), "{e}");
+        let e = error_of(minimal(), |d| {
+            let mut l = d["static_resources"]["listeners"][0].clone();
+            l["name"] = json!("other");
+            d["static_resources"]["listeners"]
+                .as_array_mut()
+                .unwrap()
+                .push(l);
+        });
+        assert!(
+            e.contains("listeners[1]: another listener already uses address"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn weighted_clusters_and_idle_timeout_zero() {
+        let mut d = minimal();
+        let tc = &mut d["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        tc.as_object_mut().unwrap().remove("cluster");
+        tc["weighted_clusters"] = json!({"clusters": [{"name": "c0", "weight": 2}]});
+        tc["idle_timeout"] = json!("0s");
+        let b = parse_bootstrap(&d).unwrap();
+        let NetworkFilter::TcpProxy(tp) = &b.listeners[0].filter;
+        assert_eq!(tp.idle_timeout, None);
+        assert_eq!(
+            tp.route,
+            TcpRoute::Weighted(vec![WeightedCluster {
+                name: "c0".into(),
+                weight: 2
+            }])
+        );
+    }
+
+    #[test]
+    fn extension_section() {
+        let mut d = minimal();
+        d["sluice"] =
+            json!({"io": {"backend": "kernel", "splice": false}, "workers": {"cpus": [1]}});
+        let b = parse_bootstrap(&d).unwrap();
+        assert!(!b.sluice.splice);
+        assert_eq!(b.sluice.worker_cpus, Some(vec![1]));
+        d["sluice"] = json!({"io": {"backend": "tap"}});
+        let e = parse_bootstrap(&d).unwrap_err().to_string();
+        assert!(
+            e.starts_with("sluice.io.backend: IO backend \"tap\" is not available"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_port_and_type() {
+        let e = error_of(minimal(), |d| {
+            d["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] =
+                json!(70000);
+        });
+        assert!(e.contains("port_value: port 70000 is out of range"), "{e}");
+        let e = error_of(minimal(), |d| {
+            d["static_resources"]["clusters"][0]["type"] = json!("EDS");
+        });
+        assert!(
+            e.contains("clusters[0].type: cluster type EDS is not supported yet"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! The config model: the Envoy v3 bootstrap (YAML or JSON) read into validated types.
+
+pub mod bootstrap;
+pub mod duration;
+pub mod model;
+pub mod reader;
+
+pub use model::*;
+pub use reader::ConfigError;
+
+use std::path::Path;
+
+/// Reads, parses and validates a bootstrap file. The file name decides the syntax as Envoy does:
+/// `.json` is JSON, anything else is YAML (which also reads JSON).
+pub fn load_file(path: &Path) -> Result<Bootstrap, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            String::new(),
+            format!("cannot read config file {}: {e}", path.display()),
+        )
+    })?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let doc = parse_text(&text, is_json)
+        .map_err(|m| ConfigError::new(String::new(), format!("{}: {m}", path.display())))?;
+    bootstrap::parse_bootstrap(&doc)
+}
+
+/// Parses config text into a JSON tree; the error says where the syntax broke.
+pub fn parse_text(text: &str, json: bool) -> Result<serde_json::Value, String> {
+    let doc: serde_json::Value = if json {
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?
+    } else {
+        serde_yaml::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?
+    };
+    if doc.is_null() {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
+    Ok(doc)
+}

@@ -1,0 +1,75 @@
+//! IO layer: bytes in and out of connections, listeners, and the one transport seam.
+//!
+//! Everything above this layer (stream, proxy) sees a [`Connection`]: an ordered, bidirectional
+//! byte stream with half-close. Today a connection is a kernel TCP socket; the userspace TCP
+//! stack (TAP, pcap, DPDK) plugs in as another [`ByteStream`] without any change above.
+
+pub mod affinity;
+pub mod connect;
+pub mod listener;
+pub mod splice;
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Any transport that carries an ordered byte stream: what a non-kernel stack must provide.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> ByteStream for T {}
+
+/// A connection as the upper layers see it. The kernel variant is kept distinct so that the
+/// stream layer can use splice(2) between two kernel sockets; any other transport goes through
+/// the generic byte path.
+pub enum Connection {
+    Kernel(TcpStream),
+    Stream(Box<dyn ByteStream>),
+}
+
+impl Connection {
+    pub fn kernel(&self) -> Option<&TcpStream> {
+        match self {
+            Connection::Kernel(s) => Some(s),
+            Connection::Stream(_) => None,
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Kernel(s) => Pin::new(s).poll_read(cx, buf),
+            Connection::Stream(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Connection::Kernel(s) => Pin::new(s).poll_write(cx, buf),
+            Connection::Stream(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Kernel(s) => Pin::new(s).poll_flush(cx),
+            Connection::Stream(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Kernel(s) => Pin::new(s).poll_shutdown(cx),
+            Connection::Stream(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

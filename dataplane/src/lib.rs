@@ -1,0 +1,12 @@
+//! sluice's dataplane: the four layers (IO, protocol, stream, proxy), the Envoy-format config
+//! model, the per-core workers with their config swap, stats and the admin API.
+
+pub mod admin;
+pub mod config;
+pub mod io;
+pub mod logging;
+pub mod protocol;
+pub mod proxy;
+pub mod runtime;
+pub mod stats;
+pub mod stream;

@@ -1,0 +1,36 @@
+//! Logging with `tracing`: the level comes from `-l LEVEL` (Envoy's flag and level names), else
+//! RUST_LOG, else info.
+
+use std::io::IsTerminal;
+use tracing_subscriber::EnvFilter;
+
+/// Maps Envoy's level names onto tracing's.
+pub fn level_filter(level: &str) -> Result<&'static str, String> {
+    Ok(match level.to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "info" => "info",
+        "warn" | "warning" => "warn",
+        "error" | "critical" => "error",
+        "off" => "off",
+        other => {
+            return Err(format!(
+                "unknown log level \"{other}\" (expected trace, debug, info, warning, error, critical or off)"
+            ))
+        }
+    })
+}
+
+pub fn init(level: Option<&str>) -> Result<(), String> {
+    let filter = match level {
+        Some(l) => EnvFilter::new(level_filter(l)?),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! `sluice`: the dataplane binary. Flags follow Envoy's where Envoy has one.
+
+use clap::{Parser, ValueEnum};
+use sluice::admin::{self, Admin};
+use sluice::config;
+use sluice::io::listener::BindError;
+use sluice::runtime::Dataplane;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Mode {
+    /// Run the proxy.
+    Serve,
+    /// Check the config file and exit 0 (valid) or 1 (invalid), like `envoy --mode validate`.
+    Validate,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sluice",
+    version,
+    about = "sluice: a per-core, kernel-bypass-ready service-mesh data plane"
+)]
+struct Args {
+    /// Envoy v3 bootstrap file (YAML, or JSON if it ends in .json).
+    #[arg(short = 'c', long = "config-path")]
+    config: PathBuf,
+    #[arg(long, value_enum, default_value = "serve")]
+    mode: Mode,
+    /// trace, debug, info, warning, error, critical or off (default: RUST_LOG, else info).
+    #[arg(short = 'l', long = "log-level")]
+    log_level: Option<String>,
+    /// Number of worker threads, each pinned to its own CPU (default: CPUs available).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Write the admin endpoint's bound address to this file once serving (as Envoy does).
+    #[arg(long)]
+    admin_address_path: Option<PathBuf>,
+    /// Override the IO backend of the config's `sluice.io.backend`.
+    #[arg(long = "io")]
+    io: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = sluice::logging::init(args.log_level.as_deref()) {
+        eprintln!("error: -l: {e}");
+        return ExitCode::from(1);
+    }
+    if let Some(io) = &args.io {
+        if io != "kernel" {
+            let e = if matches!(io.as_str(), "tap" | "dpdk") {
+                format!(
+                    "--io {io}: this version of sluice has no {io} backend yet (available: kernel)"
+                )
+            } else {
+                format!("--io {io}: unknown IO backend (expected kernel, tap or dpdk)")
+            };
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let bootstrap = match config::load_file(&args.config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.config.display());
+            return ExitCode::from(1);
+        }
+    };
+    match args.mode {
+        Mode::Validate => {
+            println!("configuration '{}' OK", args.config.display());
+            ExitCode::SUCCESS
+        }
+        Mode::Serve => match serve(&args, bootstrap) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn serve(args: &Args, bootstrap: config::Bootstrap) -> Result<(), String> {
+    // Bind the admin port first: a port in use there should fail before workers start.
+    let admin_listener = match &bootstrap.admin {
+        Some(a) => Some(std::net::TcpListener::bind(a.address).map_err(|source| {
+            format!(
+                "admin.address: {}",
+                BindError {
+                    address: a.address,
+                    source
+                }
+            )
+        })?),
+        None => None,
+    };
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut dataplane = Dataplane::start(bootstrap, concurrency).map_err(|e| e.to_string())?;
+    if let Some(listener) = admin_listener {
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("admin.address: {e}"))?;
+        admin::spawn(
+            listener,
+            Admin {
+                stats: dataplane.stats(),
+                current: dataplane.current(),
+            },
+        )
+        .map_err(|e| format!("cannot start the admin endpoint: {e}"))?;
+        if let Some(path) = &args.admin_address_path {
+            write_atomically(path, &addr.to_string())
+                .map_err(|e| format!("--admin-address-path {}: {e}", path.display()))?;
+        }
+        tracing::info!(%addr, "admin endpoint listening");
+    }
+    for (name, addr) in dataplane.listeners() {
+        tracing::info!(listener = %name, %addr, "listening");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the main event loop: {e}"))?;
+    rt.block_on(signals(&args.config, &mut dataplane))
+}
+
+/// Waits for signals: SIGHUP reloads the config file; SIGINT and SIGTERM stop sluice.
+async fn signals(path: &Path, dataplane: &mut Dataplane) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let sig = |k| signal(k).map_err(|e| format!("cannot install signal handler: {e}"));
+    let mut hup = sig(SignalKind::hangup())?;
+    let mut int = sig(SignalKind::interrupt())?;
+    let mut term = sig(SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(path, dataplane),
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+fn reload(path: &Path, dataplane: &mut Dataplane) {
+    let stats = dataplane.stats();
+    stats.server.config_reloads_total.inc();
+    let result = config::load_file(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| dataplane.apply(b).map_err(|e| e.to_string()));
+    match result {
+        Ok(version) => tracing::info!(version, file = %path.display(), "config reloaded"),
+        Err(e) => {
+            stats.server.config_reload_failures_total.inc();
+            tracing::error!(file = %path.display(), "config reload rejected, the previous config keeps serving: {e}");
+        }
+    }
+}
+
+fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content)?;
+    std::fs::rename(&tmp, path)
+}

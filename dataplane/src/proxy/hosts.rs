@@ -1,0 +1,173 @@
+//! A cluster's current endpoints, shared by all workers. STATIC clusters fill it once; STRICT_DNS
+//! clusters are re-resolved every `dns_refresh_rate` by the main thread, which swaps in a new set.
+//! Workers notice the new version the next time they pick a host.
+
+use crate::config::{ClusterConfig, Discovery, DnsFamily, EndpointConfig};
+use arc_swap::ArcSwap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAddr {
+    pub address: SocketAddr,
+    pub weight: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct HostSet {
+    pub version: u64,
+    pub hosts: Vec<HostAddr>,
+}
+
+/// The shared, swappable host set of one cluster.
+pub struct ClusterHosts {
+    pub current: ArcSwap<HostSet>,
+}
+
+impl ClusterHosts {
+    /// A STATIC cluster's hosts are known now; a STRICT_DNS cluster starts empty until resolved.
+    pub fn new(config: &ClusterConfig) -> Arc<ClusterHosts> {
+        let hosts = match config.discovery {
+            Discovery::Static => config
+                .endpoints
+                .iter()
+                .filter_map(|e| {
+                    let ip: IpAddr = e.host.parse().ok()?;
+                    Some(HostAddr {
+                        address: SocketAddr::new(ip, e.port),
+                        weight: e.weight,
+                    })
+                })
+                .collect(),
+            Discovery::StrictDns => Vec::new(),
+        };
+        Arc::new(ClusterHosts {
+            current: ArcSwap::from_pointee(HostSet { version: 1, hosts }),
+        })
+    }
+
+    /// Installs a new resolution result if it differs from the current one.
+    pub fn update(&self, hosts: Vec<HostAddr>) -> bool {
+        let cur = self.current.load();
+        if cur.hosts == hosts {
+            return false;
+        }
+        let version = cur.version + 1;
+        self.current.store(Arc::new(HostSet { version, hosts }));
+        true
+    }
+}
+
+/// Resolves every endpoint of a STRICT_DNS cluster (blocking: call from a blocking thread).
+/// Each address a name resolves to becomes a host with the endpoint's weight. An endpoint that
+/// does not resolve contributes nothing and is reported in the error list.
+pub fn resolve(config: &ClusterConfig) -> (Vec<HostAddr>, Vec<String>) {
+    let mut hosts = Vec::new();
+    let mut errors = Vec::new();
+    for ep in &config.endpoints {
+        match resolve_endpoint(ep, config.dns_family) {
+            Ok(list) if list.is_empty() => errors.push(format!(
+                "{}:{}: no address of the requested family ({:?})",
+                ep.host, ep.port, config.dns_family
+            )),
+            Ok(list) => hosts.extend(list.into_iter().map(|address| HostAddr {
+                address,
+                weight: ep.weight,
+            })),
+            Err(e) => errors.push(format!("{}:{}: {e}", ep.host, ep.port)),
+        }
+    }
+    (hosts, errors)
+}
+
+fn resolve_endpoint(ep: &EndpointConfig, family: DnsFamily) -> std::io::Result<Vec<SocketAddr>> {
+    let mut all: Vec<SocketAddr> = Vec::new();
+    for a in (ep.host.as_str(), ep.port).to_socket_addrs()? {
+        if !all.contains(&a) {
+            all.push(a);
+        }
+    }
+    let v4: Vec<_> = all.iter().copied().filter(|a| a.is_ipv4()).collect();
+    let v6: Vec<_> = all.iter().copied().filter(|a| a.is_ipv6()).collect();
+    Ok(match family {
+        DnsFamily::All => all,
+        DnsFamily::V4Only => v4,
+        DnsFamily::V6Only => v6,
+        DnsFamily::PreferV4 if !v4.is_empty() => v4,
+        DnsFamily::PreferV4 => v6,
+        DnsFamily::PreferV6 if !v6.is_empty() => v6,
+        DnsFamily::PreferV6 => v4,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LbPolicy;
+    use std::time::Duration;
+
+    fn cluster(discovery: Discovery, host: &str, family: DnsFamily) -> ClusterConfig {
+        ClusterConfig {
+            name: "c".into(),
+            discovery,
+            connect_timeout: Duration::from_secs(1),
+            lb_policy: LbPolicy::RoundRobin,
+            endpoints: vec![EndpointConfig {
+                host: host.into(),
+                port: 80,
+                weight: 2,
+            }],
+            dns_refresh_rate: Duration::from_secs(5),
+            dns_family: family,
+            buffer_limit: None,
+        }
+    }
+
+    #[test]
+    fn static_hosts_are_known_at_once() {
+        let h = ClusterHosts::new(&cluster(Discovery::Static, "10.0.0.1", DnsFamily::All));
+        let set = h.current.load();
+        assert_eq!(
+            set.hosts,
+            vec![HostAddr {
+                address: "10.0.0.1:80".parse().unwrap(),
+                weight: 2
+            }]
+        );
+    }
+
+    #[test]
+    fn localhost_resolves_with_family_filter() {
+        let c = cluster(Discovery::StrictDns, "localhost", DnsFamily::V4Only);
+        let (hosts, errors) = resolve(&c);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(hosts.iter().all(|h| h.address.is_ipv4() && h.weight == 2));
+        assert!(hosts
+            .iter()
+            .any(|h| h.address == "127.0.0.1:80".parse().unwrap()));
+    }
+
+    #[test]
+    fn unresolvable_name_is_reported() {
+        let c = cluster(Discovery::StrictDns, "no-such-host.invalid", DnsFamily::All);
+        let (hosts, errors) = resolve(&c);
+        assert!(hosts.is_empty());
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("no-such-host.invalid:80:"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn update_bumps_the_version_only_on_change() {
+        let h = ClusterHosts::new(&cluster(Discovery::StrictDns, "x", DnsFamily::All));
+        let one = vec![HostAddr {
+            address: "127.0.0.1:1".parse().unwrap(),
+            weight: 1,
+        }];
+        assert!(h.update(one.clone()));
+        assert!(!h.update(one));
+        assert_eq!(h.current.load().version, 2);
+    }
+}

@@ -1,0 +1,7 @@
+//! Proxy layer: clusters and their hosts, load balancing, and the network filters that decide
+//! where a downstream connection goes.
+
+pub mod cluster;
+pub mod hosts;
+pub mod lb;
+pub mod tcp_proxy;

@@ -1,0 +1,211 @@
+//! The running dataplane: its workers, and [`Dataplane::apply`], the one operation that changes
+//! config. Start-up, SIGHUP reloads and (later) pushes from the control process all go through
+//! it: validate, bind what is new, build an immutable snapshot, hand it to every worker between
+//! events, and wait until all of them serve it. A failure anywhere leaves the old config serving.
+
+pub mod dns;
+pub mod snapshot;
+pub mod worker;
+
+use crate::config::{Bootstrap, Discovery};
+use crate::io::affinity::allowed_cpus;
+use crate::io::listener::bind_reuseport;
+use crate::proxy::hosts::ClusterHosts;
+use crate::stats::Stats;
+use arc_swap::ArcSwap;
+use snapshot::{ClusterEntry, ListenerKey, Snapshot};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use worker::{WorkerHandle, WorkerUpdate};
+
+/// How long a worker may take to switch to a new snapshot before the apply is reported failed.
+const WORKER_SWITCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug)]
+pub struct ApplyError(pub String);
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ApplyError {}
+
+pub struct Dataplane {
+    workers: Vec<WorkerHandle>,
+    stats: Arc<Stats>,
+    current: Arc<ArcSwap<Snapshot>>,
+    bound: HashMap<ListenerKey, SocketAddr>,
+    dns: Option<dns::Refresher>,
+}
+
+/// Chooses the CPU of each worker: the configured list, or the CPUs this process may use.
+pub fn worker_cpus(configured: Option<&[usize]>, workers: usize) -> Result<Vec<usize>, ApplyError> {
+    let allowed =
+        allowed_cpus().map_err(|e| ApplyError(format!("cannot read CPU affinity: {e}")))?;
+    let pool: Vec<usize> = match configured {
+        Some(list) => {
+            if let Some(bad) = list.iter().find(|c| !allowed.contains(c)) {
+                return Err(ApplyError(format!(
+                    "sluice.workers.cpus: CPU {bad} is not available to this process (allowed: {allowed:?})"
+                )));
+            }
+            list.to_vec()
+        }
+        None => allowed,
+    };
+    if pool.is_empty() {
+        return Err(ApplyError("no CPU is available to run workers on".into()));
+    }
+    Ok((0..workers).map(|i| pool[i % pool.len()]).collect())
+}
+
+impl Dataplane {
+    /// Starts `concurrency` pinned workers and applies the first config.
+    pub fn start(bootstrap: Bootstrap, concurrency: usize) -> Result<Dataplane, ApplyError> {
+        let concurrency = concurrency.max(1);
+        let cpus = worker_cpus(bootstrap.sluice.worker_cpus.as_deref(), concurrency)?;
+        let stats = Stats::new(concurrency);
+        let mut workers = Vec::with_capacity(concurrency);
+        for (id, cpu) in cpus.iter().enumerate() {
+            let w = worker::spawn(id, Some(*cpu), stats.clone())
+                .map_err(|e| ApplyError(format!("cannot start worker {id}: {e}")))?;
+            workers.push(w);
+        }
+        let empty = Snapshot {
+            version: 0,
+            bootstrap: Arc::new(bootstrap.clone()),
+            clusters: HashMap::new(),
+            bound: Vec::new(),
+        };
+        let mut dp = Dataplane {
+            workers,
+            stats,
+            current: Arc::new(ArcSwap::from_pointee(empty)),
+            bound: HashMap::new(),
+            dns: None,
+        };
+        dp.apply(bootstrap)?;
+        dp.dns = Some(dns::Refresher::start(dp.current.clone()));
+        tracing::info!(workers = concurrency, cpus = ?cpus, "workers started");
+        Ok(dp)
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    pub fn current(&self) -> Arc<ArcSwap<Snapshot>> {
+        self.current.clone()
+    }
+
+    /// Swaps in a new config on every worker; returns the new version. On error nothing changed.
+    pub fn apply(&mut self, bootstrap: Bootstrap) -> Result<u64, ApplyError> {
+        let old = self.current.load_full();
+        if old.version > 0 && old.bootstrap.sluice != bootstrap.sluice {
+            // Backend, splice and CPU layout are fixed for the process's life.
+            return Err(ApplyError(
+                "the sluice: section cannot change on reload; restart sluice to change it".into(),
+            ));
+        }
+        let version = old.version + 1;
+        let clusters = build_clusters(&bootstrap);
+
+        // Bind every new listener before touching any worker, so a port in use fails the whole
+        // apply and the old config keeps serving.
+        let n = self.workers.len();
+        let mut per_worker: Vec<HashMap<ListenerKey, std::net::TcpListener>> =
+            (0..n).map(|_| HashMap::new()).collect();
+        let mut bound = HashMap::new();
+        let mut names = Vec::new();
+        for (i, l) in bootstrap.listeners.iter().enumerate() {
+            let key = ListenerKey::of(l);
+            let addr = match self.bound.get(&key) {
+                Some(a) => *a,
+                None => {
+                    let sockets = bind_reuseport(l.address, n, l.backlog).map_err(|e| {
+                        ApplyError(format!("static_resources.listeners[{i}] ({}): {e}", l.name))
+                    })?;
+                    let addr = sockets[0].local_addr().unwrap_or(l.address);
+                    for (w, s) in sockets.into_iter().enumerate() {
+                        per_worker[w].insert(key.clone(), s);
+                    }
+                    addr
+                }
+            };
+            names.push((l.name.clone(), addr));
+            bound.insert(key, addr);
+        }
+
+        let snapshot = Arc::new(Snapshot {
+            version,
+            bootstrap: Arc::new(bootstrap),
+            clusters,
+            bound: names,
+        });
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        for (w, sockets) in self.workers.iter().zip(per_worker) {
+            let update = WorkerUpdate {
+                snapshot: snapshot.clone(),
+                sockets,
+                done: done_tx.clone(),
+            };
+            if w.updates.send(update).is_err() {
+                return Err(ApplyError(format!("worker {} has stopped", w.id)));
+            }
+        }
+        drop(done_tx);
+        let mut errors = Vec::new();
+        for _ in 0..n {
+            match done_rx.recv_timeout(WORKER_SWITCH_TIMEOUT) {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => {
+                    errors.push("a worker did not switch to the new config in time".into());
+                    break;
+                }
+            }
+        }
+        // Workers that switched serve the new snapshot now, so it is current either way; an
+        // error here is an internal fault, reported as such.
+        self.bound = bound;
+        self.current.store(snapshot);
+        self.stats.server.config_version.set(version);
+        if !errors.is_empty() {
+            return Err(ApplyError(format!(
+                "internal error applying config version {version}: {}",
+                errors.join("; ")
+            )));
+        }
+        Ok(version)
+    }
+
+    /// The listeners as bound now: name and actual address.
+    pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
+        self.current.load().bound.clone()
+    }
+}
+
+fn build_clusters(bootstrap: &Bootstrap) -> HashMap<String, ClusterEntry> {
+    let mut out = HashMap::new();
+    let mut to_resolve = Vec::new();
+    for c in &bootstrap.clusters {
+        let hosts = ClusterHosts::new(c);
+        if c.discovery == Discovery::StrictDns {
+            to_resolve.push((Arc::new(c.clone()), hosts.clone()));
+        }
+        out.insert(
+            c.name.clone(),
+            ClusterEntry {
+                config: Arc::new(c.clone()),
+                hosts,
+            },
+        );
+    }
+    // First resolution before the config serves, as Envoy warms clusters before using them.
+    dns::resolve_all(&to_resolve);
+    out
+}

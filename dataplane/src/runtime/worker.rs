@@ -1,0 +1,204 @@
+//! A worker: one thread pinned to one CPU, running a single-threaded event loop that owns its
+//! listening sockets (SO_REUSEPORT), its connections, its balancer state and its stats shard.
+//! Nothing on the connection path is shared with another thread except relaxed counter writes to
+//! this worker's own shard. Config arrives as [`WorkerUpdate`]s between events.
+
+use super::snapshot::{ListenerKey, Snapshot};
+use crate::config::{NetworkFilter, TcpRoute};
+use crate::io::affinity::pin_current_thread;
+use crate::io::Connection;
+use crate::proxy::cluster::Cluster;
+use crate::proxy::lb::Rng;
+use crate::proxy::tcp_proxy::{Active, Route, TcpProxy};
+use crate::stats::{ListenerStats, Stats};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub struct WorkerUpdate {
+    pub snapshot: Arc<Snapshot>,
+    /// Sockets for listeners this worker does not have yet.
+    pub sockets: HashMap<ListenerKey, std::net::TcpListener>,
+    /// Told (with the worker id, or an error) once the worker serves the new snapshot.
+    pub done: std::sync::mpsc::Sender<Result<usize, String>>,
+}
+
+pub struct WorkerHandle {
+    pub id: usize,
+    pub updates: mpsc::UnboundedSender<WorkerUpdate>,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// What a listener hands each accepted connection to, for one snapshot.
+struct ListenerRuntime {
+    stats: Arc<ListenerStats>,
+    proxy: Rc<TcpProxy>,
+}
+
+struct ActiveListener {
+    current: Rc<RefCell<Rc<ListenerRuntime>>>,
+    task: JoinHandle<()>,
+}
+
+pub fn spawn(id: usize, cpu: Option<usize>, stats: Arc<Stats>) -> std::io::Result<WorkerHandle> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("sluice-worker-{id}"))
+        .spawn(move || {
+            if let Some(cpu) = cpu {
+                if let Err(e) = pin_current_thread(cpu) {
+                    tracing::warn!(worker = id, cpu, "cannot pin worker to its CPU: {e}");
+                }
+            }
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(worker = id, "cannot start the worker's event loop: {e}");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, run(id, rx, stats));
+        })?;
+    Ok(WorkerHandle {
+        id,
+        updates: tx,
+        thread,
+    })
+}
+
+async fn run(id: usize, mut updates: mpsc::UnboundedReceiver<WorkerUpdate>, stats: Arc<Stats>) {
+    let rng = Rc::new(RefCell::new(Rng::from_entropy()));
+    let mut listeners: HashMap<ListenerKey, ActiveListener> = HashMap::new();
+    while let Some(mut update) = updates.recv().await {
+        let result = apply(id, &mut update, &mut listeners, &stats, &rng);
+        let _ = update.done.send(result.map(|()| id));
+    }
+    // The dataplane is shutting down: stop accepting; dropping the runtime closes connections.
+    for (_, l) in listeners.drain() {
+        l.task.abort();
+    }
+}
+
+fn apply(
+    id: usize,
+    update: &mut WorkerUpdate,
+    listeners: &mut HashMap<ListenerKey, ActiveListener>,
+    stats: &Arc<Stats>,
+    rng: &Rc<RefCell<Rng>>,
+) -> Result<(), String> {
+    let snapshot = &update.snapshot;
+    let shard = &stats.shards[id];
+    let mut clusters: HashMap<&str, Rc<Cluster>> = HashMap::new();
+    for (name, entry) in &snapshot.clusters {
+        let c = Cluster::new(
+            entry.config.clone(),
+            entry.hosts.clone(),
+            stats.clone(),
+            id,
+            rng.clone(),
+        );
+        clusters.insert(name.as_str(), Rc::new(c));
+    }
+    let cluster = |name: &str| {
+        clusters
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("cluster \"{name}\" missing from snapshot"))
+    };
+    let mut wanted: HashMap<ListenerKey, Rc<ListenerRuntime>> = HashMap::new();
+    for l in &snapshot.bootstrap.listeners {
+        let NetworkFilter::TcpProxy(tp) = &l.filter;
+        let route = match &tp.route {
+            TcpRoute::Cluster(c) => Route::Cluster(cluster(c)?),
+            TcpRoute::Weighted(list) => Route::Weighted {
+                clusters: list
+                    .iter()
+                    .map(|w| cluster(&w.name))
+                    .collect::<Result<_, _>>()?,
+                weights: list.iter().map(|w| w.weight).collect(),
+            },
+        };
+        let proxy = TcpProxy {
+            config: tp.clone(),
+            route,
+            stats: shard.tcp_proxy(&tp.stat_prefix),
+            buffer_limit: l.buffer_limit,
+            splice: snapshot.bootstrap.sluice.splice,
+            rng: rng.clone(),
+        };
+        let runtime = ListenerRuntime {
+            stats: shard.listener(&l.name),
+            proxy: Rc::new(proxy),
+        };
+        wanted.insert(ListenerKey::of(l), Rc::new(runtime));
+    }
+    // Listeners that are gone stop accepting; their established connections keep flowing.
+    listeners.retain(|key, l| {
+        let keep = wanted.contains_key(key);
+        if !keep {
+            l.task.abort();
+        }
+        keep
+    });
+    for (key, runtime) in wanted {
+        if let Some(existing) = listeners.get(&key) {
+            *existing.current.borrow_mut() = runtime;
+            continue;
+        }
+        let socket = update
+            .sockets
+            .remove(&key)
+            .ok_or_else(|| format!("no socket was bound for listener {key:?}"))?;
+        let socket = TcpListener::from_std(socket).map_err(|e| format!("listener {key:?}: {e}"))?;
+        let current = Rc::new(RefCell::new(runtime));
+        let task =
+            tokio::task::spawn_local(accept_loop(socket, current.clone(), stats.clone(), id));
+        listeners.insert(key, ActiveListener { current, task });
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    socket: TcpListener,
+    current: Rc<RefCell<Rc<ListenerRuntime>>>,
+    stats: Arc<Stats>,
+    worker: usize,
+) {
+    loop {
+        match socket.accept().await {
+            Ok((stream, peer)) => {
+                let runtime = current.borrow().clone();
+                // Nagle off downstream too: the proxy adds no latency to small writes.
+                let _ = stream.set_nodelay(true);
+                let stats = stats.clone();
+                tokio::task::spawn_local(async move {
+                    let w = &stats.shards[worker].worker;
+                    w.downstream_cx_total.inc();
+                    runtime.stats.downstream_cx_total.inc();
+                    let _active = Active::raise(&runtime.stats.downstream_cx_active);
+                    let _w_active = Active::raise(&w.downstream_cx_active);
+                    runtime
+                        .proxy
+                        .clone()
+                        .serve(Connection::Kernel(stream), peer)
+                        .await;
+                });
+            }
+            Err(e) => {
+                current.borrow().stats.downstream_cx_accept_errors.inc();
+                tracing::warn!(worker, "accept failed: {e}");
+                // Out of file descriptors and the like: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

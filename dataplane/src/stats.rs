@@ -1,0 +1,340 @@
+//! Counters and gauges, sharded per worker.
+//!
+//! Each worker owns one `Shard`; only that worker ever writes the atomics in it (relaxed adds on
+//! cache lines no other core writes), and the admin thread sums the shards when it renders
+//! `/stats`. The maps from names to counter blocks are locked only when a worker builds its state
+//! for a new config snapshot, never per connection.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    #[inline]
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// Declares a block of named metrics with a way to visit them all, so rendering never drifts from
+/// the fields.
+macro_rules! metric_block {
+    ($(#[$m:meta])* $name:ident { $($field:ident : $kind:ident),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Default, Debug)]
+        pub struct $name { $(pub $field: Counter),* }
+        impl $name {
+            pub fn visit(&self, mut f: impl FnMut(&'static str, Kind, u64)) {
+                $( f(stringify!($field), Kind::$kind, self.$field.get()); )*
+            }
+        }
+    };
+}
+
+metric_block!(
+    /// Per listener (keyed by listener name).
+    ListenerStats {
+        downstream_cx_total: Counter,
+        downstream_cx_active: Gauge,
+        downstream_cx_accept_errors: Counter,
+    }
+);
+
+metric_block!(
+    /// Per cluster (keyed by cluster name).
+    ClusterStats {
+        upstream_cx_total: Counter,
+        upstream_cx_active: Gauge,
+        upstream_cx_connect_fail: Counter,
+        upstream_cx_connect_timeout: Counter,
+        upstream_cx_none_healthy: Counter,
+        upstream_cx_rx_bytes_total: Counter,
+        upstream_cx_tx_bytes_total: Counter,
+    }
+);
+
+metric_block!(
+    /// Per endpoint of a cluster (keyed by cluster name and address).
+    HostStats {
+        cx_total: Counter,
+        cx_active: Gauge,
+        cx_connect_fail: Counter,
+    }
+);
+
+metric_block!(
+    /// Per tcp_proxy `stat_prefix`.
+    TcpProxyStats {
+        downstream_cx_total: Counter,
+        downstream_cx_rx_bytes_total: Counter,
+        downstream_cx_tx_bytes_total: Counter,
+        downstream_cx_no_route: Counter,
+        idle_timeout: Counter,
+        upstream_connect_attempts_exceeded: Counter,
+        upstream_flush_total: Counter,
+    }
+);
+
+metric_block!(
+    /// Per worker, to show how connections spread over cores.
+    WorkerStats {
+        downstream_cx_total: Counter,
+        downstream_cx_active: Gauge,
+    }
+);
+
+metric_block!(
+    /// Process-wide, written by the main thread.
+    ServerStats {
+        config_reloads_total: Counter,
+        config_reload_failures_total: Counter,
+        config_version: Gauge,
+    }
+);
+
+type Map<T> = Mutex<BTreeMap<String, Arc<T>>>;
+
+/// One worker's counters.
+#[derive(Default)]
+pub struct Shard {
+    pub worker: WorkerStats,
+    listeners: Map<ListenerStats>,
+    clusters: Map<ClusterStats>,
+    hosts: Map<HostStats>,
+    tcp_proxies: Map<TcpProxyStats>,
+}
+
+fn entry<T: Default>(map: &Map<T>, key: &str) -> Arc<T> {
+    let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+    m.entry(key.to_string()).or_default().clone()
+}
+
+impl Shard {
+    pub fn listener(&self, name: &str) -> Arc<ListenerStats> {
+        entry(&self.listeners, name)
+    }
+    pub fn cluster(&self, name: &str) -> Arc<ClusterStats> {
+        entry(&self.clusters, name)
+    }
+    /// Host stats are keyed `cluster|address` so the same address in two clusters counts apart.
+    pub fn host(&self, cluster: &str, address: &str) -> Arc<HostStats> {
+        entry(&self.hosts, &host_key(cluster, address))
+    }
+    pub fn tcp_proxy(&self, stat_prefix: &str) -> Arc<TcpProxyStats> {
+        entry(&self.tcp_proxies, stat_prefix)
+    }
+}
+
+fn host_key(cluster: &str, address: &str) -> String {
+    format!("{cluster}|{address}")
+}
+
+/// All shards plus the process-wide block; shared by workers and the admin thread.
+pub struct Stats {
+    pub server: ServerStats,
+    pub shards: Vec<Shard>,
+}
+
+/// Sums one kind of block over every shard: name -> (metric -> (kind, value)).
+fn sum_blocks<T>(
+    shards: &[Shard],
+    pick: impl Fn(&Shard) -> &Map<T>,
+    visit: impl Fn(&T, &mut dyn FnMut(&'static str, Kind, u64)),
+) -> BTreeMap<String, BTreeMap<&'static str, (Kind, u64)>> {
+    let mut out: BTreeMap<String, BTreeMap<&'static str, (Kind, u64)>> = BTreeMap::new();
+    for shard in shards {
+        let map = pick(shard).lock().unwrap_or_else(|p| p.into_inner());
+        for (name, block) in map.iter() {
+            let slot = out.entry(name.clone()).or_default();
+            visit(block, &mut |metric, kind, v| {
+                slot.entry(metric).or_insert((kind, 0)).1 += v;
+            });
+        }
+    }
+    out
+}
+
+/// The value of one endpoint's stats, summed over workers.
+#[derive(Default, Debug, Clone, Copy)]
+pub struct HostTotals {
+    pub cx_total: u64,
+    pub cx_active: u64,
+    pub cx_connect_fail: u64,
+}
+
+impl Stats {
+    pub fn new(workers: usize) -> Arc<Stats> {
+        Arc::new(Stats {
+            server: ServerStats::default(),
+            shards: (0..workers).map(|_| Shard::default()).collect(),
+        })
+    }
+
+    pub fn host_totals(&self, cluster: &str, address: &str) -> HostTotals {
+        let key = host_key(cluster, address);
+        let mut t = HostTotals::default();
+        for shard in &self.shards {
+            let map = shard.hosts.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(h) = map.get(&key) {
+                t.cx_total += h.cx_total.get();
+                t.cx_active += h.cx_active.get();
+                t.cx_connect_fail += h.cx_connect_fail.get();
+            }
+        }
+        t
+    }
+
+    /// Prometheus text exposition of everything, summed over workers (plus per-worker totals).
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut series: BTreeMap<String, (Kind, Vec<(String, u64)>)> = BTreeMap::new();
+        let mut push = |family: String, kind: Kind, labels: String, v: u64| {
+            series
+                .entry(family)
+                .or_insert((kind, Vec::new()))
+                .1
+                .push((labels, v));
+        };
+        self.server
+            .visit(|m, k, v| push(format!("sluice_server_{m}"), k, String::new(), v));
+        for (i, shard) in self.shards.iter().enumerate() {
+            shard.worker.visit(|m, k, v| {
+                push(
+                    format!("sluice_worker_{m}"),
+                    k,
+                    format!("worker=\"{i}\""),
+                    v,
+                )
+            });
+        }
+        let blocks: [(&str, &str, BTreeMap<_, _>); 4] = [
+            (
+                "listener",
+                "listener",
+                sum_blocks(&self.shards, |s| &s.listeners, |b, f| b.visit(f)),
+            ),
+            (
+                "cluster",
+                "cluster",
+                sum_blocks(&self.shards, |s| &s.clusters, |b, f| b.visit(f)),
+            ),
+            (
+                "tcp",
+                "stat_prefix",
+                sum_blocks(&self.shards, |s| &s.tcp_proxies, |b, f| b.visit(f)),
+            ),
+            (
+                "host",
+                "",
+                sum_blocks(&self.shards, |s| &s.hosts, |b, f| b.visit(f)),
+            ),
+        ];
+        for (prefix, label, totals) in blocks {
+            for (name, metrics) in totals {
+                let labels = if label.is_empty() {
+                    let (cluster, address) = name.split_once('|').unwrap_or(("", &name));
+                    format!(
+                        "cluster=\"{}\",address=\"{}\"",
+                        escape_label(cluster),
+                        escape_label(address)
+                    )
+                } else {
+                    format!("{label}=\"{}\"", escape_label(&name))
+                };
+                for (metric, (kind, v)) in metrics {
+                    push(format!("sluice_{prefix}_{metric}"), kind, labels.clone(), v);
+                }
+            }
+        }
+        for (family, (kind, rows)) in series {
+            let t = match kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+            };
+            let _ = writeln!(out, "# TYPE {family} {t}");
+            for (labels, v) in rows {
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{family} {v}");
+                } else {
+                    let _ = writeln!(out, "{family}{{{labels}}} {v}");
+                }
+            }
+        }
+        out
+    }
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_are_summed_and_rendered() {
+        let stats = Stats::new(2);
+        stats.shards[0].cluster("c").upstream_cx_total.add(2);
+        stats.shards[1].cluster("c").upstream_cx_total.add(3);
+        stats.shards[1]
+            .host("c", "127.0.0.1:80")
+            .cx_connect_fail
+            .inc();
+        stats.shards[0].worker.downstream_cx_total.inc();
+        let text = stats.render_prometheus();
+        assert!(
+            text.contains("# TYPE sluice_cluster_upstream_cx_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sluice_cluster_upstream_cx_total{cluster=\"c\"} 5\n"),
+            "{text}"
+        );
+        assert!(text
+            .contains("sluice_host_cx_connect_fail{cluster=\"c\",address=\"127.0.0.1:80\"} 1\n"));
+        assert!(text.contains("sluice_worker_downstream_cx_total{worker=\"0\"} 1\n"));
+        assert!(text.contains("sluice_worker_downstream_cx_total{worker=\"1\"} 0\n"));
+        assert_eq!(stats.host_totals("c", "127.0.0.1:80").cx_connect_fail, 1);
+    }
+
+    #[test]
+    fn gauges_go_down() {
+        let s = Shard::default();
+        let l = s.listener("x");
+        l.downstream_cx_active.inc();
+        l.downstream_cx_active.dec();
+        assert_eq!(l.downstream_cx_active.get(), 0);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c"), "a\\\"b\\\\c");
+    }
+}
