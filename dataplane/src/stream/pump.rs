@@ -53,6 +53,10 @@ pub struct PumpOptions {
 /// `buffer_limit` would only cost memory.
 const COPY_BUFFER_MAX: usize = 64 * 1024;
 
+/// Splice pipes larger than this measured slower on loopback (more CPU per GB at 4 MiB, and at
+/// 64 KiB), with 256 KiB..1 MiB best; see docs/benchmarks.md.
+const SPLICE_PIPE_MAX: usize = 256 * 1024;
+
 /// How many transfers a pump may make before letting other connections on this worker run.
 const TRANSFERS_PER_TURN: u32 = 16;
 

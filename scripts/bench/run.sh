@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks: sluice next to Envoy 1.40 (and haproxy / nginx where they apply), each
+# proxy pinned to its own core with one worker, the load generator on another core.
+#
+#   scripts/bench/run.sh tcp [--runs N] [--seconds S]
+#
+# Results (medians of the runs, and the proxy's CPU time per GB read from /proc) are printed and
+# written into docs/benchmarks.md together with a description of the machine.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+scenario=${1:-}
+[ -n "$scenario" ] || { echo "usage: $0 SCENARIO [--runs N] [--seconds S]   (scenarios: tcp)" >&2; exit 2; }
+shift
+
+case "$scenario" in
+  tcp)
+    "$root/scripts/setup/deps.sh" bench
+    (cd "$root" && cargo build --release --bin sluice)
+    exec python3 "$here/tcp.py" --root "$root" "$@"
+    ;;
+  *) echo "unknown scenario '$scenario' (known: tcp)" >&2; exit 2 ;;
+esac

