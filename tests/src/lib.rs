@@ -1,1 +1,432 @@
-//! Helpers for the integration tests.
+//! Helpers for the integration tests: start the real `sluice` binary on a config, talk to its
+//! admin API, and run real third-party peers (socat, curl, iperf3, Envoy) next to it.
+//!
+//! Readiness is always a signal, never a sleep: sluice writes its admin address to a file once it
+//! serves (`--admin-address-path`), peers are ready when their port shows up as LISTEN in
+//! /proc/net/tcp, and config reloads are complete when `/stats` shows the new version.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A scratch directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "sluice-it-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The directory holding the workspace's built binaries (next to this test executable).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+pub fn sluice_bin() -> PathBuf {
+    let p = bin_dir().join("sluice");
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (cargo build --workspace --bins, same profile as the tests)",
+        p.display()
+    );
+    p
+}
+
+/// Envoy 1.40 as installed by scripts/setup/deps.sh (or $SLUICE_ENVOY).
+pub fn envoy_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_ENVOY") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/envoy");
+    assert!(
+        p.exists(),
+        "Envoy is not installed: run scripts/setup/deps.sh test"
+    );
+    p
+}
+
+/// Fails with a clear message if a third-party program the test needs is missing.
+pub fn require_program(name: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{name}` is not installed: run scripts/setup/deps.sh test"
+    );
+}
+
+/// An unused TCP port on 127.0.0.1 (for peers that must be told a port up front).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether something listens on 127.0.0.1:port (or any address), read from /proc/net/tcp{,6}
+/// without connecting (a connect would use up a one-shot server's only accept).
+pub fn is_listening(port: u16) -> bool {
+    let want = format!(":{port:04X} ");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.len() > 3 && format!("{} ", cols[1]).ends_with(&want) && cols[3] == "0A"
+            })
+    })
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, name: &str) -> Proc {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child,
+            name: name.to_string(),
+        }
+    }
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    /// Waits for exit within `timeout`.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a socat server on `port` and waits until it listens.
+pub fn socat_server(port: u16, args: &[&str]) -> Proc {
+    require_program("socat");
+    let mut cmd = Command::new("socat");
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut p = Proc::spawn(cmd, "socat");
+    let ok = wait_until(Duration::from_secs(10), || {
+        is_listening(port) || p.child.try_wait().unwrap().is_some()
+    });
+    assert!(ok && is_listening(port), "socat did not listen on {port}");
+    p
+}
+
+/// A socat echo server (one process per connection) on a fresh port.
+pub fn echo_server() -> (Proc, u16) {
+    let port = free_port();
+    let p = socat_server(
+        port,
+        &[
+            &format!("TCP-LISTEN:{port},reuseaddr,fork,bind=127.0.0.1"),
+            "EXEC:cat",
+        ],
+    );
+    (p, port)
+}
+
+/// A server that answers every connection with `reply` and closes.
+pub fn reply_server(reply: &str) -> (Proc, u16) {
+    let port = free_port();
+    let p = socat_server(
+        port,
+        &[
+            &format!("TCP-LISTEN:{port},reuseaddr,fork,bind=127.0.0.1"),
+            &format!("SYSTEM:echo {reply}"),
+        ],
+    );
+    (p, port)
+}
+
+/// A running sluice.
+pub struct Sluice {
+    pub proc: Proc,
+    pub admin: SocketAddr,
+    pub dir: TempDir,
+}
+
+pub struct Exit {
+    pub status: ExitStatus,
+    pub stderr: String,
+    pub stdout: String,
+}
+
+impl Sluice {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("sluice.yaml")
+    }
+
+    /// Starts sluice on `yaml` (written to a file) and waits until its admin API is up.
+    pub fn start(yaml: &str, extra: &[&str]) -> Sluice {
+        let dir = TempDir::new("sluice");
+        let cfg = dir.join("sluice.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let addr_file = dir.join("admin.addr");
+        let log = std::fs::File::create(dir.join("sluice.log")).unwrap();
+        let mut cmd = Command::new(sluice_bin());
+        cmd.arg("-c")
+            .arg(&cfg)
+            .arg("--admin-address-path")
+            .arg(&addr_file)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log);
+        let mut proc = Proc::spawn(cmd, "sluice");
+        let up = wait_until(Duration::from_secs(20), || {
+            addr_file.exists() || proc.child.try_wait().unwrap().is_some()
+        });
+        let log = std::fs::read_to_string(dir.join("sluice.log")).unwrap_or_default();
+        assert!(
+            up && addr_file.exists(),
+            "sluice did not come up; its log:\n{log}"
+        );
+        let admin = std::fs::read_to_string(&addr_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let s = Sluice { proc, admin, dir };
+        assert_eq!(s.get("/ready").0, 200);
+        s
+    }
+
+    /// Runs sluice to completion (for configs that must fail), with a time limit.
+    pub fn run_to_exit(yaml: &str, extra: &[&str]) -> Exit {
+        let dir = TempDir::new("sluice-exit");
+        let cfg = dir.join("sluice.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        run_to_exit(Command::new(sluice_bin()).arg("-c").arg(&cfg).args(extra))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sluice.log")).unwrap_or_default()
+    }
+
+    /// GET on the admin API: (status, body).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin, path)
+    }
+
+    /// The value of one Prometheus series, e.g. `sluice_cluster_upstream_cx_total{cluster="c"}`;
+    /// 0 when the series does not exist yet.
+    pub fn stat(&self, series: &str) -> u64 {
+        let (_, body) = self.get("/stats");
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0)
+    }
+
+    /// The address a listener is bound to (listeners may ask for port 0).
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        let (_, body) = self.get("/listeners");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}::")))
+            .unwrap_or_else(|| panic!("no listener {name} in /listeners:\n{body}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// Writes a new config and sends SIGHUP; waits until sluice reports the reload applied
+    /// (`expect_ok`) or rejected.
+    pub fn reload(&self, yaml: &str, expect_ok: bool) {
+        let version = self.stat("sluice_server_config_version");
+        let failures = self.stat("sluice_server_config_reload_failures_total");
+        std::fs::write(self.config_path(), yaml).unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.proc.pid() as i32, libc::SIGHUP) };
+        let done = wait_until(Duration::from_secs(20), || {
+            self.stat("sluice_server_config_version") > version
+                || self.stat("sluice_server_config_reload_failures_total") > failures
+        });
+        assert!(done, "reload did not finish; log:\n{}", self.log());
+        let applied = self.stat("sluice_server_config_version") > version;
+        assert_eq!(applied, expect_ok, "reload outcome; log:\n{}", self.log());
+    }
+
+    /// Resident memory of the sluice process in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+pub fn run_to_exit(cmd: &mut Command) -> Exit {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = out.id();
+    let guard = std::thread::spawn(move || {
+        // A command that should exit promptly but does not gets killed after 30 s.
+        std::thread::sleep(Duration::from_secs(30));
+        // SAFETY: kill(2) on a pid we started; harmless if it already exited and was reaped
+        // moments before (the pid is not reused within the test's lifetime in practice).
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    });
+    let out = out.wait_with_output().unwrap();
+    drop(guard);
+    Exit {
+        status: out.status,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+/// A bare HTTP/1.1 GET: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp[9..12].parse().unwrap();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Sends `msg`, half-closes, and reads everything back.
+pub fn roundtrip(addr: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(msg)?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// A STATIC cluster for [`bootstrap`]: name, lb_policy, endpoints as (port on 127.0.0.1, weight).
+pub type ClusterSpec<'a> = (&'a str, &'a str, &'a [(u16, u32)]);
+
+/// An Envoy-format bootstrap with one tcp_proxy listener per `(name, port, cluster)` and one
+/// STATIC cluster per `(name, lb_policy, [(port, weight)])` on 127.0.0.1; admin on port 0.
+pub fn bootstrap(
+    listeners: &[(&str, u16, &str)],
+    clusters: &[ClusterSpec<'_>],
+    tcp_extra: &str,
+    tail: &str,
+) -> String {
+    let mut y = String::from(
+        "admin:\n  address: {socket_address: {address: 127.0.0.1, port_value: 0}}\nstatic_resources:\n  listeners:\n",
+    );
+    for (name, port, cluster) in listeners {
+        y += &format!(
+            "  - name: {name}\n    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}\n    filter_chains:\n    - filters:\n      - name: envoy.filters.network.tcp_proxy\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy\n          stat_prefix: {name}\n          cluster: {cluster}\n{tcp_extra}"
+        );
+    }
+    y += "  clusters:\n";
+    for (name, lb, eps) in clusters {
+        y += &format!(
+            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    lb_policy: {lb}\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n"
+        );
+        for (port, weight) in eps.iter() {
+            y += &format!(
+                "        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n          load_balancing_weight: {weight}\n"
+            );
+        }
+    }
+    y + tail
+}
+
+/// A file of `len` pseudo-random bytes (xorshift; different seeds give different files).
+pub fn random_file(path: &Path, len: usize, seed: u64) {
+    let mut x = seed | 1;
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf.extend_from_slice(&x.to_le_bytes());
+    }
+    buf.truncate(len);
+    std::fs::write(path, buf).unwrap();
+}
+
+/// sha256 of a file, by coreutils' sha256sum.
+pub fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}

@@ -83,10 +83,8 @@ pub async fn pump(
     let transfer = async {
         if options.splice {
             if let (Connection::Kernel(d), Connection::Kernel(u)) = (&downstream, &upstream) {
-                match (
-                    Pipe::new(options.buffer_limit),
-                    Pipe::new(options.buffer_limit),
-                ) {
+                let size = options.buffer_limit.min(SPLICE_PIPE_MAX);
+                match (Pipe::new(size), Pipe::new(size)) {
                     (Ok(p1), Ok(p2)) => {
                         return splice_both(d, u, p1, p2, observer, &activity).await;
                     }

@@ -1,0 +1,439 @@
+//! Config handling of the real binary: validation, clear errors with paths, Envoy running the
+//! same file, SIGHUP reloads (good and bad) under traffic, and the admin API.
+
+use sluice_integration::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[test]
+fn validate_mode_accepts_the_example_and_rejects_bad_files() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/envoy.yaml");
+    let ok = run_to_exit(Command::new(sluice_bin()).args(["--mode", "validate", "-c", example]));
+    assert!(ok.status.success(), "{}", ok.stderr);
+    assert!(ok.stdout.contains("OK"));
+
+    let bad_filter = bootstrap(
+        &[("front", 0, "up")],
+        &[("up", "ROUND_ROBIN", &[(1, 1)])],
+        "",
+        "",
+    )
+    .replace(
+        "name: envoy.filters.network.tcp_proxy",
+        "name: envoy.filters.network.foo",
+    )
+    .replace("tcp_proxy.v3.TcpProxy", "foo.v3.Foo");
+    for mode in [&["--mode", "validate"][..], &[]] {
+        let r = Sluice::run_to_exit(&bad_filter, mode);
+        assert_eq!(r.status.code(), Some(1), "{mode:?}");
+        assert!(
+            r.stderr.contains("static_resources.listeners[0].filter_chains[0].filters[0].name: unknown filter \"envoy.filters.network.foo\""),
+            "{}",
+            r.stderr
+        );
+    }
+}
+
+#[test]
+fn config_errors_name_their_path_and_exit_1() {
+    let good = bootstrap(
+        &[("front", 0, "up")],
+        &[("up", "ROUND_ROBIN", &[(1, 1)])],
+        "",
+        "",
+    );
+    let cases: &[(String, &str)] = &[
+        (good.replace("lb_policy: ROUND_ROBIN", "lb_policy: MAGLEV"), "static_resources.clusters[0].lb_policy: lb_policy MAGLEV is not supported yet"),
+        (good.replace("connect_timeout: 1s", "connect_timeout: soon"), "static_resources.clusters[0].connect_timeout: invalid duration \"soon\""),
+        (good.replace("cluster: up", "cluster: nowhere"), "typed_config.cluster: unknown cluster \"nowhere\""),
+        (good.replace("    connect_timeout: 1s", "    connect_timeout: 1s\n    circuit_breakers: {}"), "static_resources.clusters[0].circuit_breakers: this Envoy field is not supported by sluice yet"),
+        (good.replace("stat_prefix: front", "stat_prefix: front\n          bogus_field: 1"), "typed_config.bogus_field: unknown field"),
+        (good.replace("port_value: 1}", "port_value: 99999}"), "port_value: port 99999 is out of range"),
+        (good.clone() + "sluice:\n  io: {backend: dpdk}\n", "sluice.io.backend: IO backend \"dpdk\" is not available"),
+        ("admin: [\n".to_string(), "invalid YAML"),
+    ];
+    for (yaml, want) in cases {
+        let r = Sluice::run_to_exit(yaml, &[]);
+        assert_eq!(r.status.code(), Some(1), "expected exit 1 for {want}");
+        assert!(
+            r.stderr.contains(want),
+            "expected {want:?} in:\n{}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    }
+    let r = run_to_exit(Command::new(sluice_bin()).args(["-c", "/nonexistent/sluice.yaml"]));
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        r.stderr
+            .contains("cannot read config file /nonexistent/sluice.yaml"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let yaml = bootstrap(
+        &[("front", port, "up")],
+        &[("up", "ROUND_ROBIN", &[(1, 1)])],
+        "",
+        "",
+    );
+    let r = Sluice::run_to_exit(&yaml, &[]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        r.stderr.contains(&format!("static_resources.listeners[0] (front): cannot listen on 127.0.0.1:{port}: the address is already in use")),
+        "{}",
+        r.stderr
+    );
+    // The admin port too.
+    let yaml = bootstrap(
+        &[("front", 0, "up")],
+        &[("up", "ROUND_ROBIN", &[(1, 1)])],
+        "",
+        "",
+    )
+    .replacen("port_value: 0}", &format!("port_value: {port}}}"), 1);
+    let r = Sluice::run_to_exit(&yaml, &[]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        r.stderr
+            .contains(&format!("admin.address: cannot listen on 127.0.0.1:{port}")),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn bad_worker_cpu_and_io_flag_are_clear_errors() {
+    let yaml = bootstrap(
+        &[("front", 0, "up")],
+        &[("up", "ROUND_ROBIN", &[(1, 1)])],
+        "",
+        "sluice:\n  workers: {cpus: [4000]}\n",
+    );
+    let r = Sluice::run_to_exit(&yaml, &[]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        r.stderr
+            .contains("sluice.workers.cpus: CPU 4000 is not available"),
+        "{}",
+        r.stderr
+    );
+    let yaml = bootstrap(
+        &[("front", 0, "up")],
+        &[("up", "ROUND_ROBIN", &[(1, 1)])],
+        "",
+        "",
+    );
+    let r = Sluice::run_to_exit(&yaml, &["--io", "tap"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        r.stderr
+            .contains("--io tap: this version of sluice has no tap backend yet"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// The same file, without sluice's extension section, runs under Envoy 1.40 and under sluice,
+/// and both proxy the same bytes.
+#[test]
+fn envoy_runs_the_same_file() {
+    let envoy = envoy_bin();
+    let (_echo, echo) = echo_server();
+    let front = free_port();
+    let admin = free_port();
+    let yaml = bootstrap(
+        &[("front", front, "up")],
+        &[("up", "ROUND_ROBIN", &[(echo, 1)])],
+        "          idle_timeout: 30s\n",
+        "",
+    )
+    .replacen("port_value: 0}", &format!("port_value: {admin}}}"), 1);
+    let dir = TempDir::new("envoy");
+    let file = dir.join("bootstrap.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+
+    let v = run_to_exit(
+        Command::new(&envoy)
+            .arg("--mode")
+            .arg("validate")
+            .arg("-c")
+            .arg(&file),
+    );
+    assert!(
+        v.status.success(),
+        "envoy rejected the file: {}{}",
+        v.stdout,
+        v.stderr
+    );
+    let v = run_to_exit(
+        Command::new(sluice_bin())
+            .arg("--mode")
+            .arg("validate")
+            .arg("-c")
+            .arg(&file),
+    );
+    assert!(v.status.success(), "sluice rejected the file: {}", v.stderr);
+
+    let addr_file = dir.join("envoy.admin");
+    let mut cmd = Command::new(&envoy);
+    cmd.arg("-c")
+        .arg(&file)
+        .arg("--concurrency")
+        .arg("1")
+        .arg("-l")
+        .arg("error")
+        .arg("--admin-address-path")
+        .arg(&addr_file)
+        .arg("--base-id")
+        .arg((std::process::id() % 60000).to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut envoy_proc = Proc::spawn(cmd, "envoy");
+    assert!(wait_until(Duration::from_secs(60), || is_listening(front)
+        || envoy_proc.child.try_wait().unwrap().is_some()));
+    assert!(is_listening(front), "envoy did not start");
+    let msg: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    assert_eq!(
+        roundtrip(([127, 0, 0, 1], front).into(), &msg).unwrap(),
+        msg,
+        "through envoy"
+    );
+    drop(envoy_proc);
+    assert!(wait_until(Duration::from_secs(20), || !is_listening(front)));
+
+    let sluice = Sluice::start(&yaml, &["--concurrency", "1"]);
+    assert_eq!(sluice.listener("front").port(), front);
+    assert_eq!(
+        roundtrip(([127, 0, 0, 1], front).into(), &msg).unwrap(),
+        msg,
+        "through sluice"
+    );
+}
+
+/// A long transfer and a stream of short connections run while the config is reloaded three
+/// times (listener added, route changed, listener removed): no byte and no connection is lost,
+/// and new connections follow the new config.
+#[test]
+fn reload_under_traffic_loses_no_byte_and_no_connection() {
+    let (_one, p_one) = reply_server("one");
+    let (_two, p_two) = reply_server("two");
+    let dir = TempDir::new("reload");
+    let sink = dir.join("sink");
+    let p_sink = free_port();
+    let mut sink_server = socat_server(
+        p_sink,
+        &[
+            "-u",
+            &format!("TCP-LISTEN:{p_sink},reuseaddr,bind=127.0.0.1"),
+            &format!("CREATE:{}", sink.display()),
+        ],
+    );
+    let cfg = |front_cluster: &str, with_extra: bool| {
+        let mut listeners = vec![("front", 0, front_cluster), ("bulk", 0, "sink")];
+        if with_extra {
+            listeners.push(("extra", 0, "one"));
+        }
+        bootstrap(
+            &listeners,
+            &[
+                ("one", "ROUND_ROBIN", &[(p_one, 1)]),
+                ("two", "ROUND_ROBIN", &[(p_two, 1)]),
+                ("sink", "ROUND_ROBIN", &[(p_sink, 1)]),
+            ],
+            "",
+            "",
+        )
+    };
+    let sluice = Sluice::start(&cfg("one", false), &["--concurrency", "2"]);
+    let front = sluice.listener("front");
+    let bulk = sluice.listener("bulk");
+
+    // The long transfer: 48 MiB paced over ~3 s.
+    let payload = dir.join("payload");
+    random_file(&payload, 48 << 20, 5);
+    let data = std::fs::read(&payload).unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(bulk).unwrap();
+        for chunk in data.chunks(512 * 1024) {
+            s.write_all(chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    });
+
+    // Short connections, non-stop; each must get a full answer from one of the upstreams.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let prober = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match roundtrip(front, b"") {
+                    Ok(r) if r == b"one\n" || r == b"two\n" => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+
+    sluice.reload(&cfg("one", true), true);
+    let extra = sluice.listener("extra");
+    assert_eq!(roundtrip(extra, b"").unwrap(), b"one\n");
+    assert_eq!(
+        sluice.listener("front"),
+        front,
+        "an unchanged listener keeps its socket"
+    );
+    sluice.reload(&cfg("two", true), true);
+    assert_eq!(
+        roundtrip(front, b"").unwrap(),
+        b"two\n",
+        "new connections use the new route"
+    );
+    sluice.reload(&cfg("two", false), true);
+    assert!(
+        TcpStream::connect(extra).is_err(),
+        "a removed listener stops accepting"
+    );
+    assert!(
+        !writer.is_finished(),
+        "the transfer ended before the reloads; the test proves nothing"
+    );
+
+    writer.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    prober.join().unwrap();
+    assert!(sink_server.wait_timeout(Duration::from_secs(30)).is_some());
+    assert_eq!(
+        sha256(&sink),
+        sha256(&payload),
+        "the long transfer lost or changed bytes"
+    );
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "short connections failed during reloads"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 10);
+    assert_eq!(sluice.stat("sluice_server_config_version"), 4);
+}
+
+#[test]
+fn bad_reload_is_rejected_and_the_old_config_keeps_serving() {
+    let (_one, p_one) = reply_server("one");
+    let yaml = bootstrap(
+        &[("front", 0, "one")],
+        &[("one", "ROUND_ROBIN", &[(p_one, 1)])],
+        "",
+        "",
+    );
+    let sluice = Sluice::start(&yaml, &["--concurrency", "2"]);
+    let front = sluice.listener("front");
+    let mut open = TcpStream::connect(front).unwrap();
+    sluice.reload(
+        &yaml.replace("lb_policy: ROUND_ROBIN", "lb_policy: SOMETIMES"),
+        false,
+    );
+    assert!(sluice.log().contains("config reload rejected, the previous config keeps serving: static_resources.clusters[0].lb_policy: unknown lb_policy \"SOMETIMES\""), "{}", sluice.log());
+    // A new listener on a port in use fails the whole reload, also after parsing succeeded.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let with_busy = bootstrap(
+        &[("front", 0, "one"), ("busy", port, "one")],
+        &[("one", "ROUND_ROBIN", &[(p_one, 1)])],
+        "",
+        "",
+    );
+    sluice.reload(&with_busy, false);
+    assert!(sluice.log().contains("already in use"), "{}", sluice.log());
+    assert_eq!(sluice.stat("sluice_server_config_version"), 1);
+    assert_eq!(sluice.stat("sluice_server_config_reload_failures_total"), 2);
+    assert_eq!(roundtrip(front, b"").unwrap(), b"one\n");
+    let mut got = String::new();
+    open.read_to_string(&mut got).unwrap();
+    assert_eq!(
+        got, "one\n",
+        "a connection open during the failed reloads still works"
+    );
+}
+
+#[test]
+fn admin_endpoints() {
+    let (_one, p_one) = reply_server("one");
+    let yaml = bootstrap(
+        &[("front", 0, "one")],
+        &[("one", "ROUND_ROBIN", &[(p_one, 4)])],
+        "",
+        "",
+    );
+    let sluice = Sluice::start(&yaml, &["--concurrency", "1"]);
+    assert_eq!(sluice.get("/ready"), (200, "LIVE\n".to_string()));
+    roundtrip(sluice.listener("front"), b"").unwrap();
+
+    let (status, dump) = sluice.get("/config_dump");
+    assert_eq!(status, 200);
+    let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
+    assert_eq!(dump["configs"][0]["version_info"], "1");
+    assert_eq!(
+        dump["configs"][0]["bootstrap"]["static_resources"]["clusters"][0]["name"],
+        "one"
+    );
+
+    let (_, clusters) = sluice.get("/clusters");
+    for line in [
+        "cx_total::1",
+        "cx_active::0",
+        "cx_connect_fail::0",
+        "weight::4",
+        "health_flags::healthy",
+    ] {
+        assert!(
+            clusters.contains(&format!("one::127.0.0.1:{p_one}::{line}")),
+            "{line} missing:\n{clusters}"
+        );
+    }
+    let (_, json) = sluice.get("/clusters?format=json");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        json["cluster_statuses"][0]["host_statuses"][0]["stats"]["cx_total"],
+        1
+    );
+
+    let (_, stats) = sluice.get("/stats");
+    for series in [
+        "# TYPE sluice_listener_downstream_cx_total counter",
+        "sluice_listener_downstream_cx_total{listener=\"front\"} 1",
+        "sluice_cluster_upstream_cx_total{cluster=\"one\"} 1",
+        "sluice_cluster_upstream_cx_rx_bytes_total{cluster=\"one\"} 4",
+        "sluice_tcp_downstream_cx_total{stat_prefix=\"front\"} 1",
+    ] {
+        assert!(stats.contains(series), "{series} missing:\n{stats}");
+    }
+    assert_eq!(sluice.get("/nope").0, 404);
+    let mut s = TcpStream::connect(sluice.admin).unwrap();
+    s.write_all(b"POST /stats HTTP/1.1\r\n\r\n").unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    assert!(r.starts_with("HTTP/1.1 405"), "{r}");
+    let mut s = TcpStream::connect(sluice.admin).unwrap();
+    s.write_all(b"\x00\x01garbage\r\n\r\n").unwrap();
+    let mut r = String::new();
+    s.read_to_string(&mut r).unwrap();
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+}
+
+#[test]
+fn control_binary_says_it_is_not_implemented() {
+    let r = run_to_exit(&mut Command::new(bin_dir().join("sluice-control")));
+    assert_eq!(r.status.code(), Some(2));
+    assert!(r.stderr.contains("not implemented"), "{}", r.stderr);
+}
