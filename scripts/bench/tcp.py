@@ -188,7 +188,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--streams", default="1,4", help="iperf3 parallel streams per load, comma list")
-    ap.add_argument("--proxies", default="sluice,envoy,haproxy,nginx")
+    ap.add_argument("--proxies", default="sluice,sluice-copy,envoy,haproxy,nginx")
     ap.add_argument("--proxy-cpu", type=int, default=1)
     ap.add_argument("--load-cpu", type=int, default=0)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
