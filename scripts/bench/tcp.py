@@ -79,20 +79,15 @@ def start_proxies(args, tmp, upstream, procs):
     did); each Popen's pid is the process doing the work."""
     pin = ["taskset", "-c", str(args.proxy_cpu)]
     want = args.proxies.split(",")
-    if "sluice" in want:
+    for name, extra in (("sluice", ""), ("sluice-copy", "sluice:\n  io: {splice: false}\n")):
+        if name not in want:
+            continue
         port = free_port()
-        path = os.path.join(tmp, "sluice.yaml")
+        path = os.path.join(tmp, f"{name}.yaml")
         with open(path, "w") as f:
-            f.write(envoy_yaml(port, upstream, free_port()))
+            f.write(envoy_yaml(port, upstream, free_port(), extra))
         p = subprocess.Popen(pin + [args.sluice, "-c", path, "--concurrency", "1", "-l", "warning"])
-        procs.append(("sluice", port, p))
-    if "sluice-copy" in want:
-        port = free_port()
-        path = os.path.join(tmp, "sluice-copy.yaml")
-        with open(path, "w") as f:
-            f.write(envoy_yaml(port, upstream, free_port(), "sluice:\n  io: {splice: false}\n"))
-        p = subprocess.Popen(pin + [args.sluice, "-c", path, "--concurrency", "1", "-l", "warning"])
-        procs.append(("sluice-copy", port, p))
+        procs.append((name, port, p))
     if "envoy" in want:
         port = free_port()
         path = os.path.join(tmp, "envoy.yaml")

@@ -319,6 +319,24 @@ impl Sluice {
     }
 }
 
+impl Exit {
+    /// Asserts a start-up failure: exit code 1, `want` in stderr, and no panic.
+    pub fn assert_fails_with(&self, want: &str) {
+        assert_eq!(
+            self.status.code(),
+            Some(1),
+            "expected exit 1 with {want:?}; stderr:\n{}",
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(want),
+            "expected {want:?} in stderr:\n{}",
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+    }
+}
+
 pub fn run_to_exit(cmd: &mut Command) -> Exit {
     let out = cmd
         .stdin(Stdio::null())
