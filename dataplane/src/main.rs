@@ -48,16 +48,11 @@ fn main() -> ExitCode {
         eprintln!("error: -l: {e}");
         return ExitCode::from(1);
     }
+    // Only the kernel backend exists so far, so a valid --io changes nothing yet; an invalid one
+    // is refused with the same words the config file gets.
     if let Some(io) = &args.io {
-        if io != "kernel" {
-            let e = if matches!(io.as_str(), "tap" | "dpdk") {
-                format!(
-                    "--io {io}: this version of sluice has no {io} backend yet (available: kernel)"
-                )
-            } else {
-                format!("--io {io}: unknown IO backend (expected kernel, tap or dpdk)")
-            };
-            eprintln!("error: {e}");
+        if let Err(e) = config::IoBackend::from_name(io) {
+            eprintln!("error: --io {io}: {e}");
             return ExitCode::from(1);
         }
     }

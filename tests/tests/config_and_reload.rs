@@ -99,7 +99,9 @@ fn bad_worker_cpu_and_io_flag_are_clear_errors() {
         "",
     );
     let r = Sluice::run_to_exit(&yaml, &["--io", "tap"]);
-    r.assert_fails_with("--io tap: this version of sluice has no tap backend yet");
+    r.assert_fails_with(
+        "--io tap: IO backend \"tap\" is not available in this version of sluice yet",
+    );
 }
 
 /// The same file, without sluice's extension section, runs under Envoy 1.40 and under sluice,

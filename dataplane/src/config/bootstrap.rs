@@ -97,19 +97,7 @@ fn parse_extension(node: Node<'_>) -> Result<SluiceExtension> {
         io.expect_fields(&["backend", "splice"], &[])?;
         if let Some(b) = io.get("backend") {
             let b = b.node();
-            ext.io_backend = match b.as_str()? {
-                "kernel" => IoBackend::Kernel,
-                other @ ("tap" | "dpdk") => {
-                    return Err(b.error(format!(
-                        "IO backend \"{other}\" is not available in this version of sluice yet (available: kernel)"
-                    )))
-                }
-                other => {
-                    return Err(b.error(format!(
-                        "unknown IO backend \"{other}\" (expected kernel, tap or dpdk)"
-                    )))
-                }
-            };
+            ext.io_backend = IoBackend::from_name(b.as_str()?).map_err(|e| b.error(e))?;
         }
         if let Some(s) = io.get("splice") {
             ext.splice = s.node().as_bool()?;

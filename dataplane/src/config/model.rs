@@ -132,3 +132,16 @@ impl Default for SluiceExtension {
 pub enum IoBackend {
     Kernel,
 }
+
+impl IoBackend {
+    /// The backend a name selects, for the config's `sluice.io.backend` and the `--io` flag.
+    pub fn from_name(name: &str) -> Result<IoBackend, String> {
+        match name {
+            "kernel" => Ok(IoBackend::Kernel),
+            "tap" | "dpdk" => Err(format!(
+                "IO backend \"{name}\" is not available in this version of sluice yet (available: kernel)"
+            )),
+            _ => Err(format!("unknown IO backend \"{name}\" (expected kernel, tap or dpdk)")),
+        }
+    }
+}
