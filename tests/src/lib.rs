@@ -337,23 +337,32 @@ impl Exit {
     }
 }
 
+/// Runs a command that should exit on its own; one still running after 30 s is killed (and
+/// its output so far returned) rather than hanging the suite.
 pub fn run_to_exit(cmd: &mut Command) -> Exit {
-    let out = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = out.id();
-    let guard = std::thread::spawn(move || {
-        // A command that should exit promptly but does not gets killed after 30 s.
-        std::thread::sleep(Duration::from_secs(30));
-        // SAFETY: kill(2) on a pid we started; harmless if it already exited and was reaped
-        // moments before (the pid is not reused within the test's lifetime in practice).
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // wait_with_output drains both pipes while waiting, so a chatty child cannot block on them.
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
     });
-    let out = out.wait_with_output().unwrap();
-    drop(guard);
+    let out = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(out) => out,
+        Err(_) => {
+            // SAFETY: kill(2) on our child's pid. It is still running 30 s in; it could only have
+            // been reaped in the instant between the timeout and this call. The old version killed
+            // the pid 30 s after *every* command, long after it had exited and the pid could be reused.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            rx.recv().unwrap()
+        }
+    }
+    .unwrap();
     Exit {
         status: out.status,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
