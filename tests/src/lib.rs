@@ -174,30 +174,28 @@ pub fn socat_server(port: u16, args: &[&str]) -> Proc {
     p
 }
 
-/// A socat echo server (one process per connection) on a fresh port.
-pub fn echo_server() -> (Proc, u16) {
+/// A socat server on a fresh port that connects every accepted connection (one process each)
+/// to `target`, a socat address such as `EXEC:cat` or `OPEN:/dev/zero`.
+pub fn forking_server(target: &str) -> (Proc, u16) {
     let port = free_port();
     let p = socat_server(
         port,
         &[
             &format!("TCP-LISTEN:{port},reuseaddr,fork,bind=127.0.0.1"),
-            "EXEC:cat",
+            target,
         ],
     );
     (p, port)
 }
 
+/// An echo server.
+pub fn echo_server() -> (Proc, u16) {
+    forking_server("EXEC:cat")
+}
+
 /// A server that answers every connection with `reply` and closes.
 pub fn reply_server(reply: &str) -> (Proc, u16) {
-    let port = free_port();
-    let p = socat_server(
-        port,
-        &[
-            &format!("TCP-LISTEN:{port},reuseaddr,fork,bind=127.0.0.1"),
-            &format!("SYSTEM:echo {reply}"),
-        ],
-    );
-    (p, port)
+    forking_server(&format!("SYSTEM:echo {reply}"))
 }
 
 /// A running sluice.
@@ -431,6 +429,17 @@ pub fn bootstrap(
         }
     }
     y + tail
+}
+
+/// The most common test config: listener `front` (port 0) proxying to cluster `up`, one
+/// ROUND_ROBIN endpoint at 127.0.0.1:`port`.
+pub fn front_to(port: u16) -> String {
+    bootstrap(
+        &[("front", 0, "up")],
+        &[("up", "ROUND_ROBIN", &[(port, 1)])],
+        "",
+        "",
+    )
 }
 
 /// A file of `len` pseudo-random bytes (xorshift; different seeds give different files).

@@ -16,17 +16,12 @@ fn validate_mode_accepts_the_example_and_rejects_bad_files() {
     assert!(ok.status.success(), "{}", ok.stderr);
     assert!(ok.stdout.contains("OK"));
 
-    let bad_filter = bootstrap(
-        &[("front", 0, "up")],
-        &[("up", "ROUND_ROBIN", &[(1, 1)])],
-        "",
-        "",
-    )
-    .replace(
-        "name: envoy.filters.network.tcp_proxy",
-        "name: envoy.filters.network.foo",
-    )
-    .replace("tcp_proxy.v3.TcpProxy", "foo.v3.Foo");
+    let bad_filter = front_to(1)
+        .replace(
+            "name: envoy.filters.network.tcp_proxy",
+            "name: envoy.filters.network.foo",
+        )
+        .replace("tcp_proxy.v3.TcpProxy", "foo.v3.Foo");
     for mode in [&["--mode", "validate"][..], &[]] {
         let r = Sluice::run_to_exit(&bad_filter, mode);
         r.assert_fails_with("static_resources.listeners[0].filter_chains[0].filters[0].name: unknown filter \"envoy.filters.network.foo\"");
@@ -35,12 +30,7 @@ fn validate_mode_accepts_the_example_and_rejects_bad_files() {
 
 #[test]
 fn config_errors_name_their_path_and_exit_1() {
-    let good = bootstrap(
-        &[("front", 0, "up")],
-        &[("up", "ROUND_ROBIN", &[(1, 1)])],
-        "",
-        "",
-    );
+    let good = front_to(1);
     let cases: &[(String, &str)] = &[
         (good.replace("lb_policy: ROUND_ROBIN", "lb_policy: MAGLEV"), "static_resources.clusters[0].lb_policy: lb_policy MAGLEV is not supported yet"),
         (good.replace("connect_timeout: 1s", "connect_timeout: soon"), "static_resources.clusters[0].connect_timeout: invalid duration \"soon\""),
@@ -71,13 +61,7 @@ fn port_in_use_is_a_clear_error() {
     let r = Sluice::run_to_exit(&yaml, &[]);
     r.assert_fails_with(&format!("static_resources.listeners[0] (front): cannot listen on 127.0.0.1:{port}: the address is already in use"));
     // The admin port too.
-    let yaml = bootstrap(
-        &[("front", 0, "up")],
-        &[("up", "ROUND_ROBIN", &[(1, 1)])],
-        "",
-        "",
-    )
-    .replacen("port_value: 0}", &format!("port_value: {port}}}"), 1);
+    let yaml = front_to(1).replacen("port_value: 0}", &format!("port_value: {port}}}"), 1);
     let r = Sluice::run_to_exit(&yaml, &[]);
     r.assert_fails_with(&format!("admin.address: cannot listen on 127.0.0.1:{port}"));
 }
@@ -92,12 +76,7 @@ fn bad_worker_cpu_and_io_flag_are_clear_errors() {
     );
     let r = Sluice::run_to_exit(&yaml, &[]);
     r.assert_fails_with("sluice.workers.cpus: CPU 4000 is not available");
-    let yaml = bootstrap(
-        &[("front", 0, "up")],
-        &[("up", "ROUND_ROBIN", &[(1, 1)])],
-        "",
-        "",
-    );
+    let yaml = front_to(1);
     let r = Sluice::run_to_exit(&yaml, &["--io", "tap"]);
     r.assert_fails_with(
         "--io tap: IO backend \"tap\" is not available in this version of sluice yet",

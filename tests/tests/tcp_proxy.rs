@@ -9,12 +9,7 @@ use std::time::{Duration, Instant};
 const MB: usize = 1024 * 1024;
 
 fn single(upstream: u16, tail: &str) -> Sluice {
-    let yaml = bootstrap(
-        &[("front", 0, "up")],
-        &[("up", "ROUND_ROBIN", &[(upstream, 1)])],
-        "",
-        tail,
-    );
+    let yaml = front_to(upstream) + tail;
     Sluice::start(&yaml, &["--concurrency", "2"])
 }
 
@@ -90,14 +85,7 @@ fn hundred_mb_each_way_copy_path() {
 #[test]
 fn half_close_leaves_the_other_direction_open() {
     for tail in ["", "sluice:\n  io: {splice: false}\n"] {
-        let port = free_port();
-        let _server = socat_server(
-            port,
-            &[
-                &format!("TCP-LISTEN:{port},reuseaddr,fork,bind=127.0.0.1"),
-                "SYSTEM:wc -c",
-            ],
-        );
+        let (_server, port) = forking_server("SYSTEM:wc -c");
         let sluice = single(port, tail);
         let reply = roundtrip(sluice.listener("front"), &[b'x'; 12345]).unwrap();
         assert_eq!(String::from_utf8_lossy(&reply).trim(), "12345", "{tail}");
@@ -107,14 +95,7 @@ fn half_close_leaves_the_other_direction_open() {
 /// Clients that never read, an upstream that never stops writing: sluice must stop reading the
 /// upstream (its byte counter stops) and its memory must stay flat.
 fn stalled_readers_bounded(tail: &str) {
-    let port = free_port();
-    let _server = socat_server(
-        port,
-        &[
-            &format!("TCP-LISTEN:{port},reuseaddr,fork,bind=127.0.0.1"),
-            "OPEN:/dev/zero",
-        ],
-    );
+    let (_server, port) = forking_server("OPEN:/dev/zero");
     let sluice = single(port, tail);
     let front = sluice.listener("front");
     let rss_before = sluice.rss_kib();
@@ -248,13 +229,7 @@ fn connect_timeout_is_enforced_and_counted() {
     assert_eq!(unsafe { libc::listen(full.as_raw_fd(), 0) }, 0);
     let port = full.local_addr().unwrap().port();
     let _filler = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let yaml = bootstrap(
-        &[("front", 0, "up")],
-        &[("up", "ROUND_ROBIN", &[(port, 1)])],
-        "",
-        "",
-    )
-    .replace("connect_timeout: 1s", "connect_timeout: 0.3s");
+    let yaml = front_to(port).replace("connect_timeout: 1s", "connect_timeout: 0.3s");
     let sluice = Sluice::start(&yaml, &["--concurrency", "1"]);
     let mut s = TcpStream::connect(sluice.listener("front")).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -491,20 +466,15 @@ fn workers_share_the_listener_through_reuseport() {
 #[test]
 fn strict_dns_cluster_resolves_names() {
     let (_echo, port) = echo_server();
-    let yaml = bootstrap(
-        &[("front", 0, "up")],
-        &[("up", "ROUND_ROBIN", &[(port, 1)])],
-        "",
-        "",
-    )
-    .replace(
-        "type: STATIC",
-        "type: STRICT_DNS\n    dns_lookup_family: V4_ONLY\n    dns_refresh_rate: 0.5s",
-    )
-    .replace(
-        "address: 127.0.0.1, port_value: ",
-        "address: localhost, port_value: ",
-    );
+    let yaml = front_to(port)
+        .replace(
+            "type: STATIC",
+            "type: STRICT_DNS\n    dns_lookup_family: V4_ONLY\n    dns_refresh_rate: 0.5s",
+        )
+        .replace(
+            "address: 127.0.0.1, port_value: ",
+            "address: localhost, port_value: ",
+        );
     // Only the endpoint's address became a name (the listener keeps its IP, Envoy's rule).
     let yaml = yaml.replacen(
         "address: localhost, port_value: 0",

@@ -35,7 +35,8 @@ pub struct Cluster {
     pub config: Arc<ClusterConfig>,
     pub stats: Arc<ClusterStats>,
     shared: Arc<ClusterHosts>,
-    shard: Arc<crate::stats::Stats>,
+    /// All workers' stats; this cluster only ever touches shard `worker`.
+    all_stats: Arc<crate::stats::Stats>,
     worker: usize,
     view: RefCell<View>,
     rng: Rc<RefCell<Rng>>,
@@ -56,23 +57,23 @@ impl Cluster {
             stats: shard.cluster(&config.name),
             config,
             shared,
-            shard: stats,
+            all_stats: stats,
             worker,
             view: RefCell::new(view),
             rng,
         }
     }
 
-    /// The hosts as this worker sees them now (refreshed if DNS changed the set).
-    pub fn hosts(&self) -> Rc<[Rc<Host>]> {
+    /// How many hosts the cluster has now (refreshed if DNS changed the set).
+    pub fn host_count(&self) -> usize {
         self.refresh();
-        self.view.borrow().hosts.clone()
+        self.view.borrow().hosts.len()
     }
 
     fn refresh(&self) {
         let set = self.shared.current.load();
         if set.version != self.view.borrow().version {
-            let v = build_view(&self.config, &set, &self.shard.shards[self.worker]);
+            let v = build_view(&self.config, &set, &self.all_stats.shards[self.worker]);
             *self.view.borrow_mut() = v;
         }
     }

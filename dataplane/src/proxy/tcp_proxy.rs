@@ -122,7 +122,7 @@ impl TcpProxy {
         cluster: &Cluster,
         peer: SocketAddr,
     ) -> Option<(Connection, Rc<Host>)> {
-        let host_count = cluster.hosts().len();
+        let host_count = cluster.host_count();
         if host_count == 0 {
             cluster.stats.upstream_cx_none_healthy.inc();
             tracing::warn!(%peer, cluster = %cluster.config.name, "no upstream host available");
