@@ -74,6 +74,15 @@ metric_block!(
         upstream_cx_none_healthy: Counter,
         upstream_cx_rx_bytes_total: Counter,
         upstream_cx_tx_bytes_total: Counter,
+        upstream_rq_total: Counter,
+        upstream_rq_active: Gauge,
+        upstream_rq_timeout: Counter,
+        upstream_rq_retry: Counter,
+        upstream_rq_connection_closed: Counter,
+        upstream_rq_overflow: Counter,
+        upstream_rq_no_healthy: Counter,
+        upstream_cx_heartbeat_failure: Counter,
+        upstream_cx_protocol_error: Counter,
     }
 );
 
@@ -83,6 +92,8 @@ metric_block!(
         cx_total: Counter,
         cx_active: Gauge,
         cx_connect_fail: Counter,
+        rq_total: Counter,
+        rq_active: Gauge,
     }
 );
 
@@ -96,6 +107,27 @@ metric_block!(
         idle_timeout: Counter,
         upstream_connect_attempts_exceeded: Counter,
         upstream_flush_total: Counter,
+    }
+);
+
+metric_block!(
+    /// Per rpc_proxy `stat_prefix`.
+    RpcProxyStats {
+        downstream_cx_total: Counter,
+        downstream_cx_active: Gauge,
+        downstream_cx_protocol_error: Counter,
+        downstream_cx_unknown_protocol: Counter,
+        downstream_cx_passthrough: Counter,
+        downstream_rq_total: Counter,
+        downstream_rq_active: Gauge,
+        downstream_rq_oneway: Counter,
+        downstream_rq_no_route: Counter,
+        downstream_rq_local_reply: Counter,
+        downstream_rs_total: Counter,
+        downstream_heartbeat: Counter,
+        downstream_unexpected_response: Counter,
+        upstream_rs_late: Counter,
+        upstream_heartbeat_sent: Counter,
     }
 );
 
@@ -126,6 +158,7 @@ pub struct Shard {
     clusters: Map<ClusterStats>,
     hosts: Map<HostStats>,
     tcp_proxies: Map<TcpProxyStats>,
+    rpc_proxies: Map<RpcProxyStats>,
 }
 
 fn entry<T: Default>(map: &Map<T>, key: &str) -> Arc<T> {
@@ -146,6 +179,9 @@ impl Shard {
     }
     pub fn tcp_proxy(&self, stat_prefix: &str) -> Arc<TcpProxyStats> {
         entry(&self.tcp_proxies, stat_prefix)
+    }
+    pub fn rpc_proxy(&self, stat_prefix: &str) -> Arc<RpcProxyStats> {
+        entry(&self.rpc_proxies, stat_prefix)
     }
 }
 
@@ -231,7 +267,7 @@ impl Stats {
                 )
             });
         }
-        let blocks: [(&str, &str, BTreeMap<_, _>); 4] = [
+        let blocks: [(&str, &str, BTreeMap<_, _>); 5] = [
             (
                 "listener",
                 "listener",
@@ -246,6 +282,11 @@ impl Stats {
                 "tcp",
                 "stat_prefix",
                 sum_blocks(&self.shards, |s| &s.tcp_proxies, |b, f| b.visit(f)),
+            ),
+            (
+                "rpc",
+                "stat_prefix",
+                sum_blocks(&self.shards, |s| &s.rpc_proxies, |b, f| b.visit(f)),
             ),
             (
                 "host",

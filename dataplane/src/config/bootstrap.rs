@@ -1,9 +1,11 @@
 //! Reads an Envoy v3 bootstrap document into the validated model. Every field sluice does not
 //! implement is an error naming its path: a config never half-applies.
 
+use super::cluster_extras::*;
 use super::duration::parse_duration;
 use super::model::*;
 use super::reader::{ConfigError, Node, Result};
+use super::rpc_proxy;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -319,19 +321,27 @@ fn parse_network_filter(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<Ne
         Some(t) => Some(t.node().require("@type")?.node().as_str()?.to_string()),
         None => None,
     };
-    // Envoy picks the extension by the typed_config's type URL; the name alone is enough for a
-    // well-known filter name. Either must identify tcp_proxy.
-    let by_name = TCP_PROXY_NAMES.contains(&name);
-    let by_type = type_url.as_deref() == Some(TCP_PROXY_TYPE);
-    if !by_name && !by_type {
-        return Err(name_node.node().error(format!("unknown filter \"{name}\"")));
-    }
     let typed = typed.ok_or_else(|| {
         ConfigError::new(
             format!("{}.typed_config", node.path()),
             "required field is missing",
         )
     })?;
+    // Envoy picks the extension by the typed_config's type URL; the name alone is enough for a
+    // well-known filter name.
+    if rpc_proxy::selects_rpc_proxy(name, type_url.as_deref()) {
+        rpc_proxy::check_type(typed.node(), type_url.as_deref())?;
+        let config = rpc_proxy::parse_rpc_proxy(typed.node(), clusters)?;
+        return Ok(NetworkFilter::RpcProxy(Box::new(config)));
+    }
+    let by_name = TCP_PROXY_NAMES.contains(&name);
+    let by_type = type_url.as_deref() == Some(TCP_PROXY_TYPE);
+    if !by_name && !by_type {
+        return Err(name_node.node().error(format!(
+            "unknown filter \"{name}\" (available: envoy.filters.network.tcp_proxy, {})",
+            rpc_proxy::RPC_PROXY_NAME
+        )));
+    }
     if let Some(url) = &type_url {
         if !by_type {
             return Err(ConfigError::new(
@@ -461,9 +471,12 @@ fn parse_cluster(node: Node<'_>) -> Result<ClusterConfig> {
             "dns_refresh_rate",
             "dns_lookup_family",
             "per_connection_buffer_limit_bytes",
+            "health_checks",
+            "lb_subset_config",
+            "ring_hash_lb_config",
+            "maglev_lb_config",
         ],
         &[
-            "health_checks",
             "circuit_breakers",
             "transport_socket",
             "transport_socket_matches",
@@ -471,12 +484,9 @@ fn parse_cluster(node: Node<'_>) -> Result<ClusterConfig> {
             "outlier_detection",
             "cluster_type",
             "eds_cluster_config",
-            "lb_subset_config",
             "common_lb_config",
             "upstream_connection_options",
             "least_request_lb_config",
-            "ring_hash_lb_config",
-            "maglev_lb_config",
             "round_robin_lb_config",
             "original_dst_lb_config",
             "load_balancing_policy",
@@ -553,14 +563,22 @@ fn parse_cluster(node: Node<'_>) -> Result<ClusterConfig> {
                 "ROUND_ROBIN" => LbPolicy::RoundRobin,
                 "RANDOM" => LbPolicy::Random,
                 "LEAST_REQUEST" => LbPolicy::LeastRequest,
-                other @ ("RING_HASH" | "MAGLEV" | "CLUSTER_PROVIDED" | "LOAD_BALANCING_POLICY_CONFIG") => {
+                "RING_HASH" => {
+                    let c = node.get("ring_hash_lb_config");
+                    parse_ring_hash(c.as_ref().map(|c| c.node()))?
+                }
+                "MAGLEV" => {
+                    let c = node.get("maglev_lb_config");
+                    parse_maglev(c.as_ref().map(|c| c.node()))?
+                }
+                other @ ("CLUSTER_PROVIDED" | "LOAD_BALANCING_POLICY_CONFIG") => {
                     return Err(p.error(format!(
-                        "lb_policy {other} is not supported yet (supported: ROUND_ROBIN, RANDOM, LEAST_REQUEST)"
+                        "lb_policy {other} is not supported yet (supported: ROUND_ROBIN, RANDOM, LEAST_REQUEST, RING_HASH, MAGLEV)"
                     )))
                 }
                 other => {
                     return Err(p.error(format!(
-                        "unknown lb_policy \"{other}\" (supported: ROUND_ROBIN, RANDOM, LEAST_REQUEST)"
+                        "unknown lb_policy \"{other}\" (supported: ROUND_ROBIN, RANDOM, LEAST_REQUEST, RING_HASH, MAGLEV)"
                     )))
                 }
             }
@@ -598,6 +616,30 @@ fn parse_cluster(node: Node<'_>) -> Result<ClusterConfig> {
         Some(la) => parse_load_assignment(la.node(), &name, discovery)?,
         None => Vec::new(),
     };
+    for (key, wants) in [
+        (
+            "ring_hash_lb_config",
+            matches!(lb_policy, LbPolicy::RingHash { .. }),
+        ),
+        (
+            "maglev_lb_config",
+            matches!(lb_policy, LbPolicy::Maglev { .. }),
+        ),
+    ] {
+        if let (Some(c), false) = (node.get(key), wants) {
+            return Err(c.node().error("only allowed with the matching lb_policy"));
+        }
+    }
+    let subsets = match node.get("lb_subset_config") {
+        Some(s) => Some(parse_subset_config(s.node())?),
+        None => None,
+    };
+    let mut health_checks = Vec::new();
+    if let Some(list) = node.get("health_checks") {
+        for item in list.node().items()? {
+            health_checks.push(parse_health_check(item.node())?);
+        }
+    }
     Ok(ClusterConfig {
         name,
         discovery,
@@ -607,6 +649,8 @@ fn parse_cluster(node: Node<'_>) -> Result<ClusterConfig> {
         dns_refresh_rate,
         dns_family,
         buffer_limit,
+        subsets,
+        health_checks,
     })
 }
 
@@ -651,9 +695,13 @@ fn parse_load_assignment(
         for lb in lbs.node().items()? {
             let lb = lb.node();
             lb.expect_fields(
-                &["endpoint", "load_balancing_weight"],
-                &["health_status", "metadata", "endpoint_name"],
+                &["endpoint", "load_balancing_weight", "metadata"],
+                &["health_status", "endpoint_name"],
             )?;
+            let metadata = match lb.get("metadata") {
+                Some(m) => parse_lb_metadata(m.node())?,
+                None => Metadata::new(),
+            };
             let weight = match lb.get("load_balancing_weight") {
                 Some(w) => {
                     let v = w.node().as_u32()?;
@@ -689,7 +737,12 @@ fn parse_load_assignment(
                     "an endpoint needs a port above 0",
                 ));
             }
-            out.push(EndpointConfig { host, port, weight });
+            out.push(EndpointConfig {
+                host,
+                port,
+                weight,
+                metadata,
+            });
         }
     }
     Ok(out)
@@ -731,7 +784,9 @@ mod tests {
         assert_eq!(b.listeners.len(), 1);
         let l = &b.listeners[0];
         assert_eq!(l.buffer_limit, DEFAULT_BUFFER_LIMIT);
-        let NetworkFilter::TcpProxy(tp) = &l.filter;
+        let NetworkFilter::TcpProxy(tp) = &l.filter else {
+            panic!("not tcp_proxy")
+        };
         assert_eq!(tp.route, TcpRoute::Cluster("c0".into()));
         assert_eq!(tp.idle_timeout, Some(Duration::from_secs(3600)));
         let c = &b.clusters[0];
@@ -754,7 +809,7 @@ mod tests {
         });
         assert_eq!(
             e,
-            "static_resources.listeners[0].filter_chains[0].filters[0].name: unknown filter \"envoy.filters.network.foo\""
+            "static_resources.listeners[0].filter_chains[0].filters[0].name: unknown filter \"envoy.filters.network.foo\" (available: envoy.filters.network.tcp_proxy, sluice.filters.network.rpc_proxy)"
         );
     }
 
@@ -778,11 +833,11 @@ mod tests {
     #[test]
     fn unsupported_envoy_fields_are_errors() {
         let e = error_of(minimal(), |d| {
-            d["static_resources"]["clusters"][0]["health_checks"] = json!([]);
+            d["static_resources"]["clusters"][0]["outlier_detection"] = json!({});
         });
         assert_eq!(
             e,
-            "static_resources.clusters[0].health_checks: this Envoy field is not supported by sluice yet"
+            "static_resources.clusters[0].outlier_detection: this Envoy field is not supported by sluice yet"
         );
         let e = error_of(minimal(), |d| d["dynamic_resources"] = json!({}));
         assert!(e.starts_with("dynamic_resources:"), "{e}");
@@ -846,7 +901,9 @@ mod tests {
         tc["weighted_clusters"] = json!({"clusters": [{"name": "c0", "weight": 2}]});
         tc["idle_timeout"] = json!("0s");
         let b = parse_bootstrap(&d).unwrap();
-        let NetworkFilter::TcpProxy(tp) = &b.listeners[0].filter;
+        let NetworkFilter::TcpProxy(tp) = &b.listeners[0].filter else {
+            panic!("not tcp_proxy")
+        };
         assert_eq!(tp.idle_timeout, None);
         assert_eq!(
             tp.route,

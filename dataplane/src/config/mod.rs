@@ -1,9 +1,11 @@
 //! The config model: the Envoy v3 bootstrap (YAML or JSON) read into validated types.
 
 pub mod bootstrap;
+pub mod cluster_extras;
 pub mod duration;
 pub mod model;
 pub mod reader;
+pub mod rpc_proxy;
 
 pub use model::*;
 pub use reader::ConfigError;

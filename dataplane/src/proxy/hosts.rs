@@ -2,15 +2,75 @@
 //! clusters are re-resolved every `dns_refresh_rate` by the main thread, which swaps in a new set.
 //! Workers notice the new version the next time they pick a host.
 
-use crate::config::{ClusterConfig, Discovery, DnsFamily, EndpointConfig};
+use crate::config::{ClusterConfig, Discovery, DnsFamily, EndpointConfig, Metadata};
+use crate::stats::Counter;
 use arc_swap::ArcSwap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct HostAddr {
     pub address: SocketAddr,
     pub weight: u32,
+    pub metadata: Arc<Metadata>,
+    /// Shared by every worker and the health checker; survives DNS updates of the same address.
+    pub health: Arc<HostHealth>,
+}
+
+impl PartialEq for HostAddr {
+    fn eq(&self, other: &Self) -> bool {
+        self.address == other.address
+            && self.weight == other.weight
+            && self.metadata == other.metadata
+    }
+}
+
+impl HostAddr {
+    pub fn new(address: SocketAddr, weight: u32, metadata: Metadata) -> HostAddr {
+        HostAddr {
+            address,
+            weight,
+            metadata: Arc::new(metadata),
+            health: Arc::new(HostHealth::default()),
+        }
+    }
+}
+
+/// One endpoint's active health-check state: written by the health checker only, read by
+/// workers (relaxed loads) when they rebuild their balancers.
+#[derive(Debug)]
+pub struct HostHealth {
+    healthy: AtomicBool,
+    pub checks_total: Counter,
+    pub check_failures: Counter,
+    pub consecutive_failures: Counter,
+    pub consecutive_successes: Counter,
+}
+
+impl Default for HostHealth {
+    fn default() -> Self {
+        HostHealth {
+            // Envoy starts hosts healthy when it has no check result yet for a static cluster
+            // only if no health checks are configured; sluice starts healthy and lets the first
+            // failed checks (unhealthy_threshold of them) take the host out.
+            healthy: AtomicBool::new(true),
+            checks_total: Counter::default(),
+            check_failures: Counter::default(),
+            consecutive_failures: Counter::default(),
+            consecutive_successes: Counter::default(),
+        }
+    }
+}
+
+impl HostHealth {
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+    /// Returns whether the state changed.
+    pub fn set_healthy(&self, v: bool) -> bool {
+        self.healthy.swap(v, Ordering::Relaxed) != v
+    }
 }
 
 #[derive(Debug, Default)]
@@ -22,6 +82,8 @@ pub struct HostSet {
 /// The shared, swappable host set of one cluster.
 pub struct ClusterHosts {
     pub current: ArcSwap<HostSet>,
+    /// Bumped whenever a host's health changes, so workers know to rebuild their balancers.
+    pub health_epoch: AtomicU64,
 }
 
 impl ClusterHosts {
@@ -33,24 +95,40 @@ impl ClusterHosts {
                 .iter()
                 .filter_map(|e| {
                     let ip: IpAddr = e.host.parse().ok()?;
-                    Some(HostAddr {
-                        address: SocketAddr::new(ip, e.port),
-                        weight: e.weight,
-                    })
+                    Some(HostAddr::new(
+                        SocketAddr::new(ip, e.port),
+                        e.weight,
+                        e.metadata.clone(),
+                    ))
                 })
                 .collect(),
             Discovery::StrictDns => Vec::new(),
         };
         Arc::new(ClusterHosts {
             current: ArcSwap::from_pointee(HostSet { version: 1, hosts }),
+            health_epoch: AtomicU64::new(0),
         })
     }
 
+    pub fn health_epoch(&self) -> u64 {
+        self.health_epoch.load(Ordering::Relaxed)
+    }
+
+    pub fn bump_health_epoch(&self) {
+        self.health_epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Installs a new resolution result if it differs from the current one.
-    pub fn update(&self, hosts: Vec<HostAddr>) -> bool {
+    pub fn update(&self, mut hosts: Vec<HostAddr>) -> bool {
         let cur = self.current.load();
         if cur.hosts == hosts {
             return false;
+        }
+        // An address that stays keeps its health state.
+        for h in &mut hosts {
+            if let Some(old) = cur.hosts.iter().find(|o| o.address == h.address) {
+                h.health = old.health.clone();
+            }
         }
         let version = cur.version + 1;
         self.current.store(Arc::new(HostSet { version, hosts }));
@@ -70,10 +148,10 @@ pub fn resolve(config: &ClusterConfig) -> (Vec<HostAddr>, Vec<String>) {
                 "{}:{}: no address of the requested family ({:?})",
                 ep.host, ep.port, config.dns_family
             )),
-            Ok(list) => hosts.extend(list.into_iter().map(|address| HostAddr {
-                address,
-                weight: ep.weight,
-            })),
+            Ok(list) => hosts.extend(
+                list.into_iter()
+                    .map(|address| HostAddr::new(address, ep.weight, ep.metadata.clone())),
+            ),
             Err(e) => errors.push(format!("{}:{}: {e}", ep.host, ep.port)),
         }
     }
@@ -116,10 +194,13 @@ mod tests {
                 host: host.into(),
                 port: 80,
                 weight: 2,
+                metadata: Metadata::new(),
             }],
             dns_refresh_rate: Duration::from_secs(5),
             dns_family: family,
             buffer_limit: None,
+            subsets: None,
+            health_checks: Vec::new(),
         }
     }
 
@@ -129,10 +210,11 @@ mod tests {
         let set = h.current.load();
         assert_eq!(
             set.hosts,
-            vec![HostAddr {
-                address: "10.0.0.1:80".parse().unwrap(),
-                weight: 2
-            }]
+            vec![HostAddr::new(
+                "10.0.0.1:80".parse().unwrap(),
+                2,
+                Metadata::new()
+            )]
         );
     }
 
@@ -162,10 +244,11 @@ mod tests {
     #[test]
     fn update_bumps_the_version_only_on_change() {
         let h = ClusterHosts::new(&cluster(Discovery::StrictDns, "x", DnsFamily::All));
-        let one = vec![HostAddr {
-            address: "127.0.0.1:1".parse().unwrap(),
-            weight: 1,
-        }];
+        let one = vec![HostAddr::new(
+            "127.0.0.1:1".parse().unwrap(),
+            1,
+            Metadata::new(),
+        )];
         assert!(h.update(one.clone()));
         assert!(!h.update(one));
         assert_eq!(h.current.load().version, 2);

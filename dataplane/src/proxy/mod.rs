@@ -2,6 +2,9 @@
 //! where a downstream connection goes.
 
 pub mod cluster;
+pub mod health;
 pub mod hosts;
 pub mod lb;
+pub mod rpc_proxy;
+pub mod rpc_router;
 pub mod tcp_proxy;

@@ -2,7 +2,7 @@
 //! (moving on to the next host when a connect fails), then hand both connections to the stream
 //! layer's pump.
 
-use super::cluster::{Cluster, Host};
+use super::cluster::{Cluster, Host, PickRequest};
 use super::lb::{pick_weighted, Rng};
 use crate::config::TcpProxyConfig;
 use crate::io::connect::{connect, ConnectError};
@@ -134,11 +134,16 @@ impl TcpProxy {
             .map_or(host_count, |m| m as usize);
         let mut tried: Vec<usize> = Vec::with_capacity(attempts.min(8));
         for _ in 0..attempts {
-            let picked = cluster.pick(&tried).or_else(|| {
-                // More attempts allowed than hosts: start over with every host.
-                tried.clear();
-                cluster.pick(&tried)
-            });
+            let picked = cluster
+                .pick(&PickRequest {
+                    tried: &tried,
+                    ..Default::default()
+                })
+                .or_else(|| {
+                    // More attempts allowed than hosts: start over with every host.
+                    tried.clear();
+                    cluster.pick(&PickRequest::default())
+                });
             let (index, host) = picked?;
             tried.push(index);
             cluster.stats.upstream_cx_total.inc();

@@ -40,6 +40,7 @@ pub struct Dataplane {
     current: Arc<ArcSwap<Snapshot>>,
     bound: HashMap<ListenerKey, SocketAddr>,
     dns: Option<dns::Refresher>,
+    health: Option<crate::proxy::health::HealthChecker>,
 }
 
 /// Chooses the CPU of each worker: the configured list, or the CPUs this process may use.
@@ -87,9 +88,13 @@ impl Dataplane {
             current: Arc::new(ArcSwap::from_pointee(empty)),
             bound: HashMap::new(),
             dns: None,
+            health: None,
         };
         dp.apply(bootstrap)?;
         dp.dns = Some(dns::Refresher::start(dp.current.clone()));
+        dp.health = Some(crate::proxy::health::HealthChecker::start(
+            dp.current.clone(),
+        ));
         tracing::info!(workers = concurrency, cpus = ?cpus, "workers started");
         Ok(dp)
     }

@@ -9,6 +9,7 @@ use crate::io::affinity::pin_current_thread;
 use crate::io::Connection;
 use crate::proxy::cluster::Cluster;
 use crate::proxy::lb::Rng;
+use crate::proxy::rpc_proxy::RpcProxy;
 use crate::proxy::tcp_proxy::{Active, Route, TcpProxy};
 use crate::stats::{ListenerStats, Stats};
 use std::cell::RefCell;
@@ -34,10 +35,16 @@ pub struct WorkerHandle {
     pub thread: std::thread::JoinHandle<()>,
 }
 
+/// The terminal filter a listener hands each accepted connection to.
+enum Filter {
+    Tcp(Rc<TcpProxy>),
+    Rpc(Rc<RpcProxy>),
+}
+
 /// What a listener hands each accepted connection to, for one snapshot.
 struct ListenerRuntime {
     stats: Arc<ListenerStats>,
-    proxy: Rc<TcpProxy>,
+    filter: Filter,
 }
 
 struct ActiveListener {
@@ -116,28 +123,46 @@ fn apply(
     };
     let mut wanted: HashMap<ListenerKey, Rc<ListenerRuntime>> = HashMap::new();
     for l in &snapshot.bootstrap.listeners {
-        let NetworkFilter::TcpProxy(tp) = &l.filter;
-        let route = match &tp.route {
-            TcpRoute::Cluster(c) => Route::Cluster(cluster(c)?),
-            TcpRoute::Weighted(list) => Route::Weighted {
-                clusters: list
-                    .iter()
-                    .map(|w| cluster(&w.name))
-                    .collect::<Result<_, _>>()?,
-                weights: list.iter().map(|w| w.weight).collect(),
-            },
-        };
-        let proxy = TcpProxy {
-            config: tp.clone(),
-            route,
-            stats: shard.tcp_proxy(&tp.stat_prefix),
-            buffer_limit: l.buffer_limit,
-            splice: snapshot.bootstrap.sluice.splice,
-            rng: rng.clone(),
+        let filter = match &l.filter {
+            NetworkFilter::TcpProxy(tp) => {
+                let route = match &tp.route {
+                    TcpRoute::Cluster(c) => Route::Cluster(cluster(c)?),
+                    TcpRoute::Weighted(list) => Route::Weighted {
+                        clusters: list
+                            .iter()
+                            .map(|w| cluster(&w.name))
+                            .collect::<Result<_, _>>()?,
+                        weights: list.iter().map(|w| w.weight).collect(),
+                    },
+                };
+                Filter::Tcp(Rc::new(TcpProxy {
+                    config: tp.clone(),
+                    route,
+                    stats: shard.tcp_proxy(&tp.stat_prefix),
+                    buffer_limit: l.buffer_limit,
+                    splice: snapshot.bootstrap.sluice.splice,
+                    rng: rng.clone(),
+                }))
+            }
+            NetworkFilter::RpcProxy(rp) => {
+                let passthrough_stats = rp
+                    .passthrough_cluster
+                    .as_ref()
+                    .map(|_| shard.tcp_proxy(&format!("{}.passthrough", rp.stat_prefix)));
+                let proxy = RpcProxy::new(
+                    Arc::new((**rp).clone()),
+                    shard.rpc_proxy(&rp.stat_prefix),
+                    passthrough_stats,
+                    l.buffer_limit,
+                    &cluster,
+                    rng.clone(),
+                )?;
+                Filter::Rpc(Rc::new(proxy))
+            }
         };
         let runtime = ListenerRuntime {
             stats: shard.listener(&l.name),
-            proxy: Rc::new(proxy),
+            filter,
         };
         wanted.insert(ListenerKey::of(l), Rc::new(runtime));
     }
@@ -186,11 +211,11 @@ async fn accept_loop(
                     runtime.stats.downstream_cx_total.inc();
                     let _active = Active::raise(&runtime.stats.downstream_cx_active);
                     let _w_active = Active::raise(&w.downstream_cx_active);
-                    runtime
-                        .proxy
-                        .clone()
-                        .serve(Connection::Kernel(stream), peer)
-                        .await;
+                    let conn = Connection::Kernel(stream);
+                    match &runtime.filter {
+                        Filter::Tcp(p) => p.clone().serve(conn, peer).await,
+                        Filter::Rpc(p) => p.clone().serve(conn, peer).await,
+                    }
                 });
             }
             Err(e) => {

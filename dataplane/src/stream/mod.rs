@@ -1,7 +1,15 @@
-//! Stream layer: one exchange between a downstream and an upstream. For the L4 TCP proxy an
-//! exchange is the whole connection pair, moved by [`pump`]; request/response streams (Bolt,
-//! HTTP) arrive with their codecs.
+//! Stream layer: one exchange between a downstream and an upstream.
+//!
+//! For the L4 TCP proxy an exchange is the whole connection pair, moved by [`pump`]. For
+//! multiplexed RPC protocols it is one request and its response: [`exchange`] (correlation and
+//! the one answer every request gets), [`upstream`] (multiplexed upstream connections with id
+//! rewriting, deadlines and heartbeats, pooled per host), [`framed`] (frames cut from a byte
+//! stream without copying) and [`outbox`] (batched writes).
 
+pub mod exchange;
+pub mod framed;
+pub mod outbox;
 pub mod pump;
+pub mod upstream;
 
 pub use pump::{pump, Direction, Observer, Outcome, PumpOptions, Side};

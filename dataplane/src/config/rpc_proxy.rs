@@ -1,0 +1,478 @@
+//! Reads the `sluice.filters.network.rpc_proxy` network filter: multiplexed RPC at L7, with a
+//! route config shaped like Envoy's dubbo_proxy / generic_proxy ones (virtual hosts matched by
+//! service, routes by method and headers).
+
+use super::cluster_extras::{scalar_map, LB_NAMESPACE};
+use super::duration::parse_duration;
+use super::model::*;
+use super::reader::{ConfigError, Node, Result};
+use crate::protocol::registry;
+use std::time::Duration;
+
+pub const RPC_PROXY_NAME: &str = "sluice.filters.network.rpc_proxy";
+pub const RPC_PROXY_TYPE: &str = "type.googleapis.com/sluice.filters.network.rpc_proxy.v1.RpcProxy";
+
+const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+const DEFAULT_MAX_PER_DOWNSTREAM: u32 = 10_000;
+const DEFAULT_PER_CONNECTION: u32 = 10_000;
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub fn parse_rpc_proxy(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<RpcProxyConfig> {
+    node.expect_fields(
+        &[
+            "@type",
+            "stat_prefix",
+            "protocols",
+            "max_frame_bytes",
+            "passthrough_cluster",
+            "route_config",
+            "upstream",
+            "default_timeout",
+            "max_requests_per_downstream",
+        ],
+        &[],
+    )?;
+    let sp = node.require("stat_prefix")?;
+    let stat_prefix = sp.node().as_str()?.to_string();
+    if stat_prefix.is_empty() {
+        return Err(sp.node().error("must not be empty"));
+    }
+    let protocols = match node.get("protocols") {
+        None => registry::names().into_iter().map(String::from).collect(),
+        Some(p) => {
+            let mut out = Vec::new();
+            for item in p.node().items()? {
+                let item = item.node();
+                let name = item.as_str()?;
+                if registry::by_name(name).is_none() {
+                    return Err(item.error(format!(
+                        "unknown protocol \"{name}\" (available: {})",
+                        registry::names().join(", ")
+                    )));
+                }
+                out.push(name.to_string());
+            }
+            if out.is_empty() {
+                return Err(p.node().error("name at least one protocol"));
+            }
+            out
+        }
+    };
+    let max_frame_bytes = match node.get("max_frame_bytes") {
+        Some(m) => {
+            let v = m.node().as_u32()? as usize;
+            if v < 64 {
+                return Err(m.node().error("must be at least 64 bytes"));
+            }
+            v
+        }
+        None => DEFAULT_MAX_FRAME,
+    };
+    let passthrough_cluster = match node.get("passthrough_cluster") {
+        Some(c) => {
+            let name = c.node().as_str()?;
+            check_cluster(c.node(), name, clusters)?;
+            Some(name.to_string())
+        }
+        None => None,
+    };
+    let routes = parse_route_config(node.require("route_config")?.node(), clusters)?;
+    let upstream = match node.get("upstream") {
+        Some(u) => parse_upstream(u.node())?,
+        None => RpcUpstreamConfig {
+            connections_per_host: 1,
+            max_requests_per_connection: DEFAULT_PER_CONNECTION,
+            heartbeat_interval: Some(DEFAULT_HEARTBEAT),
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+        },
+    };
+    let default_timeout = match node.get("default_timeout") {
+        Some(t) => positive_duration(t.node())?,
+        None => DEFAULT_TIMEOUT,
+    };
+    let max_requests_per_downstream = match node.get("max_requests_per_downstream") {
+        Some(m) => at_least_one(m.node())?,
+        None => DEFAULT_MAX_PER_DOWNSTREAM,
+    };
+    Ok(RpcProxyConfig {
+        stat_prefix,
+        protocols,
+        max_frame_bytes,
+        passthrough_cluster,
+        routes,
+        upstream,
+        default_timeout,
+        max_requests_per_downstream,
+    })
+}
+
+fn positive_duration(node: Node<'_>) -> Result<Duration> {
+    let d = parse_duration(node)?;
+    if d.is_zero() {
+        return Err(node.error("must be above 0s"));
+    }
+    Ok(d)
+}
+
+fn at_least_one(node: Node<'_>) -> Result<u32> {
+    let v = node.as_u32()?;
+    if v == 0 {
+        return Err(node.error("must be at least 1"));
+    }
+    Ok(v)
+}
+
+fn check_cluster(node: Node<'_>, name: &str, clusters: &[ClusterConfig]) -> Result<()> {
+    if clusters.iter().any(|c| c.name == name) {
+        Ok(())
+    } else {
+        Err(node.error(format!(
+            "unknown cluster \"{name}\" (not in static_resources.clusters)"
+        )))
+    }
+}
+
+fn parse_upstream(node: Node<'_>) -> Result<RpcUpstreamConfig> {
+    node.expect_fields(
+        &[
+            "connections_per_host",
+            "max_requests_per_connection",
+            "heartbeat_interval",
+            "heartbeat_timeout",
+        ],
+        &[],
+    )?;
+    let connections_per_host = match node.get("connections_per_host") {
+        Some(c) => at_least_one(c.node())?,
+        None => 1,
+    };
+    let max_requests_per_connection = match node.get("max_requests_per_connection") {
+        Some(c) => at_least_one(c.node())?,
+        None => DEFAULT_PER_CONNECTION,
+    };
+    let heartbeat_interval = match node.get("heartbeat_interval") {
+        Some(h) => {
+            let d = parse_duration(h.node())?;
+            (!d.is_zero()).then_some(d)
+        }
+        None => Some(DEFAULT_HEARTBEAT),
+    };
+    let heartbeat_timeout = match node.get("heartbeat_timeout") {
+        Some(h) => positive_duration(h.node())?,
+        None => DEFAULT_HEARTBEAT_TIMEOUT,
+    };
+    Ok(RpcUpstreamConfig {
+        connections_per_host,
+        max_requests_per_connection,
+        heartbeat_interval,
+        heartbeat_timeout,
+    })
+}
+
+fn parse_route_config(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<RpcRouteConfig> {
+    node.expect_fields(&["name", "virtual_hosts"], &[])?;
+    let name = match node.get("name") {
+        Some(n) => n.node().as_str()?.to_string(),
+        None => String::new(),
+    };
+    let mut virtual_hosts = Vec::new();
+    if let Some(list) = node.get("virtual_hosts") {
+        for item in list.node().items()? {
+            virtual_hosts.push(parse_virtual_host(item.node(), clusters)?);
+        }
+    }
+    Ok(RpcRouteConfig {
+        name,
+        virtual_hosts,
+    })
+}
+
+fn parse_virtual_host(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<RpcVirtualHost> {
+    node.expect_fields(&["name", "services", "routes"], &[])?;
+    let name = node.require("name")?.node().as_str()?.to_string();
+    let mut services = Vec::new();
+    let list = node.require("services")?;
+    for s in list.node().items()? {
+        let s = s.node();
+        let v = s.as_str()?;
+        let stars = v.matches('*').count();
+        let ok = stars == 0 || v == "*" || (stars == 1 && (v.starts_with('*') || v.ends_with('*')));
+        if !ok || v.is_empty() {
+            return Err(s.error(format!(
+                "\"{v}\" is not a service pattern (exact, \"*\", or one leading or trailing \"*\")"
+            )));
+        }
+        services.push(v.to_string());
+    }
+    if services.is_empty() {
+        return Err(list.node().error("name at least one service"));
+    }
+    let mut routes = Vec::new();
+    for r in node.require("routes")?.node().items()? {
+        routes.push(parse_route(r.node(), clusters)?);
+    }
+    Ok(RpcVirtualHost {
+        name,
+        services,
+        routes,
+    })
+}
+
+fn parse_route(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<RpcRoute> {
+    node.expect_fields(
+        &["name", "match", "route"],
+        &["direct_response", "metadata"],
+    )?;
+    let (method, headers) = match node.get("match") {
+        Some(m) => {
+            let m = m.node();
+            m.expect_fields(&["method", "headers"], &[])?;
+            let method = match m.get("method") {
+                Some(x) => Some(parse_string_match(x.node())?),
+                None => None,
+            };
+            let mut headers = Vec::new();
+            if let Some(list) = m.get("headers") {
+                for h in list.node().items()? {
+                    headers.push(parse_header_match(h.node())?);
+                }
+            }
+            (method, headers)
+        }
+        None => (None, Vec::new()),
+    };
+    let action = parse_action(node.require("route")?.node(), clusters)?;
+    Ok(RpcRoute {
+        method,
+        headers,
+        action,
+    })
+}
+
+/// Envoy's `type.matcher.v3.StringMatcher`.
+pub fn parse_string_match(node: Node<'_>) -> Result<StringMatch> {
+    node.expect_fields(
+        &["exact", "prefix", "suffix", "contains", "safe_regex"],
+        &["ignore_case", "custom"],
+    )?;
+    let map = node.value().as_object().map_or(0, |m| m.len());
+    if map != 1 {
+        return Err(node.error("give exactly one of exact, prefix, suffix, contains, safe_regex"));
+    }
+    let text = |k: &str| -> Result<Option<String>> {
+        Ok(match node.get(k) {
+            Some(v) => Some(v.node().as_str()?.to_string()),
+            None => None,
+        })
+    };
+    if let Some(v) = text("exact")? {
+        return Ok(StringMatch::Exact(v));
+    }
+    if let Some(v) = text("prefix")? {
+        return Ok(StringMatch::Prefix(v));
+    }
+    if let Some(v) = text("suffix")? {
+        return Ok(StringMatch::Suffix(v));
+    }
+    if let Some(v) = text("contains")? {
+        return Ok(StringMatch::Contains(v));
+    }
+    let re = node.require("safe_regex")?;
+    let re = re.node();
+    re.expect_fields(&["regex", "google_re2"], &[])?;
+    let pattern = re.require("regex")?;
+    let p = pattern.node().as_str()?;
+    // Envoy's safe_regex matches the whole value.
+    let anchored = format!("^(?:{p})$");
+    let compiled = regex::Regex::new(&anchored)
+        .map_err(|e| pattern.node().error(format!("invalid regex: {e}")))?;
+    Ok(StringMatch::Regex(compiled))
+}
+
+fn parse_header_match(node: Node<'_>) -> Result<HeaderMatch> {
+    node.expect_fields(
+        &["name", "string_match", "present_match", "invert_match"],
+        &[
+            "exact_match",
+            "safe_regex_match",
+            "range_match",
+            "prefix_match",
+            "suffix_match",
+            "contains_match",
+            "treat_missing_header_as_empty",
+        ],
+    )?;
+    let name = node.require("name")?.node().as_str()?.to_string();
+    let matcher = match (node.get("string_match"), node.get("present_match")) {
+        (Some(m), None) => Some(parse_string_match(m.node())?),
+        (None, Some(p)) => {
+            if !p.node().as_bool()? {
+                return Err(p.node().error(
+                    "present_match: false is spelled invert_match: true with present_match: true",
+                ));
+            }
+            None
+        }
+        (None, None) => None,
+        (Some(_), Some(_)) => return Err(node.error("give one of string_match or present_match")),
+    };
+    let invert = match node.get("invert_match") {
+        Some(i) => i.node().as_bool()?,
+        None => false,
+    };
+    Ok(HeaderMatch {
+        name,
+        matcher,
+        invert,
+    })
+}
+
+fn parse_action(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<RpcRouteAction> {
+    node.expect_fields(
+        &[
+            "cluster",
+            "weighted_clusters",
+            "metadata_match",
+            "timeout",
+            "retry_policy",
+            "hash_policy",
+        ],
+        &["cluster_header", "request_mirror_policies", "priority"],
+    )?;
+    let target = match (node.get("cluster"), node.get("weighted_clusters")) {
+        (Some(c), None) => {
+            let name = c.node().as_str()?;
+            check_cluster(c.node(), name, clusters)?;
+            TcpRoute::Cluster(name.to_string())
+        }
+        (None, Some(w)) => {
+            let w = w.node();
+            w.expect_fields(&["clusters"], &["total_weight", "runtime_key_prefix"])?;
+            let list = w.require("clusters")?;
+            let mut out = Vec::new();
+            for item in list.node().items()? {
+                let item = item.node();
+                item.expect_fields(&["name", "weight"], &["metadata_match"])?;
+                let n = item.require("name")?;
+                let name = n.node().as_str()?;
+                check_cluster(n.node(), name, clusters)?;
+                let weight = match item.get("weight") {
+                    Some(x) => x.node().as_u32()?,
+                    None => 0,
+                };
+                out.push(WeightedCluster {
+                    name: name.to_string(),
+                    weight,
+                });
+            }
+            if out.iter().all(|c| c.weight == 0) {
+                return Err(list
+                    .node()
+                    .error("at least one weighted cluster needs a weight above 0"));
+            }
+            TcpRoute::Weighted(out)
+        }
+        (Some(_), Some(_)) => {
+            return Err(node.error("give either cluster or weighted_clusters, not both"))
+        }
+        (None, None) => return Err(node.error("one of cluster or weighted_clusters is required")),
+    };
+    let metadata_match = match node.get("metadata_match") {
+        Some(m) => {
+            let m = m.node();
+            m.expect_fields(&["filter_metadata"], &["typed_filter_metadata"])?;
+            match m.get("filter_metadata") {
+                Some(fm) => {
+                    let fm = fm.node();
+                    fm.expect_fields(&[LB_NAMESPACE], &[])?;
+                    match fm.get(LB_NAMESPACE) {
+                        Some(lb) => scalar_map(lb.node())?,
+                        None => Metadata::new(),
+                    }
+                }
+                None => Metadata::new(),
+            }
+        }
+        None => Metadata::new(),
+    };
+    let timeout = match node.get("timeout") {
+        Some(t) => {
+            let d = parse_duration(t.node())?;
+            (!d.is_zero()).then_some(d)
+        }
+        None => None,
+    };
+    let retry = match node.get("retry_policy") {
+        Some(r) => {
+            let r = r.node();
+            r.expect_fields(&["num_retries", "per_try_timeout", "retry_on"], &[])?;
+            if let Some(on) = r.get("retry_on") {
+                let on_node = on.node();
+                for part in on_node.as_str()?.split(',') {
+                    let part = part.trim();
+                    if !matches!(part, "connect-failure" | "per-try-timeout") {
+                        return Err(on_node.error(format!(
+                            "retry_on \"{part}\" is not supported (supported: connect-failure, per-try-timeout)"
+                        )));
+                    }
+                }
+            }
+            RetryPolicy {
+                num_retries: match r.get("num_retries") {
+                    Some(n) => n.node().as_u32()?,
+                    None => 1,
+                },
+                per_try_timeout: match r.get("per_try_timeout") {
+                    Some(t) => Some(positive_duration(t.node())?),
+                    None => None,
+                },
+            }
+        }
+        None => RetryPolicy::default(),
+    };
+    let hash_header = match node.get("hash_policy") {
+        Some(h) => {
+            let items = h.node().items()?;
+            if items.len() > 1 {
+                return Err(h.node().error("one hash policy is supported"));
+            }
+            match items.first() {
+                Some(item) => {
+                    let item = item.node();
+                    item.expect_fields(&["header"], &["terminal"])?;
+                    let hdr = item.require("header")?;
+                    let hdr = hdr.node();
+                    hdr.expect_fields(&["header_name"], &[])?;
+                    Some(hdr.require("header_name")?.node().as_str()?.to_string())
+                }
+                None => None,
+            }
+        }
+        None => None,
+    };
+    Ok(RpcRouteAction {
+        target,
+        metadata_match,
+        timeout,
+        retry,
+        hash_header,
+    })
+}
+
+/// A filter name or type URL that selects the rpc_proxy.
+pub fn selects_rpc_proxy(name: &str, type_url: Option<&str>) -> bool {
+    name == RPC_PROXY_NAME || type_url == Some(RPC_PROXY_TYPE)
+}
+
+/// Checks that the type URL, if any, is the rpc_proxy's.
+pub fn check_type(typed: Node<'_>, url: Option<&str>) -> Result<()> {
+    match url {
+        Some(u) if u != RPC_PROXY_TYPE => Err(ConfigError::new(
+            format!("{}.@type", typed.path()),
+            format!("filter \"{RPC_PROXY_NAME}\" expects type {RPC_PROXY_TYPE}, found {u}"),
+        )),
+        _ => Ok(()),
+    }
+}

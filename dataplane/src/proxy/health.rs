@@ -1,0 +1,266 @@
+//! Active health checking: TCP connect, or a Bolt heartbeat that must be answered with success.
+//!
+//! Checks run on a thread of their own (with a small event loop), never on a worker. Each
+//! (cluster, endpoint) with `health_checks` gets a task that checks every interval (+ jitter)
+//! and flips the endpoint's shared health flag after `unhealthy_threshold` failures in a row or
+//! `healthy_threshold` successes in a row; the very first result counts at once, so an endpoint
+//! that is down at start-up is out before the first interval passes. Each flip bumps the
+//! cluster's health epoch, and workers rebuild their balancers on their next pick.
+
+use super::hosts::{ClusterHosts, HostHealth};
+use super::lb::Rng;
+use crate::config::{HealthCheckConfig, HealthCheckKind};
+use crate::protocol::bolt::Bolt;
+use crate::protocol::xprotocol::{Codec, FrameKind};
+use crate::runtime::snapshot::Snapshot;
+use arc_swap::ArcSwap;
+use bytes::BytesMut;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The outcome of one check.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Healthy,
+    Unhealthy(String),
+}
+
+/// Runs one check of `kind` against `addr`.
+pub async fn check_once(kind: HealthCheckKind, addr: SocketAddr, timeout: Duration) -> Verdict {
+    match tokio::time::timeout(timeout, probe(kind, addr)).await {
+        Ok(v) => v,
+        Err(_) => Verdict::Unhealthy(format!("no answer within {timeout:?}")),
+    }
+}
+
+async fn probe(kind: HealthCheckKind, addr: SocketAddr) -> Verdict {
+    let mut stream = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => return Verdict::Unhealthy(format!("connect: {e}")),
+    };
+    match kind {
+        HealthCheckKind::TcpConnect => Verdict::Healthy,
+        HealthCheckKind::BoltHeartbeat => {
+            let _ = stream.set_nodelay(true);
+            let mut hb = BytesMut::new();
+            Bolt.heartbeat(1, &mut hb);
+            if let Err(e) = stream.write_all(&hb).await {
+                return Verdict::Unhealthy(format!("write: {e}"));
+            }
+            let mut buf = BytesMut::with_capacity(256);
+            loop {
+                match Bolt.decode(&buf, 64 * 1024) {
+                    Ok(Some(head)) => {
+                        return if head.kind == FrameKind::HeartbeatAck
+                            && head.request_id == 1
+                            && Bolt.is_success(head.status)
+                        {
+                            Verdict::Healthy
+                        } else {
+                            Verdict::Unhealthy(format!(
+                                "answered the heartbeat with {:?} status {}",
+                                head.kind, head.status
+                            ))
+                        };
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Verdict::Unhealthy(format!("bad answer: {e}")),
+                }
+                match stream.read_buf(&mut buf).await {
+                    Ok(0) => return Verdict::Unhealthy("closed without answering".into()),
+                    Ok(_) => {}
+                    Err(e) => return Verdict::Unhealthy(format!("read: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// Applies one verdict to a host's state; returns whether the state flipped.
+pub fn record(
+    health: &HostHealth,
+    config: &HealthCheckConfig,
+    verdict: &Verdict,
+    first: bool,
+) -> bool {
+    health.checks_total.inc();
+    match verdict {
+        Verdict::Healthy => {
+            health.consecutive_failures.set(0);
+            health.consecutive_successes.inc();
+            let enough = health.consecutive_successes.get() >= u64::from(config.healthy_threshold);
+            (first || enough) && health.set_healthy(true)
+        }
+        Verdict::Unhealthy(_) => {
+            health.check_failures.inc();
+            health.consecutive_successes.set(0);
+            health.consecutive_failures.inc();
+            let enough = health.consecutive_failures.get() >= u64::from(config.unhealthy_threshold);
+            (first || enough) && health.set_healthy(false)
+        }
+    }
+}
+
+async fn check_loop(
+    cluster: String,
+    addr: SocketAddr,
+    config: HealthCheckConfig,
+    hosts: Arc<ClusterHosts>,
+    health: Arc<HostHealth>,
+) {
+    let mut rng = Rng::from_entropy();
+    let mut first = true;
+    loop {
+        let verdict = check_once(config.kind, addr, config.timeout).await;
+        if record(&health, &config, &verdict, first) {
+            hosts.bump_health_epoch();
+            match &verdict {
+                Verdict::Healthy => tracing::info!(%cluster, host = %addr, "endpoint is healthy"),
+                Verdict::Unhealthy(why) => {
+                    tracing::warn!(%cluster, host = %addr, reason = %why, "endpoint is unhealthy")
+                }
+            }
+        }
+        first = false;
+        let jitter_ms = config.interval_jitter.as_millis() as u64;
+        let jitter = if jitter_ms > 0 {
+            Duration::from_millis(rng.below(jitter_ms + 1))
+        } else {
+            Duration::ZERO
+        };
+        tokio::time::sleep(config.interval + jitter).await;
+    }
+}
+
+/// Keeps one check task per (snapshot version, cluster, endpoint) running.
+pub struct HealthChecker {
+    stop: Arc<AtomicBool>,
+}
+
+impl HealthChecker {
+    pub fn start(current: Arc<ArcSwap<Snapshot>>) -> HealthChecker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("sluice-health".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("cannot start the health checker: {e}");
+                        return;
+                    }
+                };
+                rt.block_on(supervise(current, flag));
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the health-check thread: {e}; endpoints stay healthy");
+        }
+        HealthChecker { stop }
+    }
+}
+
+impl Drop for HealthChecker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+type TaskKey = (u64, String, SocketAddr, u64);
+
+async fn supervise(current: Arc<ArcSwap<Snapshot>>, stop: Arc<AtomicBool>) {
+    let mut tasks: HashMap<TaskKey, tokio::task::JoinHandle<()>> = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let snap = current.load_full();
+        let mut wanted = Vec::new();
+        for (name, entry) in &snap.clusters {
+            let Some(config) = entry.config.health_checks.first() else {
+                continue;
+            };
+            let set = entry.hosts.current.load();
+            for h in &set.hosts {
+                let key = (snap.version, name.clone(), h.address, set.version);
+                wanted.push(key.clone());
+                tasks.entry(key).or_insert_with(|| {
+                    tokio::spawn(check_loop(
+                        name.clone(),
+                        h.address,
+                        config.clone(),
+                        entry.hosts.clone(),
+                        h.health.clone(),
+                    ))
+                });
+            }
+        }
+        tasks.retain(|k, t| {
+            let keep = wanted.contains(k);
+            if !keep {
+                t.abort();
+            }
+            keep
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (_, t) in tasks {
+        t.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> HealthCheckConfig {
+        HealthCheckConfig {
+            timeout: Duration::from_millis(100),
+            interval: Duration::from_millis(100),
+            interval_jitter: Duration::ZERO,
+            unhealthy_threshold: 2,
+            healthy_threshold: 3,
+            kind: HealthCheckKind::TcpConnect,
+        }
+    }
+
+    #[test]
+    fn thresholds_flip_the_state() {
+        let h = HostHealth::default();
+        let c = config();
+        let bad = Verdict::Unhealthy("x".into());
+        // The first result counts at once.
+        assert!(record(&h, &c, &bad, true));
+        assert!(!h.is_healthy());
+        assert!(!record(&h, &c, &Verdict::Healthy, false));
+        assert!(!record(&h, &c, &Verdict::Healthy, false));
+        assert!(record(&h, &c, &Verdict::Healthy, false));
+        assert!(h.is_healthy());
+        assert!(!record(&h, &c, &bad, false));
+        assert!(record(&h, &c, &bad, false));
+        assert!(!h.is_healthy());
+        assert_eq!(h.checks_total.get(), 6);
+        assert_eq!(h.check_failures.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn tcp_check_sees_listening_and_closed_ports() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = Duration::from_secs(1);
+        assert_eq!(
+            check_once(HealthCheckKind::TcpConnect, addr, t).await,
+            Verdict::Healthy
+        );
+        drop(l);
+        assert!(matches!(
+            check_once(HealthCheckKind::TcpConnect, addr, t).await,
+            Verdict::Unhealthy(_)
+        ));
+    }
+}

@@ -1,0 +1,391 @@
+//! The `sluice.filters.network.rpc_proxy` network filter: multiplexed RPC (Bolt, and whatever
+//! else the codec registry holds) proxied at L7.
+//!
+//! A downstream connection's protocol is detected from its first bytes. Each request frame is
+//! routed (service -> virtual host -> route by method and headers), a cluster and a host are
+//! picked (weighted clusters, subsets, hash key), and the request leaves on a pooled,
+//! multiplexed upstream connection. Heartbeats are answered here; requests nothing routes get
+//! the protocol's "no processor" reply. Connections speaking no known protocol go to the
+//! passthrough cluster as opaque bytes, or are closed.
+
+use super::cluster::{Cluster, PickRequest};
+use super::lb::{hash64, pick_weighted, Rng};
+use super::rpc_router::Router;
+use super::tcp_proxy::{Active, Route, TcpProxy};
+use crate::config::{RpcProxyConfig, RpcRouteAction, TcpProxyConfig, TcpRoute};
+use crate::io::{Connection, Prefixed};
+use crate::protocol::registry::{self, Detected};
+use crate::protocol::xprotocol::{Codec, FrameHead, FrameKind, LocalReply};
+use crate::stats::RpcProxyStats;
+use crate::stream::exchange::{Downstream, Exchange, ExchangeOwner, Failure};
+use crate::stream::framed::FrameReader;
+use crate::stream::outbox::{write_loop, Outbox};
+use crate::stream::upstream::{HostPool, PoolSettings};
+use bytes::BytesMut;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+
+/// The upstream pools of one proxy instance, keyed by cluster and host address. When the proxy
+/// is replaced (config reload) and its last request is done, the pools drain and close.
+#[derive(Default)]
+pub struct Pools {
+    map: RefCell<HashMap<(String, SocketAddr), Rc<HostPool>>>,
+}
+
+impl Pools {
+    fn get(&self, cluster: &Cluster, host: &Rc<super::cluster::Host>) -> Rc<HostPool> {
+        let key = (cluster.config.name.clone(), host.address);
+        self.map
+            .borrow_mut()
+            .entry(key)
+            .or_insert_with(|| Rc::new(HostPool::new(host.clone())))
+            .clone()
+    }
+}
+
+impl Drop for Pools {
+    fn drop(&mut self) {
+        for p in self.map.borrow().values() {
+            p.drain();
+        }
+    }
+}
+
+/// One route with what it needs to send a request: its clusters and their pool settings.
+pub struct RouteEntry {
+    action: RpcRouteAction,
+    clusters: Vec<Rc<Cluster>>,
+    weights: Vec<u32>,
+    settings: Vec<Rc<PoolSettings>>,
+    pools: Rc<Pools>,
+    rng: Rc<RefCell<Rng>>,
+}
+
+impl RouteEntry {
+    fn choose_cluster(&self) -> usize {
+        if self.clusters.len() == 1 {
+            return 0;
+        }
+        pick_weighted(&self.weights, &mut self.rng.borrow_mut()).unwrap_or(0)
+    }
+
+    fn pick(
+        &self,
+        ex_cluster: usize,
+        tried: &[usize],
+        hash: Option<u64>,
+    ) -> Option<(usize, Rc<super::cluster::Host>)> {
+        let cluster = &self.clusters[ex_cluster];
+        let subset = Some(&self.action.metadata_match);
+        cluster
+            .pick(&PickRequest {
+                tried,
+                hash,
+                subset,
+            })
+            // A retry may go back to a host already tried when no other is left.
+            .or_else(|| {
+                if tried.is_empty() {
+                    None
+                } else {
+                    cluster.pick(&PickRequest {
+                        tried: &[],
+                        hash,
+                        subset,
+                    })
+                }
+            })
+    }
+
+    /// Sends the next attempt of `ex`.
+    fn dispatch(&self, mut ex: Exchange) {
+        let cluster = &self.clusters[ex.cluster];
+        let Some((index, host)) = self.pick(ex.cluster, &ex.tried, ex.hash) else {
+            cluster.stats.upstream_rq_no_healthy.inc();
+            ex.reply_locally(LocalReply::ConnectionClosed);
+            return;
+        };
+        ex.tried.push(index);
+        ex.attempts += 1;
+        let pool = self.pools.get(cluster, &host);
+        let settings = &self.settings[ex.cluster];
+        pool.send(
+            ex,
+            self.action.retry.per_try_timeout,
+            settings,
+            &cluster.stats,
+        );
+    }
+
+    fn send_oneway(&self, frame: BytesMut, downstream: &Downstream) {
+        let c = self.choose_cluster();
+        let cluster = &self.clusters[c];
+        let hash = self.hash_key(&*downstream.codec, &frame);
+        let Some((_, host)) = self.pick(c, &[], hash) else {
+            cluster.stats.upstream_rq_no_healthy.inc();
+            return;
+        };
+        let pool = self.pools.get(cluster, &host);
+        pool.send_oneway(
+            frame,
+            &downstream.codec,
+            &self.settings[c],
+            &cluster.stats,
+            &downstream.stats,
+        );
+    }
+
+    fn hash_key(&self, codec: &dyn Codec, frame: &[u8]) -> Option<u64> {
+        let name = self.action.hash_header.as_deref()?;
+        codec.header(frame, name).map(hash64)
+    }
+}
+
+impl ExchangeOwner for RouteEntry {
+    fn attempt_failed(&self, ex: Exchange, why: Failure) {
+        let retriable = matches!(why, Failure::ConnectFailed | Failure::PerTryTimeout);
+        if retriable && ex.attempts <= self.action.retry.num_retries && Instant::now() < ex.deadline
+        {
+            self.clusters[ex.cluster].stats.upstream_rq_retry.inc();
+            self.dispatch(ex);
+            return;
+        }
+        let reply = match why {
+            Failure::ConnectFailed | Failure::ConnectionLost => LocalReply::ConnectionClosed,
+            Failure::PerTryTimeout | Failure::Timeout => LocalReply::Timeout,
+            Failure::Overflow => LocalReply::Overloaded,
+        };
+        ex.reply_locally(reply);
+    }
+}
+
+pub struct RpcProxy {
+    pub config: Arc<RpcProxyConfig>,
+    pub stats: Arc<RpcProxyStats>,
+    codecs: Vec<Arc<dyn Codec>>,
+    router: Router<Rc<RouteEntry>>,
+    passthrough: Option<Rc<TcpProxy>>,
+}
+
+impl RpcProxy {
+    /// Builds the proxy for one worker; `cluster` resolves names in the snapshot.
+    pub fn new(
+        config: Arc<RpcProxyConfig>,
+        stats: Arc<RpcProxyStats>,
+        passthrough_stats: Option<Arc<crate::stats::TcpProxyStats>>,
+        buffer_limit: usize,
+        cluster: &dyn Fn(&str) -> Result<Rc<Cluster>, String>,
+        rng: Rc<RefCell<Rng>>,
+    ) -> Result<RpcProxy, String> {
+        let codecs = config
+            .protocols
+            .iter()
+            .map(|p| registry::by_name(p).ok_or_else(|| format!("unknown protocol {p}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pools = Rc::new(Pools::default());
+        let up = &config.upstream;
+        let mut failed = None;
+        let router = Router::new(&config.routes, |vi, ri| {
+            let action = config.routes.virtual_hosts[vi].routes[ri].action.clone();
+            let names: Vec<(String, u32)> = match &action.target {
+                TcpRoute::Cluster(c) => vec![(c.clone(), 1)],
+                TcpRoute::Weighted(list) => {
+                    list.iter().map(|w| (w.name.clone(), w.weight)).collect()
+                }
+            };
+            let mut clusters = Vec::new();
+            for (n, _) in &names {
+                match cluster(n) {
+                    Ok(c) => clusters.push(c),
+                    Err(e) => failed = Some(e),
+                }
+            }
+            let settings = clusters
+                .iter()
+                .map(|c| {
+                    Rc::new(PoolSettings {
+                        connections_per_host: up.connections_per_host,
+                        max_requests_per_connection: up.max_requests_per_connection,
+                        heartbeat_interval: up.heartbeat_interval,
+                        heartbeat_timeout: up.heartbeat_timeout,
+                        connect_timeout: c.config.connect_timeout,
+                        max_frame: config.max_frame_bytes,
+                    })
+                })
+                .collect();
+            Rc::new(RouteEntry {
+                action,
+                weights: names.iter().map(|(_, w)| *w).collect(),
+                clusters,
+                settings,
+                pools: pools.clone(),
+                rng: rng.clone(),
+            })
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let passthrough = match (&config.passthrough_cluster, passthrough_stats) {
+            (Some(name), Some(stats)) => Some(Rc::new(TcpProxy {
+                config: TcpProxyConfig {
+                    stat_prefix: format!("{}.passthrough", config.stat_prefix),
+                    route: TcpRoute::Cluster(name.clone()),
+                    idle_timeout: Some(Duration::from_secs(3600)),
+                    max_connect_attempts: None,
+                },
+                route: Route::Cluster(cluster(name)?),
+                stats,
+                buffer_limit,
+                splice: false,
+                rng: rng.clone(),
+            })),
+            _ => None,
+        };
+        Ok(RpcProxy {
+            config,
+            stats,
+            codecs,
+            router,
+            passthrough,
+        })
+    }
+
+    /// Serves one downstream connection to its end.
+    pub async fn serve(self: Rc<Self>, mut conn: Connection, peer: SocketAddr) {
+        self.stats.downstream_cx_total.inc();
+        let _active = Active::raise(&self.stats.downstream_cx_active);
+        let mut first = BytesMut::with_capacity(64 * 1024);
+        let codec = loop {
+            match registry::detect(&self.codecs, &first) {
+                Detected::Codec(c) => break c,
+                Detected::Unknown => {
+                    self.stats.downstream_cx_unknown_protocol.inc();
+                    match &self.passthrough {
+                        Some(tp) => {
+                            self.stats.downstream_cx_passthrough.inc();
+                            let replay = Prefixed::new(first.freeze(), conn);
+                            tp.clone()
+                                .serve(Connection::Stream(Box::new(replay)), peer)
+                                .await;
+                        }
+                        None => {
+                            tracing::warn!(%peer, first_byte = first[0], "connection speaks none of the configured protocols and no passthrough cluster is set; closing it");
+                        }
+                    }
+                    return;
+                }
+                Detected::NeedMore => match conn.read_buf(&mut first).await {
+                    Ok(n) if n > 0 => {}
+                    _ => return,
+                },
+            }
+        };
+        let (mut rd, wr) = conn.split();
+        let outbox = Outbox::new();
+        let writer = tokio::task::spawn_local(write_loop(outbox.clone(), wr));
+        let downstream = Downstream::new(
+            outbox.clone(),
+            codec.clone(),
+            self.stats.clone(),
+            self.config.max_requests_per_downstream,
+        );
+        let mut reader = FrameReader::new(codec.clone(), self.config.max_frame_bytes, first);
+        'conn: loop {
+            loop {
+                match reader.next_buffered() {
+                    Ok(Some((head, frame))) => self.on_frame(&downstream, head, frame),
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.stats.downstream_cx_protocol_error.inc();
+                        tracing::warn!(%peer, protocol = codec.name(), error = %e, "bad frame from downstream; closing the connection");
+                        outbox.close();
+                        break 'conn;
+                    }
+                }
+            }
+            // Backpressure: no more reading while the connection has its fill of requests out.
+            while downstream.is_full() && !outbox.is_dead() {
+                downstream.progress.notified().await;
+            }
+            match reader.fill(&mut rd).await {
+                Ok(true) => {}
+                Ok(false) | Err(_) => {
+                    if reader.buffered() > 0 {
+                        tracing::debug!(%peer, bytes = reader.buffered(), "downstream closed in the middle of a frame");
+                    }
+                    // The client is done sending: answer what is in flight, then close.
+                    while downstream.inflight() > 0 && !outbox.is_dead() {
+                        downstream.progress.notified().await;
+                    }
+                    outbox.close();
+                    break;
+                }
+            }
+        }
+        let _ = writer.await;
+    }
+
+    fn on_frame(&self, downstream: &Rc<Downstream>, head: FrameHead, frame: BytesMut) {
+        match head.kind {
+            FrameKind::Heartbeat => {
+                self.stats.downstream_heartbeat.inc();
+                downstream.reply_to(&frame, LocalReply::HeartbeatAck);
+            }
+            FrameKind::Response | FrameKind::HeartbeatAck => {
+                self.stats.downstream_unexpected_response.inc();
+            }
+            FrameKind::Oneway => {
+                self.stats.downstream_rq_total.inc();
+                self.stats.downstream_rq_oneway.inc();
+                match self.router.route(&*downstream.codec, &frame) {
+                    Some(route) => route.send_oneway(frame, downstream),
+                    None => self.stats.downstream_rq_no_route.inc(),
+                }
+            }
+            FrameKind::Request => {
+                self.stats.downstream_rq_total.inc();
+                let route = self.router.route(&*downstream.codec, &frame).cloned();
+                let deadline = self.deadline(head.timeout_ms, route.as_deref());
+                let Some(route) = route else {
+                    self.stats.downstream_rq_no_route.inc();
+                    let owner: Rc<dyn ExchangeOwner> = Rc::new(NoOwner);
+                    Exchange::new(frame, head, downstream.clone(), deadline, owner)
+                        .reply_locally(LocalReply::NoRoute);
+                    return;
+                };
+                let hash = route.hash_key(&*downstream.codec, &frame);
+                let owner: Rc<dyn ExchangeOwner> = route.clone();
+                let mut ex = Exchange::new(frame, head, downstream.clone(), deadline, owner);
+                ex.cluster = route.choose_cluster();
+                ex.hash = hash;
+                route.dispatch(ex);
+            }
+        }
+    }
+
+    /// The request's own timeout, capped by its route's; the default when neither sets one.
+    fn deadline(&self, timeout_ms: u32, route: Option<&RouteEntry>) -> Instant {
+        let own = (timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms)));
+        let by_route = route.and_then(|r| r.action.timeout);
+        let d = match (own, by_route) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => self.config.default_timeout,
+        };
+        Instant::now() + d
+    }
+}
+
+/// The owner of an exchange answered at once (no route): it never has an attempt to fail.
+struct NoOwner;
+
+impl ExchangeOwner for NoOwner {
+    fn attempt_failed(&self, ex: Exchange, _why: Failure) {
+        ex.reply_locally(LocalReply::NoRoute);
+    }
+}

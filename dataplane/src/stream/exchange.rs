@@ -1,0 +1,162 @@
+//! One request/response exchange of a multiplexed RPC protocol, and the downstream connection it
+//! answers on. An exchange is owned by exactly one place at a time: the proxy while it routes,
+//! an upstream connection's pending table while the request is out, and it ends by writing
+//! exactly one response (the upstream's or sluice's own) to its downstream. Dropping an
+//! exchange without answering is a bug, so every path ends in `respond` or `reply_locally`.
+
+use super::outbox::Outbox;
+use crate::protocol::xprotocol::{Codec, FrameHead, LocalReply};
+use crate::stats::RpcProxyStats;
+use bytes::BytesMut;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Notify;
+
+/// The downstream side of exchanges: where their responses go, and the count that bounds how
+/// many may be in flight before sluice stops reading the connection.
+pub struct Downstream {
+    pub outbox: Rc<Outbox>,
+    pub codec: Arc<dyn Codec>,
+    pub stats: Arc<RpcProxyStats>,
+    inflight: Cell<u32>,
+    max_inflight: u32,
+    /// Signalled when an exchange ends, for a reader waiting on the in-flight bound.
+    pub progress: Notify,
+}
+
+impl Downstream {
+    pub fn new(
+        outbox: Rc<Outbox>,
+        codec: Arc<dyn Codec>,
+        stats: Arc<RpcProxyStats>,
+        max_inflight: u32,
+    ) -> Rc<Downstream> {
+        Rc::new(Downstream {
+            outbox,
+            codec,
+            stats,
+            inflight: Cell::new(0),
+            max_inflight,
+            progress: Notify::new(),
+        })
+    }
+
+    pub fn inflight(&self) -> u32 {
+        self.inflight.get()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.inflight.get() >= self.max_inflight
+    }
+
+    fn begin(&self) {
+        self.inflight.set(self.inflight.get() + 1);
+        self.stats.downstream_rq_active.inc();
+    }
+
+    fn end(&self) {
+        self.inflight.set(self.inflight.get().saturating_sub(1));
+        self.stats.downstream_rq_active.dec();
+        self.progress.notify_one();
+    }
+
+    /// Answers a request frame with sluice's own reply, outside any exchange (heartbeats).
+    pub fn reply_to(&self, request: &[u8], reply: LocalReply) {
+        let codec = &self.codec;
+        self.outbox
+            .push_with(|b| codec.local_reply(request, reply, b));
+    }
+}
+
+/// Why an attempt at an upstream failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The connection to the chosen host could not be made; the request never left.
+    ConnectFailed,
+    /// The connection broke with the request outstanding: it may have been processed.
+    ConnectionLost,
+    /// The attempt's own deadline (per-try timeout) passed.
+    PerTryTimeout,
+    /// The request's overall deadline passed.
+    Timeout,
+    /// Every connection to the host is at its in-flight limit.
+    Overflow,
+}
+
+/// Decides what happens to an exchange whose attempt failed: retry it elsewhere or answer it.
+pub trait ExchangeOwner {
+    fn attempt_failed(&self, exchange: Exchange, why: Failure);
+}
+
+pub struct Exchange {
+    /// The request as received; its id field is rewritten for each attempt.
+    pub frame: BytesMut,
+    pub head: FrameHead,
+    pub downstream: Rc<Downstream>,
+    pub deadline: Instant,
+    /// Attempts made so far (1 after the first send).
+    pub attempts: u32,
+    /// Hosts tried, as indexes into the cluster's current view.
+    pub tried: Vec<usize>,
+    /// Which cluster of the route was chosen (weighted clusters), and the hash key.
+    pub cluster: usize,
+    pub hash: Option<u64>,
+    pub owner: Rc<dyn ExchangeOwner>,
+}
+
+impl Exchange {
+    pub fn new(
+        frame: BytesMut,
+        head: FrameHead,
+        downstream: Rc<Downstream>,
+        deadline: Instant,
+        owner: Rc<dyn ExchangeOwner>,
+    ) -> Exchange {
+        downstream.begin();
+        Exchange {
+            frame,
+            head,
+            downstream,
+            deadline,
+            attempts: 0,
+            tried: Vec::new(),
+            cluster: 0,
+            hash: None,
+            owner,
+        }
+    }
+
+    /// Delivers the upstream's response, with the downstream's request id put back.
+    pub fn respond(self, mut response: BytesMut) {
+        let d = &self.downstream;
+        d.codec.set_request_id(&mut response, self.head.request_id);
+        if d.outbox.push(&response) {
+            d.stats.downstream_rs_total.inc();
+        }
+        d.end();
+    }
+
+    /// Answers with sluice's own response (timeout, no route, ...).
+    pub fn reply_locally(self, reply: LocalReply) {
+        let d = &self.downstream;
+        let id = self.head.request_id;
+        let frame = &self.frame;
+        let codec = &d.codec;
+        d.outbox.push_with(|b| {
+            let start = b.len();
+            codec.local_reply(frame, reply, b);
+            // The frame may carry an upstream's id from an earlier attempt.
+            codec.set_request_id(&mut b[start..], id);
+        });
+        d.stats.downstream_rq_local_reply.inc();
+        d.end();
+    }
+
+    /// Hands the exchange to its owner after a failed attempt.
+    pub fn fail(self, why: Failure) {
+        let owner = self.owner.clone();
+        owner.attempt_failed(self, why);
+    }
+}

@@ -1,0 +1,435 @@
+//! Multiplexed upstream connections and the per-host pool that holds them.
+//!
+//! Request ids belong to the connection they travel on: each request gets a fresh id from its
+//! upstream connection, and the response is matched by that id back to its exchange, which puts
+//! the downstream's id back. The connection's task owns the socket's reading side, the deadline
+//! heap of its outstanding requests and the heartbeat of an idle connection.
+
+use super::exchange::{Exchange, Failure};
+use super::framed::FrameReader;
+use super::outbox::{write_loop, Outbox};
+use crate::io::connect::connect;
+use crate::protocol::xprotocol::{Codec, FrameKind, LocalReply};
+use crate::proxy::cluster::Host;
+use crate::stats::{ClusterStats, RpcProxyStats};
+use bytes::BytesMut;
+use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// What a pool needs to know, from the proxy's `upstream` config and the cluster.
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    pub connections_per_host: u32,
+    pub max_requests_per_connection: u32,
+    pub heartbeat_interval: Option<Duration>,
+    pub heartbeat_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_frame: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Connecting,
+    Ready,
+    Closed,
+}
+
+struct Pending {
+    exchange: Exchange,
+    /// When this attempt gives up; earlier than the exchange's deadline for a per-try timeout.
+    try_deadline: Instant,
+}
+
+pub struct UpstreamConn {
+    host: Rc<Host>,
+    codec: Arc<dyn Codec>,
+    settings: Rc<PoolSettings>,
+    cluster_stats: Arc<ClusterStats>,
+    proxy_stats: Arc<RpcProxyStats>,
+    outbox: Rc<Outbox>,
+    state: Cell<State>,
+    pending: RefCell<HashMap<u64, Pending>>,
+    deadlines: RefCell<BinaryHeap<Reverse<(Instant, u64)>>>,
+    /// Wakes the task when a deadline earlier than all others arrives, or on drain.
+    wake: Notify,
+    next_id: Cell<u64>,
+    heartbeat: Cell<Option<(u64, Instant)>>,
+    /// Close once nothing is outstanding (the proxy that owned the pool is gone).
+    draining: Cell<bool>,
+}
+
+impl UpstreamConn {
+    fn open(
+        host: Rc<Host>,
+        codec: Arc<dyn Codec>,
+        settings: Rc<PoolSettings>,
+        cluster_stats: Arc<ClusterStats>,
+        proxy_stats: Arc<RpcProxyStats>,
+    ) -> Rc<UpstreamConn> {
+        let conn = Rc::new(UpstreamConn {
+            host,
+            codec,
+            settings,
+            cluster_stats,
+            proxy_stats,
+            outbox: Outbox::new(),
+            state: Cell::new(State::Connecting),
+            pending: RefCell::new(HashMap::new()),
+            deadlines: RefCell::new(BinaryHeap::new()),
+            wake: Notify::new(),
+            next_id: Cell::new(0),
+            heartbeat: Cell::new(None),
+            draining: Cell::new(false),
+        });
+        tokio::task::spawn_local(conn.clone().run());
+        conn
+    }
+
+    fn usable(&self) -> bool {
+        self.state.get() != State::Closed && !self.draining.get()
+    }
+
+    fn load(&self) -> usize {
+        self.pending.borrow().len()
+    }
+
+    fn has_room(&self) -> bool {
+        self.load() < self.settings.max_requests_per_connection as usize
+    }
+
+    /// A fresh id not in use on this connection.
+    fn allocate_id(&self) -> u64 {
+        let max = self.codec.max_request_id();
+        let pending = self.pending.borrow();
+        let hb = self.heartbeat.get().map(|(id, _)| id);
+        loop {
+            let id = if self.next_id.get() >= max {
+                1
+            } else {
+                self.next_id.get() + 1
+            };
+            self.next_id.set(id);
+            if !pending.contains_key(&id) && hb != Some(id) {
+                return id;
+            }
+        }
+    }
+
+    /// Sends one attempt of `ex`; it comes back through its owner if the attempt fails.
+    fn send(&self, mut ex: Exchange, per_try: Option<Duration>) {
+        let id = self.allocate_id();
+        self.codec.set_request_id(&mut ex.frame, id);
+        self.outbox.push(&ex.frame);
+        let now = Instant::now();
+        let deadline = Instant::from_std(ex.deadline);
+        let try_deadline = per_try.map_or(deadline, |d| (now + d).min(deadline));
+        self.host.stats.rq_total.inc();
+        self.host.stats.rq_active.inc();
+        self.cluster_stats.upstream_rq_total.inc();
+        self.cluster_stats.upstream_rq_active.inc();
+        let earliest = self
+            .deadlines
+            .borrow()
+            .peek()
+            .is_none_or(|Reverse((d, _))| try_deadline < *d);
+        self.deadlines
+            .borrow_mut()
+            .push(Reverse((try_deadline, id)));
+        self.pending.borrow_mut().insert(
+            id,
+            Pending {
+                exchange: ex,
+                try_deadline,
+            },
+        );
+        if earliest {
+            self.wake.notify_one();
+        }
+    }
+
+    fn send_oneway(&self, mut frame: BytesMut) {
+        let id = self.allocate_id();
+        self.codec.set_request_id(&mut frame, id);
+        self.outbox.push(&frame);
+        self.host.stats.rq_total.inc();
+        self.cluster_stats.upstream_rq_total.inc();
+    }
+
+    fn take(&self, id: u64) -> Option<Pending> {
+        let p = self.pending.borrow_mut().remove(&id)?;
+        self.host.stats.rq_active.dec();
+        self.cluster_stats.upstream_rq_active.dec();
+        Some(p)
+    }
+
+    /// Fails every outstanding request (the connection is gone or never came up).
+    fn fail_all(&self, why: Failure) {
+        let ids: Vec<u64> = self.pending.borrow().keys().copied().collect();
+        for id in ids {
+            if let Some(p) = self.take(id) {
+                if why == Failure::ConnectionLost {
+                    self.cluster_stats.upstream_rq_connection_closed.inc();
+                }
+                p.exchange.fail(why);
+            }
+        }
+        self.deadlines.borrow_mut().clear();
+    }
+
+    /// Ends attempts whose deadline has passed; returns the next deadline.
+    fn expire(&self, now: Instant) -> Option<Instant> {
+        loop {
+            let top = self.deadlines.borrow().peek().map(|Reverse(x)| *x);
+            let (at, id) = top?;
+            if at > now {
+                return Some(at);
+            }
+            self.deadlines.borrow_mut().pop();
+            let current = self
+                .pending
+                .borrow()
+                .get(&id)
+                .is_some_and(|p| p.try_deadline == at);
+            if !current {
+                continue; // answered already, or the id was reused
+            }
+            if let Some(p) = self.take(id) {
+                self.cluster_stats.upstream_rq_timeout.inc();
+                let overall = Instant::from_std(p.exchange.deadline) <= now;
+                p.exchange.fail(if overall {
+                    Failure::Timeout
+                } else {
+                    Failure::PerTryTimeout
+                });
+            }
+        }
+    }
+
+    fn on_frame(&self, kind: FrameKind, id: u64, frame: BytesMut) {
+        match kind {
+            FrameKind::Response => match self.take(id) {
+                Some(p) => p.exchange.respond(frame),
+                // Its exchange timed out and was answered already: drop it.
+                None => self.proxy_stats.upstream_rs_late.inc(),
+            },
+            FrameKind::HeartbeatAck => {
+                if self.heartbeat.get().is_some_and(|(h, _)| h == id) {
+                    self.heartbeat.set(None);
+                }
+            }
+            FrameKind::Heartbeat => {
+                let codec = &self.codec;
+                self.outbox
+                    .push_with(|b| codec.local_reply(&frame, LocalReply::HeartbeatAck, b));
+            }
+            FrameKind::Request | FrameKind::Oneway => {
+                // Upstreams do not call downstreams over a proxied connection.
+                self.cluster_stats.upstream_cx_protocol_error.inc();
+            }
+        }
+    }
+
+    async fn run(self: Rc<Self>) {
+        let addr = self.host.address;
+        self.cluster_stats.upstream_cx_total.inc();
+        self.host.stats.cx_total.inc();
+        let conn = match connect(addr, self.settings.connect_timeout).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.cluster_stats.upstream_cx_connect_fail.inc();
+                self.host.stats.cx_connect_fail.inc();
+                tracing::debug!(upstream = %addr, error = %e, "upstream connect failed");
+                self.state.set(State::Closed);
+                self.outbox.close();
+                self.fail_all(Failure::ConnectFailed);
+                return;
+            }
+        };
+        self.state.set(State::Ready);
+        self.cluster_stats.upstream_cx_active.inc();
+        self.host.stats.cx_active.inc();
+        let (mut rd, wr) = conn.split();
+        let writer = tokio::task::spawn_local(write_loop(self.outbox.clone(), wr));
+        let mut reader = FrameReader::new(
+            self.codec.clone(),
+            self.settings.max_frame,
+            BytesMut::with_capacity(64 * 1024),
+        );
+        let mut last_read = Instant::now();
+        let why = 'conn: loop {
+            // Deliver every whole frame before reading again.
+            loop {
+                match reader.next_buffered() {
+                    Ok(Some((head, frame))) => self.on_frame(head.kind, head.request_id, frame),
+                    Ok(None) => break,
+                    Err(e) => {
+                        self.cluster_stats.upstream_cx_protocol_error.inc();
+                        tracing::warn!(upstream = %addr, error = %e, "upstream sent a bad frame; closing the connection");
+                        break 'conn "bad frame";
+                    }
+                }
+            }
+            if self.draining.get() && self.pending.borrow().is_empty() {
+                break "drained";
+            }
+            let now = Instant::now();
+            let next_deadline = self.expire(now);
+            let heartbeat_at = match (self.heartbeat.get(), self.settings.heartbeat_interval) {
+                (Some((_, due)), _) => Some(due),
+                (None, Some(every)) => Some(last_read + every),
+                (None, None) => None,
+            };
+            let wake_at = [next_deadline, heartbeat_at].into_iter().flatten().min();
+            let sleep = async {
+                match wake_at {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = reader.fill(&mut rd) => match r {
+                    Ok(true) => last_read = Instant::now(),
+                    Ok(false) => break "closed by the upstream",
+                    Err(_) => break "read error",
+                },
+                _ = sleep => {
+                    let now = Instant::now();
+                    if let Some((_, due)) = self.heartbeat.get() {
+                        if due <= now {
+                            self.cluster_stats.upstream_cx_heartbeat_failure.inc();
+                            tracing::warn!(upstream = %addr, "upstream did not answer a heartbeat; closing the connection");
+                            break "heartbeat timeout";
+                        }
+                    } else if let Some(every) = self.settings.heartbeat_interval {
+                        if last_read + every <= now {
+                            let id = self.allocate_id();
+                            let codec = &self.codec;
+                            self.outbox.push_with(|b| codec.heartbeat(id, b));
+                            self.heartbeat.set(Some((id, now + self.settings.heartbeat_timeout)));
+                            self.proxy_stats.upstream_heartbeat_sent.inc();
+                        }
+                    }
+                }
+                _ = self.wake.notified() => {}
+            }
+            if self.outbox.is_dead() {
+                break "write error";
+            }
+        };
+        tracing::debug!(upstream = %addr, reason = why, "upstream connection closed");
+        self.state.set(State::Closed);
+        self.outbox.close();
+        self.cluster_stats.upstream_cx_active.dec();
+        self.host.stats.cx_active.dec();
+        self.fail_all(Failure::ConnectionLost);
+        // Let the writer flush (it stops at once if the socket is gone).
+        let _ = writer.await;
+    }
+}
+
+/// The connections of one proxy to one host.
+pub struct HostPool {
+    host: Rc<Host>,
+    conns: RefCell<Vec<Rc<UpstreamConn>>>,
+    next: Cell<usize>,
+}
+
+impl HostPool {
+    pub fn new(host: Rc<Host>) -> HostPool {
+        HostPool {
+            host,
+            conns: RefCell::new(Vec::new()),
+            next: Cell::new(0),
+        }
+    }
+
+    pub fn host(&self) -> &Rc<Host> {
+        &self.host
+    }
+
+    /// A connection with room for one more request: opens one while the pool has fewer than
+    /// `connections_per_host`, else takes the next with room in turn.
+    fn choose(
+        &self,
+        codec: &Arc<dyn Codec>,
+        settings: &Rc<PoolSettings>,
+        cluster_stats: &Arc<ClusterStats>,
+        proxy_stats: &Arc<RpcProxyStats>,
+    ) -> Option<Rc<UpstreamConn>> {
+        let mut conns = self.conns.borrow_mut();
+        conns.retain(|c| c.usable());
+        if conns.len() < settings.connections_per_host as usize {
+            let c = UpstreamConn::open(
+                self.host.clone(),
+                codec.clone(),
+                settings.clone(),
+                cluster_stats.clone(),
+                proxy_stats.clone(),
+            );
+            conns.push(c.clone());
+            return Some(c);
+        }
+        let n = conns.len();
+        for k in 0..n {
+            let c = &conns[(self.next.get() + k) % n];
+            if c.has_room() {
+                self.next.set((self.next.get() + k + 1) % n);
+                return Some(c.clone());
+            }
+        }
+        None
+    }
+
+    /// Sends one attempt of `ex` on a connection with room, or fails it with `Overflow`.
+    pub fn send(
+        &self,
+        ex: Exchange,
+        per_try: Option<Duration>,
+        settings: &Rc<PoolSettings>,
+        cluster_stats: &Arc<ClusterStats>,
+    ) {
+        let codec = ex.downstream.codec.clone();
+        let proxy_stats = ex.downstream.stats.clone();
+        match self.choose(&codec, settings, cluster_stats, &proxy_stats) {
+            Some(c) => c.send(ex, per_try),
+            None => {
+                cluster_stats.upstream_rq_overflow.inc();
+                ex.fail(Failure::Overflow);
+            }
+        }
+    }
+
+    pub fn send_oneway(
+        &self,
+        frame: BytesMut,
+        codec: &Arc<dyn Codec>,
+        settings: &Rc<PoolSettings>,
+        cluster_stats: &Arc<ClusterStats>,
+        proxy_stats: &Arc<RpcProxyStats>,
+    ) -> bool {
+        match self.choose(codec, settings, cluster_stats, proxy_stats) {
+            Some(c) => {
+                c.send_oneway(frame);
+                true
+            }
+            None => {
+                cluster_stats.upstream_rq_overflow.inc();
+                false
+            }
+        }
+    }
+
+    /// Lets every connection close once its outstanding requests are answered.
+    pub fn drain(&self) {
+        for c in self.conns.borrow().iter() {
+            c.draining.set(true);
+            c.wake.notify_one();
+        }
+    }
+}
