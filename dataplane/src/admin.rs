@@ -104,7 +104,7 @@ impl Admin {
             "/stats" | "/stats/prometheus" => Response {
                 status: 200,
                 content_type: "text/plain; version=0.0.4",
-                body: self.stats.render_prometheus(),
+                body: self.stats.render_prometheus() + &self.health_metrics(),
             },
             "/config_dump" => json(&self.config_dump()),
             "/clusters" => self.clusters(want_json),
@@ -129,6 +129,49 @@ impl Admin {
         })
     }
 
+    /// Per-endpoint health-check state in Prometheus text (kept by the health checker, not the
+    /// workers' shards).
+    fn health_metrics(&self) -> String {
+        let snap = self.current.load();
+        let mut names: Vec<&String> = snap.clusters.keys().collect();
+        names.sort();
+        let mut rows: [(&str, &str, Vec<String>); 3] = [
+            ("sluice_host_healthy", "gauge", Vec::new()),
+            ("sluice_host_health_checks_total", "counter", Vec::new()),
+            (
+                "sluice_host_health_check_failures_total",
+                "counter",
+                Vec::new(),
+            ),
+        ];
+        for name in names {
+            let set = snap.clusters[name].hosts.current.load();
+            for h in &set.hosts {
+                let labels = format!(
+                    "cluster=\"{}\",address=\"{}\"",
+                    name.replace('"', "\\\""),
+                    h.address
+                );
+                let values = [
+                    u64::from(h.health.is_healthy()),
+                    h.health.checks_total.get(),
+                    h.health.check_failures.get(),
+                ];
+                for (row, v) in rows.iter_mut().zip(values) {
+                    row.2.push(format!("{}{{{labels}}} {v}", row.0));
+                }
+            }
+        }
+        let mut out = String::new();
+        for (family, kind, lines) in rows {
+            let _ = writeln!(out, "# TYPE {family} {kind}");
+            for l in lines {
+                let _ = writeln!(out, "{l}");
+            }
+        }
+        out
+    }
+
     fn clusters(&self, want_json: bool) -> Response {
         let snap = self.current.load();
         let mut names: Vec<&String> = snap.clusters.keys().collect();
@@ -143,21 +186,30 @@ impl Admin {
             for h in &set.hosts {
                 let addr = h.address.to_string();
                 let t = self.stats.host_totals(name, &addr);
-                // Active health checking arrives with the cluster-manager work; until then every
-                // resolved endpoint is eligible.
-                let health = "healthy";
+                let healthy = h.health.is_healthy();
+                // Envoy's spelling: "healthy", or the flags of what failed.
+                let flags = if healthy {
+                    "healthy"
+                } else {
+                    "/failed_active_hc"
+                };
                 for (k, v) in [
                     ("cx_active", t.cx_active),
                     ("cx_connect_fail", t.cx_connect_fail),
                     ("cx_total", t.cx_total),
+                    ("rq_active", t.rq_active),
+                    ("rq_total", t.rq_total),
                     ("weight", u64::from(h.weight)),
                 ] {
                     let _ = writeln!(out, "{name}::{addr}::{k}::{v}");
                 }
-                let _ = writeln!(out, "{name}::{addr}::health_flags::{health}");
+                let _ = writeln!(out, "{name}::{addr}::health_flags::{flags}");
                 hosts.push(serde_json::json!({
-                    "address": addr, "weight": h.weight, "health_status": "HEALTHY",
-                    "stats": {"cx_active": t.cx_active, "cx_connect_fail": t.cx_connect_fail, "cx_total": t.cx_total},
+                    "address": addr, "weight": h.weight,
+                    "health_status": if healthy { "HEALTHY" } else { "UNHEALTHY" },
+                    "failed_active_health_check": !healthy,
+                    "metadata": *h.metadata,
+                    "stats": {"cx_active": t.cx_active, "cx_connect_fail": t.cx_connect_fail, "cx_total": t.cx_total, "rq_active": t.rq_active, "rq_total": t.rq_total},
                 }));
             }
             statuses.push(serde_json::json!({"name": name, "host_statuses": hosts}));

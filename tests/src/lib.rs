@@ -5,6 +5,8 @@
 //! serves (`--admin-address-path`), peers are ready when their port shows up as LISTEN in
 //! /proc/net/tcp, and config reloads are complete when `/stats` shows the new version.
 
+pub mod bolt;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -316,7 +316,8 @@ impl RpcProxy {
                 Ok(true) => {}
                 Ok(false) | Err(_) => {
                     if reader.buffered() > 0 {
-                        tracing::debug!(%peer, bytes = reader.buffered(), "downstream closed in the middle of a frame");
+                        self.stats.downstream_cx_protocol_error.inc();
+                        tracing::warn!(%peer, bytes = reader.buffered(), "downstream closed in the middle of a frame (truncated frame)");
                     }
                     // The client is done sending: answer what is in flight, then close.
                     while downstream.inflight() > 0 && !outbox.is_dead() {
