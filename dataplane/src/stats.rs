@@ -18,13 +18,23 @@ impl Counter {
     pub fn inc(&self) {
         self.add(1);
     }
+    /// Each counter has exactly one writer (a worker writes only its own shard, the health
+    /// checker only endpoint health, the main thread only server stats), so an update is a plain
+    /// load and store: no locked read-modify-write on the per-request path. Readers (admin) see
+    /// a value at most one update old.
     #[inline]
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
     #[inline]
     pub fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_sub(1),
+            Ordering::Relaxed,
+        );
     }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)

@@ -3,6 +3,7 @@
 # proxy pinned to its own core with one worker, the load generator on another core.
 #
 #   scripts/bench/run.sh tcp [--runs N] [--seconds S]
+#   scripts/bench/run.sh bolt [--runs N] [--seconds S] [--connections N] [--pipeline N]
 #
 # Results (medians of the runs, and the proxy's CPU time per GB read from /proc) are printed and
 # written into docs/benchmarks.md together with a description of the machine.
@@ -10,7 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 scenario=${1:-}
-[ -n "$scenario" ] || { echo "usage: $0 SCENARIO [--runs N] [--seconds S]   (scenarios: tcp)" >&2; exit 2; }
+[ -n "$scenario" ] || { echo "usage: $0 SCENARIO [--runs N] [--seconds S]   (scenarios: tcp, bolt)" >&2; exit 2; }
 shift
 
 case "$scenario" in
@@ -19,5 +20,10 @@ case "$scenario" in
     (cd "$root" && cargo build --release --bin sluice)
     exec python3 "$here/tcp.py" --root "$root" "$@"
     ;;
-  *) echo "unknown scenario '$scenario' (known: tcp)" >&2; exit 2 ;;
+  bolt)
+    "$root/scripts/setup/deps.sh" bench
+    (cd "$root" && cargo build --release --bin sluice --bin boltbench)
+    exec python3 "$here/bolt.py" --root "$root" "$@"
+    ;;
+  *) echo "unknown scenario '$scenario' (known: tcp, bolt)" >&2; exit 2 ;;
 esac

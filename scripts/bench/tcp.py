@@ -10,69 +10,13 @@ time (utime + stime of all its threads, from /proc/PID/stat) spent during the ru
 import argparse
 import json
 import os
-import platform
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[11], fields[12] are utime and stime (stat fields 14 and 15).
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, name, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{name} exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{name} did not listen on {port} within {timeout}s")
-
-
-def envoy_yaml(listen, upstream, admin, extra=""):
-    return f"""admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
-static_resources:
-  listeners:
-  - name: bench
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: bench
-          cluster: upstream
-  clusters:
-  - name: upstream
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}
-{extra}"""
-
+from common import cpu_seconds, envoy_yaml, free_port, machine, wait_port, write_markdown
 
 def start_proxies(args, tmp, upstream, procs):
     """Fills procs with (name, port, Popen) as they start (so a failure still stops those that
@@ -149,32 +93,6 @@ def iperf(args, port, streams):
         raise RuntimeError(f"iperf3 through port {port} failed: {out.stdout[-500:]} {out.stderr[-500:]}")
     end = json.loads(out.stdout)["end"]
     return end["sum_received"]["bytes"], end["sum_received"]["bits_per_second"]
-
-
-def machine():
-    model = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} × {model}, {mem:.0f} GiB RAM, Linux {platform.release()}, loopback"
-
-
-def write_markdown(path, section, text):
-    """Replaces the block between <!-- bench:SECTION --> markers in docs/benchmarks.md."""
-    start, end = f"<!-- bench:{section} -->", f"<!-- /bench:{section} -->"
-    block = f"{start}\n{text}\n{end}"
-    doc = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    if start in doc and end in doc:
-        doc = doc[:doc.index(start)] + block + doc[doc.index(end) + len(end):]
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    with open(path, "w") as f:
-        f.write(doc)
 
 
 def main():

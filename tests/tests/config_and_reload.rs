@@ -32,7 +32,8 @@ fn validate_mode_accepts_the_example_and_rejects_bad_files() {
 fn config_errors_name_their_path_and_exit_1() {
     let good = front_to(1);
     let cases: &[(String, &str)] = &[
-        (good.replace("lb_policy: ROUND_ROBIN", "lb_policy: MAGLEV"), "static_resources.clusters[0].lb_policy: lb_policy MAGLEV is not supported yet"),
+        (good.replace("lb_policy: ROUND_ROBIN", "lb_policy: CLUSTER_PROVIDED"), "static_resources.clusters[0].lb_policy: lb_policy CLUSTER_PROVIDED is not supported yet"),
+        (good.replace("lb_policy: ROUND_ROBIN", "lb_policy: MAGLEV\n    maglev_lb_config: {table_size: 100}"), "static_resources.clusters[0].maglev_lb_config.table_size: table_size 100 must be a prime"),
         (good.replace("connect_timeout: 1s", "connect_timeout: soon"), "static_resources.clusters[0].connect_timeout: invalid duration \"soon\""),
         (good.replace("cluster: up", "cluster: nowhere"), "typed_config.cluster: unknown cluster \"nowhere\""),
         (good.replace("    connect_timeout: 1s", "    connect_timeout: 1s\n    circuit_breakers: {}"), "static_resources.clusters[0].circuit_breakers: this Envoy field is not supported by sluice yet"),

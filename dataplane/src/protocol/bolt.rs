@@ -146,6 +146,14 @@ impl Layout {
     }
 }
 
+/// Header values are UTF-8 in practice; borrow them as they are, and only copy when not.
+fn text(v: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(v) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(v),
+    }
+}
+
 fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
@@ -340,12 +348,12 @@ impl Codec for Bolt {
         let v = self
             .header(frame, "service")
             .or_else(|| self.header(frame, "sofa_head_target_service"))?;
-        Some(String::from_utf8_lossy(v))
+        Some(text(v))
     }
 
     fn method<'a>(&self, frame: &'a [u8]) -> Option<Cow<'a, str>> {
         if let Some(v) = self.header(frame, "sofa_head_method_name") {
-            return Some(String::from_utf8_lossy(v));
+            return Some(text(v));
         }
         // Clients that put the method only in the body (sofa-rpc-node does): SofaRequest's first
         // field is methodName, readable without deserialising the rest.

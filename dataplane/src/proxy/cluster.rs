@@ -126,13 +126,13 @@ impl Cluster {
     }
 
     fn refresh(&self) {
-        let set = self.shared.current.load();
         let epoch = self.shared.health_epoch();
         let stale = {
             let v = self.view.borrow();
-            v.version != set.version || v.health_epoch != epoch
+            v.version != self.shared.version() || v.health_epoch != epoch
         };
         if stale {
+            let set = self.shared.current.load();
             let v = build_view(
                 &self.config,
                 &set,

@@ -84,6 +84,8 @@ pub struct ClusterHosts {
     pub current: ArcSwap<HostSet>,
     /// Bumped whenever a host's health changes, so workers know to rebuild their balancers.
     pub health_epoch: AtomicU64,
+    /// The version of `current`, readable without loading it (workers check it per pick).
+    version: AtomicU64,
 }
 
 impl ClusterHosts {
@@ -107,7 +109,12 @@ impl ClusterHosts {
         Arc::new(ClusterHosts {
             current: ArcSwap::from_pointee(HostSet { version: 1, hosts }),
             health_epoch: AtomicU64::new(0),
+            version: AtomicU64::new(1),
         })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     pub fn health_epoch(&self) -> u64 {
@@ -132,6 +139,7 @@ impl ClusterHosts {
         }
         let version = cur.version + 1;
         self.current.store(Arc::new(HostSet { version, hosts }));
+        self.version.store(version, Ordering::Release);
         true
     }
 }

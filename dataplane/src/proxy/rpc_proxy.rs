@@ -13,6 +13,7 @@ use super::lb::{hash64, pick_weighted, Rng};
 use super::rpc_router::Router;
 use super::tcp_proxy::{Active, Route, TcpProxy};
 use crate::config::{RpcProxyConfig, RpcRouteAction, TcpProxyConfig, TcpRoute};
+use crate::fasthash::FastMap;
 use crate::io::{Connection, Prefixed};
 use crate::protocol::registry::{self, Detected};
 use crate::protocol::xprotocol::{Codec, FrameHead, FrameKind, LocalReply};
@@ -34,15 +35,14 @@ use tokio::io::AsyncReadExt;
 /// is replaced (config reload) and its last request is done, the pools drain and close.
 #[derive(Default)]
 pub struct Pools {
-    map: RefCell<HashMap<(String, SocketAddr), Rc<HostPool>>>,
+    map: RefCell<FastMap<SocketAddr, Rc<HostPool>>>,
 }
 
 impl Pools {
-    fn get(&self, cluster: &Cluster, host: &Rc<super::cluster::Host>) -> Rc<HostPool> {
-        let key = (cluster.config.name.clone(), host.address);
+    fn get(&self, host: &Rc<super::cluster::Host>) -> Rc<HostPool> {
         self.map
             .borrow_mut()
-            .entry(key)
+            .entry(host.address)
             .or_insert_with(|| Rc::new(HostPool::new(host.clone())))
             .clone()
     }
@@ -62,7 +62,8 @@ pub struct RouteEntry {
     clusters: Vec<Rc<Cluster>>,
     weights: Vec<u32>,
     settings: Vec<Rc<PoolSettings>>,
-    pools: Rc<Pools>,
+    /// The pools of each of `clusters` (shared with the proxy's other routes to that cluster).
+    pools: Vec<Rc<Pools>>,
     rng: Rc<RefCell<Rng>>,
 }
 
@@ -105,14 +106,14 @@ impl RouteEntry {
     /// Sends the next attempt of `ex`.
     fn dispatch(&self, mut ex: Exchange) {
         let cluster = &self.clusters[ex.cluster];
-        let Some((index, host)) = self.pick(ex.cluster, &ex.tried, ex.hash) else {
+        let Some((index, host)) = self.pick(ex.cluster, ex.tried.as_slice(), ex.hash) else {
             cluster.stats.upstream_rq_no_healthy.inc();
             ex.reply_locally(LocalReply::ConnectionClosed);
             return;
         };
         ex.tried.push(index);
         ex.attempts += 1;
-        let pool = self.pools.get(cluster, &host);
+        let pool = self.pools[ex.cluster].get(&host);
         let settings = &self.settings[ex.cluster];
         pool.send(
             ex,
@@ -130,7 +131,7 @@ impl RouteEntry {
             cluster.stats.upstream_rq_no_healthy.inc();
             return;
         };
-        let pool = self.pools.get(cluster, &host);
+        let pool = self.pools[c].get(&host);
         pool.send_oneway(
             frame,
             &downstream.codec,
@@ -187,7 +188,7 @@ impl RpcProxy {
             .iter()
             .map(|p| registry::by_name(p).ok_or_else(|| format!("unknown protocol {p}")))
             .collect::<Result<Vec<_>, _>>()?;
-        let pools = Rc::new(Pools::default());
+        let mut pools: HashMap<String, Rc<Pools>> = HashMap::new();
         let up = &config.upstream;
         let mut failed = None;
         let router = Router::new(&config.routes, |vi, ri| {
@@ -218,12 +219,16 @@ impl RpcProxy {
                     })
                 })
                 .collect();
+            let route_pools = names
+                .iter()
+                .map(|(n, _)| pools.entry(n.clone()).or_default().clone())
+                .collect();
             Rc::new(RouteEntry {
                 action,
                 weights: names.iter().map(|(_, w)| *w).collect(),
                 clusters,
                 settings,
-                pools: pools.clone(),
+                pools: route_pools,
                 rng: rng.clone(),
             })
         });
@@ -296,9 +301,11 @@ impl RpcProxy {
         );
         let mut reader = FrameReader::new(codec.clone(), self.config.max_frame_bytes, first);
         'conn: loop {
+            // One clock read per batch of frames: deadlines need no finer grain.
+            let now = Instant::now();
             loop {
                 match reader.next_buffered() {
-                    Ok(Some((head, frame))) => self.on_frame(&downstream, head, frame),
+                    Ok(Some((head, frame))) => self.on_frame(&downstream, head, frame, now),
                     Ok(None) => break,
                     Err(e) => {
                         self.stats.downstream_cx_protocol_error.inc();
@@ -331,7 +338,13 @@ impl RpcProxy {
         let _ = writer.await;
     }
 
-    fn on_frame(&self, downstream: &Rc<Downstream>, head: FrameHead, frame: BytesMut) {
+    fn on_frame(
+        &self,
+        downstream: &Rc<Downstream>,
+        head: FrameHead,
+        frame: BytesMut,
+        now: Instant,
+    ) {
         match head.kind {
             FrameKind::Heartbeat => {
                 self.stats.downstream_heartbeat.inc();
@@ -351,7 +364,7 @@ impl RpcProxy {
             FrameKind::Request => {
                 self.stats.downstream_rq_total.inc();
                 let route = self.router.route(&*downstream.codec, &frame).cloned();
-                let deadline = self.deadline(head.timeout_ms, route.as_deref());
+                let deadline = self.deadline(now, head.timeout_ms, route.as_deref());
                 let Some(route) = route else {
                     self.stats.downstream_rq_no_route.inc();
                     let owner: Rc<dyn ExchangeOwner> = Rc::new(NoOwner);
@@ -370,7 +383,7 @@ impl RpcProxy {
     }
 
     /// The request's own timeout, capped by its route's; the default when neither sets one.
-    fn deadline(&self, timeout_ms: u32, route: Option<&RouteEntry>) -> Instant {
+    fn deadline(&self, now: Instant, timeout_ms: u32, route: Option<&RouteEntry>) -> Instant {
         let own = (timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms)));
         let by_route = route.and_then(|r| r.action.timeout);
         let d = match (own, by_route) {
@@ -378,7 +391,7 @@ impl RpcProxy {
             (Some(a), None) | (None, Some(a)) => a,
             (None, None) => self.config.default_timeout,
         };
-        Instant::now() + d
+        now + d
     }
 }
 

@@ -2,8 +2,8 @@
 //! route of that host whose method and header matchers all accept the request.
 
 use crate::config::{HeaderMatch, RpcRouteConfig, StringMatch};
+use crate::fasthash::FastMap;
 use crate::protocol::xprotocol::Codec;
-use std::collections::HashMap;
 
 enum ServicePattern {
     Any,
@@ -13,7 +13,7 @@ enum ServicePattern {
 
 /// Virtual hosts compiled for lookup; `R` is whatever the proxy attaches to each route.
 pub struct Router<R> {
-    exact: HashMap<String, usize>,
+    exact: FastMap<String, usize>,
     /// Wildcard patterns in config order; `*` last.
     patterns: Vec<(ServicePattern, usize)>,
     hosts: Vec<Vec<(Matcher, R)>>,
@@ -54,7 +54,7 @@ impl Matcher {
 impl<R> Router<R> {
     /// Compiles `config`, attaching `make(vhost index, route index)` to each route.
     pub fn new(config: &RpcRouteConfig, mut make: impl FnMut(usize, usize) -> R) -> Router<R> {
-        let mut exact = HashMap::new();
+        let mut exact = FastMap::default();
         let mut patterns = Vec::new();
         let mut any = Vec::new();
         let mut hosts = Vec::new();

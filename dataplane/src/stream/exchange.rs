@@ -5,6 +5,7 @@
 //! exchange without answering is a bug, so every path ends in `respond` or `reply_locally`.
 
 use super::outbox::Outbox;
+use super::signal::Signal;
 use crate::protocol::xprotocol::{Codec, FrameHead, LocalReply};
 use crate::stats::RpcProxyStats;
 use bytes::BytesMut;
@@ -12,7 +13,6 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::Notify;
 
 /// The downstream side of exchanges: where their responses go, and the count that bounds how
 /// many may be in flight before sluice stops reading the connection.
@@ -23,7 +23,7 @@ pub struct Downstream {
     inflight: Cell<u32>,
     max_inflight: u32,
     /// Signalled when an exchange ends, for a reader waiting on the in-flight bound.
-    pub progress: Notify,
+    pub progress: Signal,
 }
 
 impl Downstream {
@@ -39,7 +39,7 @@ impl Downstream {
             stats,
             inflight: Cell::new(0),
             max_inflight,
-            progress: Notify::new(),
+            progress: Signal::default(),
         })
     }
 
@@ -59,7 +59,7 @@ impl Downstream {
     fn end(&self) {
         self.inflight.set(self.inflight.get().saturating_sub(1));
         self.stats.downstream_rq_active.dec();
-        self.progress.notify_one();
+        self.progress.notify();
     }
 
     /// Answers a request frame with sluice's own reply, outside any exchange (heartbeats).
@@ -90,6 +90,29 @@ pub trait ExchangeOwner {
     fn attempt_failed(&self, exchange: Exchange, why: Failure);
 }
 
+/// The hosts an exchange has tried, kept inline: a request that needs more attempts than this
+/// may go back to a host it tried before.
+#[derive(Default, Clone, Copy)]
+pub struct Tried {
+    hosts: [usize; 8],
+    len: u8,
+}
+
+impl Tried {
+    pub fn push(&mut self, host: usize) {
+        if usize::from(self.len) < self.hosts.len() {
+            self.hosts[usize::from(self.len)] = host;
+            self.len += 1;
+        }
+    }
+    pub fn as_slice(&self) -> &[usize] {
+        &self.hosts[..usize::from(self.len)]
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 pub struct Exchange {
     /// The request as received; its id field is rewritten for each attempt.
     pub frame: BytesMut,
@@ -99,7 +122,7 @@ pub struct Exchange {
     /// Attempts made so far (1 after the first send).
     pub attempts: u32,
     /// Hosts tried, as indexes into the cluster's current view.
-    pub tried: Vec<usize>,
+    pub tried: Tried,
     /// Which cluster of the route was chosen (weighted clusters), and the hash key.
     pub cluster: usize,
     pub hash: Option<u64>,
@@ -121,7 +144,7 @@ impl Exchange {
             downstream,
             deadline,
             attempts: 0,
-            tried: Vec::new(),
+            tried: Tried::default(),
             cluster: 0,
             hash: None,
             owner,

@@ -7,8 +7,9 @@ use bytes::BytesMut;
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 
-/// The least free space a read is given; frames that need more get what they need.
-const READ_CHUNK: usize = 64 * 1024;
+/// The least free space a read is given; frames that need more get what they need. Large
+/// enough that one read of a busy multiplexed upstream carries hundreds of responses.
+const READ_CHUNK: usize = 256 * 1024;
 
 pub struct FrameReader {
     buf: BytesMut,

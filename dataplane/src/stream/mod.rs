@@ -10,6 +10,7 @@ pub mod exchange;
 pub mod framed;
 pub mod outbox;
 pub mod pump;
+pub mod signal;
 pub mod upstream;
 
 pub use pump::{pump, Direction, Observer, Outcome, PumpOptions, Side};

@@ -1,17 +1,17 @@
 //! The sending side of a connection: producers append whole frames to a buffer, one writer task
 //! drains it. Many frames written between two wake-ups leave in one write(2).
 
+use super::signal::Signal;
 use crate::io::WriteSide;
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::Notify;
 
 #[derive(Default)]
 pub struct Outbox {
     buf: RefCell<BytesMut>,
-    wake: Notify,
+    wake: Signal,
     closed: Cell<bool>,
     /// The writer has failed or finished: appends are dropped.
     dead: Cell<bool>,
@@ -31,7 +31,7 @@ impl Outbox {
         let was_empty = b.is_empty();
         fill(&mut b);
         if was_empty {
-            self.wake.notify_one();
+            self.wake.notify();
         }
         true
     }
@@ -43,7 +43,7 @@ impl Outbox {
     /// No more frames: the writer sends what is queued, then shuts the connection down.
     pub fn close(&self) {
         self.closed.set(true);
-        self.wake.notify_one();
+        self.wake.notify();
     }
 
     pub fn is_dead(&self) -> bool {

@@ -8,6 +8,8 @@
 use super::exchange::{Exchange, Failure};
 use super::framed::FrameReader;
 use super::outbox::{write_loop, Outbox};
+use super::signal::Signal;
+use crate::fasthash::FastMap;
 use crate::io::connect::connect;
 use crate::protocol::xprotocol::{Codec, FrameKind, LocalReply};
 use crate::proxy::cluster::Host;
@@ -15,11 +17,10 @@ use crate::stats::{ClusterStats, RpcProxyStats};
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// What a pool needs to know, from the proxy's `upstream` config and the cluster.
@@ -54,10 +55,10 @@ pub struct UpstreamConn {
     proxy_stats: Arc<RpcProxyStats>,
     outbox: Rc<Outbox>,
     state: Cell<State>,
-    pending: RefCell<HashMap<u64, Pending>>,
+    pending: RefCell<FastMap<u64, Pending>>,
     deadlines: RefCell<BinaryHeap<Reverse<(Instant, u64)>>>,
     /// Wakes the task when a deadline earlier than all others arrives, or on drain.
-    wake: Notify,
+    wake: Signal,
     next_id: Cell<u64>,
     heartbeat: Cell<Option<(u64, Instant)>>,
     /// Close once nothing is outstanding (the proxy that owned the pool is gone).
@@ -80,9 +81,9 @@ impl UpstreamConn {
             proxy_stats,
             outbox: Outbox::new(),
             state: Cell::new(State::Connecting),
-            pending: RefCell::new(HashMap::new()),
+            pending: RefCell::new(FastMap::default()),
             deadlines: RefCell::new(BinaryHeap::new()),
-            wake: Notify::new(),
+            wake: Signal::default(),
             next_id: Cell::new(0),
             heartbeat: Cell::new(None),
             draining: Cell::new(false),
@@ -126,9 +127,8 @@ impl UpstreamConn {
         let id = self.allocate_id();
         self.codec.set_request_id(&mut ex.frame, id);
         self.outbox.push(&ex.frame);
-        let now = Instant::now();
         let deadline = Instant::from_std(ex.deadline);
-        let try_deadline = per_try.map_or(deadline, |d| (now + d).min(deadline));
+        let try_deadline = per_try.map_or(deadline, |d| (Instant::now() + d).min(deadline));
         self.host.stats.rq_total.inc();
         self.host.stats.rq_active.inc();
         self.cluster_stats.upstream_rq_total.inc();
@@ -138,9 +138,18 @@ impl UpstreamConn {
             .borrow()
             .peek()
             .is_none_or(|Reverse((d, _))| try_deadline < *d);
-        self.deadlines
-            .borrow_mut()
-            .push(Reverse((try_deadline, id)));
+        {
+            // Answered requests leave their heap entries behind (removed lazily when they come
+            // due); rebuild from the live ones when garbage dominates, so memory stays bounded
+            // by what is outstanding, at amortised O(1) per request.
+            let mut heap = self.deadlines.borrow_mut();
+            let pending = self.pending.borrow();
+            if heap.len() > 2 * pending.len() + 1024 {
+                heap.clear();
+                heap.extend(pending.iter().map(|(id, p)| Reverse((p.try_deadline, *id))));
+            }
+            heap.push(Reverse((try_deadline, id)));
+        }
         self.pending.borrow_mut().insert(
             id,
             Pending {
@@ -149,7 +158,7 @@ impl UpstreamConn {
             },
         );
         if earliest {
-            self.wake.notify_one();
+            self.wake.notify();
         }
     }
 
@@ -429,7 +438,7 @@ impl HostPool {
     pub fn drain(&self) {
         for c in self.conns.borrow().iter() {
             c.draining.set(true);
-            c.wake.notify_one();
+            c.wake.notify();
         }
     }
 }

@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""The `bolt` benchmark: SOFARPC/Bolt requests through each proxy.
+
+sluice routes Bolt at L7 (rpc_proxy: decode, route by service, multiplexed upstream pool, id
+rewrite, deadline) while Envoy 1.40 forwards the same bytes at L4 (tcp_proxy); sluice's own
+tcp_proxy runs too, for reference. Each proxy runs with one worker pinned to the proxy core; the
+load generator (boltbench load: many connections, pipelined requests, 1 KiB content, latency
+histogram) and the Bolt echo server (boltbench echo) share the other core. Runs are interleaved
+across proxies; medians are reported, with the proxy's CPU time per request from /proc.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+
+from common import cpu_seconds, envoy_yaml, free_port, machine, wait_port, write_markdown
+
+SERVICE = "com.alipay.sofa.bench.EchoService:1.0"
+
+
+def rpc_yaml(listen, upstream, admin):
+    return f"""admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+static_resources:
+  listeners:
+  - name: bench
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    filter_chains:
+    - filters:
+      - name: sluice.filters.network.rpc_proxy
+        typed_config:
+          "@type": type.googleapis.com/sluice.filters.network.rpc_proxy.v1.RpcProxy
+          stat_prefix: bench
+          route_config:
+            virtual_hosts:
+            - name: echo
+              services: ["{SERVICE}"]
+              routes:
+              - route: {{cluster: upstream}}
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}
+"""
+
+
+def start_proxies(args, tmp, upstream, procs):
+    pin = ["taskset", "-c", str(args.proxy_cpu)]
+    want = args.proxies.split(",")
+    configs = {"sluice": rpc_yaml, "sluice-l4": envoy_yaml}
+    for name, make in configs.items():
+        if name not in want:
+            continue
+        port = free_port()
+        path = os.path.join(tmp, f"{name}.yaml")
+        with open(path, "w") as f:
+            f.write(make(port, upstream, free_port()))
+        p = subprocess.Popen(pin + [args.sluice, "-c", path, "--concurrency", "1", "-l", "warning"])
+        procs.append((name, port, p))
+    if "envoy" in want:
+        port = free_port()
+        path = os.path.join(tmp, "envoy.yaml")
+        with open(path, "w") as f:
+            f.write(envoy_yaml(port, upstream, free_port()))
+        p = subprocess.Popen(pin + [args.envoy, "-c", path, "--concurrency", "1", "-l", "error",
+                                    "--base-id", str(os.getpid() % 60000)],
+                             stdout=subprocess.DEVNULL)
+        procs.append(("envoy", port, p))
+    for name, port, p in procs:
+        wait_port(port, p, name)
+
+
+def load(args, port):
+    cmd = ["taskset", "-c", str(args.load_cpu), args.boltbench, "load",
+           "--target", f"127.0.0.1:{port}", "--connections", str(args.connections),
+           "--pipeline", str(args.pipeline), "--seconds", str(args.seconds),
+           "--payload", str(args.payload), "--service", SERVICE]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"boltbench load through port {port} failed: {out.stderr[-500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--pipeline", type=int, default=20)
+    ap.add_argument("--payload", type=int, default=1024)
+    ap.add_argument("--proxies", default="sluice,envoy,sluice-l4")
+    ap.add_argument("--proxy-cpu", type=int, default=1)
+    ap.add_argument("--load-cpu", type=int, default=0)
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
+    args = ap.parse_args()
+    args.sluice = os.path.join(args.root, "target/release/sluice")
+    args.boltbench = os.path.join(args.root, "target/release/boltbench")
+    args.envoy = os.environ.get("SLUICE_ENVOY", os.path.join(args.root, ".tools/venv/bin/envoy"))
+
+    tmp = tempfile.mkdtemp(prefix="sluice-bench-")
+    upstream = free_port()
+    echo = subprocess.Popen(["taskset", "-c", str(args.load_cpu), args.boltbench, "echo",
+                             "--listen", f"127.0.0.1:{upstream}"],
+                            stdout=subprocess.PIPE, text=True)
+    procs = []
+    results = {}  # proxy -> list of (load result, cpu seconds)
+    try:
+        line = echo.stdout.readline()
+        if not line.startswith("listening"):
+            raise RuntimeError(f"boltbench echo did not start: {line!r}")
+        start_proxies(args, tmp, upstream, procs)
+        for run in range(args.runs):
+            for name, port, p in procs:
+                before = cpu_seconds(p.pid)
+                r = load(args, port)
+                cpu = cpu_seconds(p.pid) - before
+                results.setdefault(name, []).append((r, cpu))
+                # CPU covers warm-up and drain too; per request it is over all requests answered.
+                total = r["requests"] * (1 + 1.0 / args.seconds)
+                print(f"run={run + 1} {name:10s} {r['qps']:10.0f} req/s  p50={r['p50_us']}us "
+                      f"p99={r['p99_us']}us failed={r['failed']} cpu={cpu:.2f}s "
+                      f"({cpu / total * 1e6:.2f} us/req)", flush=True)
+    finally:
+        for _, _, p in procs:
+            p.terminate()
+        echo.terminate()
+        for _, _, p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def med(name, f):
+        return statistics.median(f(r, c) for r, c in results[name])
+
+    # The load runs warm-up (1 s) + measured seconds; CPU is read over the whole run, so scale
+    # the measured request count to the whole run to get CPU per request.
+    per_req = lambda r, c: c / (r["requests"] * (1 + 1.0 / args.seconds)) * 1e6
+    lines = [f"### bolt — Bolt requests through the proxy ({time.strftime('%Y-%m-%d')})", "",
+             f"Machine: {machine()}. Proxy pinned to CPU {args.proxy_cpu} with one worker; load "
+             f"generator and Bolt echo server (boltbench) pinned to CPU {args.load_cpu}. "
+             f"{args.connections} connections × {args.pipeline} pipelined requests, "
+             f"{args.payload} B content, {args.runs} interleaved runs of {args.seconds:g} s (after "
+             "1 s warm-up) per proxy; medians. sluice routes at L7 (rpc_proxy: decode, route by "
+             "service, one multiplexed upstream connection, id rewrite, deadlines); Envoy and "
+             "sluice-l4 forward bytes at L4 (tcp_proxy, one upstream connection per client "
+             "connection). CPU is the proxy's utime+stime from /proc/PID/stat.", "",
+             "| proxy | req/s | p50 (µs) | p99 (µs) | CPU µs per request | req/s vs Envoy | p99 vs Envoy | CPU/req vs Envoy |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    base = "envoy" if "envoy" in results else None
+    for name in results:
+        qps = med(name, lambda r, c: r["qps"])
+        p50 = med(name, lambda r, c: r["p50_us"])
+        p99 = med(name, lambda r, c: r["p99_us"])
+        cpu = med(name, per_req)
+        if base:
+            ratios = (f"{qps / med(base, lambda r, c: r['qps']):.2f}×",
+                      f"{p99 / med(base, lambda r, c: r['p99_us']):.2f}×",
+                      f"{cpu / med(base, per_req):.2f}×")
+        else:
+            ratios = ("–", "–", "–")
+        lines.append(f"| {name} | {qps:,.0f} | {p50:.0f} | {p99:.0f} | {cpu:.2f} | "
+                     f"{ratios[0]} | {ratios[1]} | {ratios[2]} |")
+    text = "\n".join(lines) + "\n"
+    print("\n" + text)
+    if not args.no_write:
+        write_markdown(os.path.join(args.root, "docs/benchmarks.md"), "bolt", text)
+
+
+if __name__ == "__main__":
+    main()
