@@ -120,7 +120,9 @@ pub trait Codec: Send + Sync + 'static {
     /// The method a request calls: what routes match on.
     fn method<'a>(&self, frame: &'a [u8]) -> Option<Cow<'a, str>>;
 
-    /// Appends sluice's own response to `request` (one whole request frame) to `out`.
+    /// Appends sluice's own response to `request` to `out`. `request` may be only the start of
+    /// the request frame (its first 32 bytes, or all of it if shorter): a reply is built from
+    /// the fixed header alone.
     fn local_reply(&self, request: &[u8], reply: LocalReply, out: &mut BytesMut);
 
     /// Appends a heartbeat request with id `id` to `out`, for idle upstream connections and

@@ -103,8 +103,8 @@ impl RouteEntry {
             })
     }
 
-    /// Sends the next attempt of `ex`.
-    fn dispatch(&self, mut ex: Exchange) {
+    /// Sends the next attempt of `ex`: `frame` on the first, the exchange's copy on retries.
+    fn dispatch(&self, mut ex: Exchange, frame: Option<&[u8]>) {
         let cluster = &self.clusters[ex.cluster];
         let Some((index, host)) = self.pick(ex.cluster, ex.tried.as_slice(), ex.hash) else {
             cluster.stats.upstream_rq_no_healthy.inc();
@@ -117,16 +117,17 @@ impl RouteEntry {
         let settings = &self.settings[ex.cluster];
         pool.send(
             ex,
+            frame,
             self.action.retry.per_try_timeout,
             settings,
             &cluster.stats,
         );
     }
 
-    fn send_oneway(&self, frame: BytesMut, downstream: &Downstream) {
+    fn send_oneway(&self, frame: &[u8], downstream: &Downstream) {
         let c = self.choose_cluster();
         let cluster = &self.clusters[c];
-        let hash = self.hash_key(&*downstream.codec, &frame);
+        let hash = self.hash_key(&*downstream.codec, frame);
         let Some((_, host)) = self.pick(c, &[], hash) else {
             cluster.stats.upstream_rq_no_healthy.inc();
             return;
@@ -153,7 +154,7 @@ impl ExchangeOwner for RouteEntry {
         if retriable && ex.attempts <= self.action.retry.num_retries && Instant::now() < ex.deadline
         {
             self.clusters[ex.cluster].stats.upstream_rq_retry.inc();
-            self.dispatch(ex);
+            self.dispatch(ex, None);
             return;
         }
         let reply = match why {
@@ -304,8 +305,11 @@ impl RpcProxy {
             // One clock read per batch of frames: deadlines need no finer grain.
             let now = Instant::now();
             loop {
-                match reader.next_buffered() {
-                    Ok(Some((head, frame))) => self.on_frame(&downstream, head, frame, now),
+                match reader.next_frame() {
+                    Ok(Some(head)) => {
+                        self.on_frame(&downstream, head, reader.frame(head.len), now);
+                        reader.consume(head.len);
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         self.stats.downstream_cx_protocol_error.inc();
@@ -338,17 +342,11 @@ impl RpcProxy {
         let _ = writer.await;
     }
 
-    fn on_frame(
-        &self,
-        downstream: &Rc<Downstream>,
-        head: FrameHead,
-        frame: BytesMut,
-        now: Instant,
-    ) {
+    fn on_frame(&self, downstream: &Rc<Downstream>, head: FrameHead, frame: &[u8], now: Instant) {
         match head.kind {
             FrameKind::Heartbeat => {
                 self.stats.downstream_heartbeat.inc();
-                downstream.reply_to(&frame, LocalReply::HeartbeatAck);
+                downstream.reply_to(frame, LocalReply::HeartbeatAck);
             }
             FrameKind::Response | FrameKind::HeartbeatAck => {
                 self.stats.downstream_unexpected_response.inc();
@@ -356,28 +354,29 @@ impl RpcProxy {
             FrameKind::Oneway => {
                 self.stats.downstream_rq_total.inc();
                 self.stats.downstream_rq_oneway.inc();
-                match self.router.route(&*downstream.codec, &frame) {
+                match self.router.route(&*downstream.codec, frame) {
                     Some(route) => route.send_oneway(frame, downstream),
                     None => self.stats.downstream_rq_no_route.inc(),
                 }
             }
             FrameKind::Request => {
                 self.stats.downstream_rq_total.inc();
-                let route = self.router.route(&*downstream.codec, &frame).cloned();
+                let route = self.router.route(&*downstream.codec, frame).cloned();
                 let deadline = self.deadline(now, head.timeout_ms, route.as_deref());
                 let Some(route) = route else {
                     self.stats.downstream_rq_no_route.inc();
                     let owner: Rc<dyn ExchangeOwner> = Rc::new(NoOwner);
-                    Exchange::new(frame, head, downstream.clone(), deadline, owner)
+                    Exchange::new(frame, false, head, downstream.clone(), deadline, owner)
                         .reply_locally(LocalReply::NoRoute);
                     return;
                 };
-                let hash = route.hash_key(&*downstream.codec, &frame);
+                let hash = route.hash_key(&*downstream.codec, frame);
                 let owner: Rc<dyn ExchangeOwner> = route.clone();
-                let mut ex = Exchange::new(frame, head, downstream.clone(), deadline, owner);
+                let keep = route.action.retry.num_retries > 0;
+                let mut ex = Exchange::new(frame, keep, head, downstream.clone(), deadline, owner);
                 ex.cluster = route.choose_cluster();
                 ex.hash = hash;
-                route.dispatch(ex);
+                route.dispatch(ex, Some(frame));
             }
         }
     }

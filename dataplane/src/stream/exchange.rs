@@ -8,7 +8,6 @@ use super::outbox::Outbox;
 use super::signal::Signal;
 use crate::protocol::xprotocol::{Codec, FrameHead, LocalReply};
 use crate::stats::RpcProxyStats;
-use bytes::BytesMut;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -94,7 +93,7 @@ pub trait ExchangeOwner {
 /// may go back to a host it tried before.
 #[derive(Default, Clone, Copy)]
 pub struct Tried {
-    hosts: [usize; 8],
+    hosts: [usize; 4],
     len: u8,
 }
 
@@ -113,9 +112,16 @@ impl Tried {
     }
 }
 
+/// How much of a request an exchange keeps for answering it itself: codecs build local replies
+/// from the request's fixed header alone.
+pub const REPLY_PREFIX: usize = 32;
+
 pub struct Exchange {
-    /// The request as received; its id field is rewritten for each attempt.
-    pub frame: BytesMut,
+    /// The start of the request as received, for local replies.
+    prefix: [u8; REPLY_PREFIX],
+    /// The whole request, kept only when its route may retry it (else the request's bytes go
+    /// from the downstream read buffer straight into the upstream's write buffer).
+    pub retry_frame: Option<Box<[u8]>>,
     pub head: FrameHead,
     pub downstream: Rc<Downstream>,
     pub deadline: Instant,
@@ -130,16 +136,22 @@ pub struct Exchange {
 }
 
 impl Exchange {
+    /// Starts the exchange for `frame`; `keep` keeps a copy for retries.
     pub fn new(
-        frame: BytesMut,
+        frame: &[u8],
+        keep: bool,
         head: FrameHead,
         downstream: Rc<Downstream>,
         deadline: Instant,
         owner: Rc<dyn ExchangeOwner>,
     ) -> Exchange {
         downstream.begin();
+        let mut prefix = [0u8; REPLY_PREFIX];
+        let n = frame.len().min(REPLY_PREFIX);
+        prefix[..n].copy_from_slice(&frame[..n]);
         Exchange {
-            frame,
+            prefix,
+            retry_frame: keep.then(|| frame.into()),
             head,
             downstream,
             deadline,
@@ -152,10 +164,15 @@ impl Exchange {
     }
 
     /// Delivers the upstream's response, with the downstream's request id put back.
-    pub fn respond(self, mut response: BytesMut) {
+    pub fn respond(self, response: &[u8]) {
         let d = &self.downstream;
-        d.codec.set_request_id(&mut response, self.head.request_id);
-        if d.outbox.push(&response) {
+        let (codec, id) = (&d.codec, self.head.request_id);
+        let delivered = d.outbox.push_with(|b| {
+            let start = b.len();
+            b.extend_from_slice(response);
+            codec.set_request_id(&mut b[start..], id);
+        });
+        if delivered {
             d.stats.downstream_rs_total.inc();
         }
         d.end();
@@ -165,12 +182,11 @@ impl Exchange {
     pub fn reply_locally(self, reply: LocalReply) {
         let d = &self.downstream;
         let id = self.head.request_id;
-        let frame = &self.frame;
+        let prefix = &self.prefix;
         let codec = &d.codec;
         d.outbox.push_with(|b| {
             let start = b.len();
-            codec.local_reply(frame, reply, b);
-            // The frame may carry an upstream's id from an earlier attempt.
+            codec.local_reply(prefix, reply, b);
             codec.set_request_id(&mut b[start..], id);
         });
         d.stats.downstream_rq_local_reply.inc();

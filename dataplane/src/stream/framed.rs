@@ -3,7 +3,7 @@
 
 use crate::io::ReadSide;
 use crate::protocol::xprotocol::{Codec, CodecError, FrameHead};
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 
@@ -27,15 +27,20 @@ impl FrameReader {
         }
     }
 
-    /// The next whole frame already buffered, if any.
-    pub fn next_buffered(&mut self) -> Result<Option<(FrameHead, BytesMut)>, CodecError> {
-        match self.codec.decode(&self.buf, self.max_frame)? {
-            Some(head) => {
-                let frame = self.buf.split_to(head.len);
-                Ok(Some((head, frame)))
-            }
-            None => Ok(None),
-        }
+    /// The head of the next whole frame already buffered, if any. Its bytes are
+    /// [`FrameReader::frame`] until [`FrameReader::consume`] moves past them: frames are used in
+    /// place, never split off into buffers of their own.
+    pub fn next_frame(&self) -> Result<Option<FrameHead>, CodecError> {
+        self.codec.decode(&self.buf, self.max_frame)
+    }
+
+    /// The first `len` buffered bytes (the frame `next_frame` found).
+    pub fn frame(&self, len: usize) -> &[u8] {
+        &self.buf[..len]
+    }
+
+    pub fn consume(&mut self, len: usize) {
+        self.buf.advance(len);
     }
 
     /// Reads more bytes; `Ok(false)` at end of stream.

@@ -6,6 +6,7 @@
 //! rewriting, deadlines and heartbeats, pooled per host), [`framed`] (frames cut from a byte
 //! stream without copying) and [`outbox`] (batched writes).
 
+pub mod deadlines;
 pub mod exchange;
 pub mod framed;
 pub mod outbox;

@@ -5,6 +5,7 @@
 //! the downstream's id back. The connection's task owns the socket's reading side, the deadline
 //! heap of its outstanding requests and the heartbeat of an idle connection.
 
+use super::deadlines::DeadlineQueue;
 use super::exchange::{Exchange, Failure};
 use super::framed::FrameReader;
 use super::outbox::{write_loop, Outbox};
@@ -16,8 +17,6 @@ use crate::proxy::cluster::Host;
 use crate::stats::{ClusterStats, RpcProxyStats};
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,10 +55,11 @@ pub struct UpstreamConn {
     outbox: Rc<Outbox>,
     state: Cell<State>,
     pending: RefCell<FastMap<u64, Pending>>,
-    deadlines: RefCell<BinaryHeap<Reverse<(Instant, u64)>>>,
+    deadlines: RefCell<DeadlineQueue>,
     /// Wakes the task when a deadline earlier than all others arrives, or on drain.
     wake: Signal,
     next_id: Cell<u64>,
+    wrapped: Cell<bool>,
     heartbeat: Cell<Option<(u64, Instant)>>,
     /// Close once nothing is outstanding (the proxy that owned the pool is gone).
     draining: Cell<bool>,
@@ -82,9 +82,10 @@ impl UpstreamConn {
             outbox: Outbox::new(),
             state: Cell::new(State::Connecting),
             pending: RefCell::new(FastMap::default()),
-            deadlines: RefCell::new(BinaryHeap::new()),
+            deadlines: RefCell::new(DeadlineQueue::default()),
             wake: Signal::default(),
             next_id: Cell::new(0),
+            wrapped: Cell::new(false),
             heartbeat: Cell::new(None),
             draining: Cell::new(false),
         });
@@ -104,52 +105,55 @@ impl UpstreamConn {
         self.load() < self.settings.max_requests_per_connection as usize
     }
 
-    /// A fresh id not in use on this connection.
+    /// A fresh id not in use on this connection. Ids count up from 1; only once they have
+    /// wrapped around can a new id meet an old one still outstanding, so only then is it checked.
     fn allocate_id(&self) -> u64 {
         let max = self.codec.max_request_id();
         let pending = self.pending.borrow();
         let hb = self.heartbeat.get().map(|(id, _)| id);
         loop {
             let id = if self.next_id.get() >= max {
+                self.wrapped.set(true);
                 1
             } else {
                 self.next_id.get() + 1
             };
             self.next_id.set(id);
-            if !pending.contains_key(&id) && hb != Some(id) {
+            if !self.wrapped.get() || (!pending.contains_key(&id) && hb != Some(id)) {
                 return id;
             }
         }
     }
 
     /// Sends one attempt of `ex`; it comes back through its owner if the attempt fails.
-    fn send(&self, mut ex: Exchange, per_try: Option<Duration>) {
+    /// `frame` is the request's bytes, or `None` to send the exchange's retry copy.
+    fn send(&self, ex: Exchange, frame: Option<&[u8]>, per_try: Option<Duration>) {
         let id = self.allocate_id();
-        self.codec.set_request_id(&mut ex.frame, id);
-        self.outbox.push(&ex.frame);
+        let codec = &self.codec;
+        let bytes = frame.or(ex.retry_frame.as_deref()).unwrap_or_default();
+        self.outbox.push_with(|b| {
+            let start = b.len();
+            b.extend_from_slice(bytes);
+            codec.set_request_id(&mut b[start..], id);
+        });
         let deadline = Instant::from_std(ex.deadline);
         let try_deadline = per_try.map_or(deadline, |d| (Instant::now() + d).min(deadline));
         self.host.stats.rq_total.inc();
         self.host.stats.rq_active.inc();
         self.cluster_stats.upstream_rq_total.inc();
         self.cluster_stats.upstream_rq_active.inc();
-        let earliest = self
-            .deadlines
-            .borrow()
-            .peek()
-            .is_none_or(|Reverse((d, _))| try_deadline < *d);
-        {
-            // Answered requests leave their heap entries behind (removed lazily when they come
-            // due); rebuild from the live ones when garbage dominates, so memory stays bounded
-            // by what is outstanding, at amortised O(1) per request.
-            let mut heap = self.deadlines.borrow_mut();
+        let earliest = {
+            // Answered requests leave their entries behind; drop them in bulk when they
+            // dominate, so memory stays bounded by what is outstanding (amortised O(1)).
+            let mut q = self.deadlines.borrow_mut();
             let pending = self.pending.borrow();
-            if heap.len() > 2 * pending.len() + 1024 {
-                heap.clear();
-                heap.extend(pending.iter().map(|(id, p)| Reverse((p.try_deadline, *id))));
+            if q.len() > 2 * pending.len() + 1024 {
+                q.retain(|id, at| pending.get(&id).is_some_and(|p| p.try_deadline == at));
             }
-            heap.push(Reverse((try_deadline, id)));
-        }
+            let earliest = q.peek().is_none_or(|(d, _)| try_deadline < d);
+            q.push(try_deadline, id);
+            earliest
+        };
         self.pending.borrow_mut().insert(
             id,
             Pending {
@@ -162,10 +166,14 @@ impl UpstreamConn {
         }
     }
 
-    fn send_oneway(&self, mut frame: BytesMut) {
+    fn send_oneway(&self, frame: &[u8]) {
         let id = self.allocate_id();
-        self.codec.set_request_id(&mut frame, id);
-        self.outbox.push(&frame);
+        let codec = &self.codec;
+        self.outbox.push_with(|b| {
+            let start = b.len();
+            b.extend_from_slice(frame);
+            codec.set_request_id(&mut b[start..], id);
+        });
         self.host.stats.rq_total.inc();
         self.cluster_stats.upstream_rq_total.inc();
     }
@@ -194,7 +202,7 @@ impl UpstreamConn {
     /// Ends attempts whose deadline has passed; returns the next deadline.
     fn expire(&self, now: Instant) -> Option<Instant> {
         loop {
-            let top = self.deadlines.borrow().peek().map(|Reverse(x)| *x);
+            let top = self.deadlines.borrow().peek();
             let (at, id) = top?;
             if at > now {
                 return Some(at);
@@ -220,7 +228,7 @@ impl UpstreamConn {
         }
     }
 
-    fn on_frame(&self, kind: FrameKind, id: u64, frame: BytesMut) {
+    fn on_frame(&self, kind: FrameKind, id: u64, frame: &[u8]) {
         match kind {
             FrameKind::Response => match self.take(id) {
                 Some(p) => p.exchange.respond(frame),
@@ -235,7 +243,7 @@ impl UpstreamConn {
             FrameKind::Heartbeat => {
                 let codec = &self.codec;
                 self.outbox
-                    .push_with(|b| codec.local_reply(&frame, LocalReply::HeartbeatAck, b));
+                    .push_with(|b| codec.local_reply(frame, LocalReply::HeartbeatAck, b));
             }
             FrameKind::Request | FrameKind::Oneway => {
                 // Upstreams do not call downstreams over a proxied connection.
@@ -274,8 +282,11 @@ impl UpstreamConn {
         let why = 'conn: loop {
             // Deliver every whole frame before reading again.
             loop {
-                match reader.next_buffered() {
-                    Ok(Some((head, frame))) => self.on_frame(head.kind, head.request_id, frame),
+                match reader.next_frame() {
+                    Ok(Some(head)) => {
+                        self.on_frame(head.kind, head.request_id, reader.frame(head.len));
+                        reader.consume(head.len);
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         self.cluster_stats.upstream_cx_protocol_error.inc();
@@ -399,14 +410,19 @@ impl HostPool {
     pub fn send(
         &self,
         ex: Exchange,
+        frame: Option<&[u8]>,
         per_try: Option<Duration>,
         settings: &Rc<PoolSettings>,
         cluster_stats: &Arc<ClusterStats>,
     ) {
-        let codec = ex.downstream.codec.clone();
-        let proxy_stats = ex.downstream.stats.clone();
-        match self.choose(&codec, settings, cluster_stats, &proxy_stats) {
-            Some(c) => c.send(ex, per_try),
+        let downstream = ex.downstream.clone(); // an Rc: no atomic per request
+        match self.choose(
+            &downstream.codec,
+            settings,
+            cluster_stats,
+            &downstream.stats,
+        ) {
+            Some(c) => c.send(ex, frame, per_try),
             None => {
                 cluster_stats.upstream_rq_overflow.inc();
                 ex.fail(Failure::Overflow);
@@ -416,7 +432,7 @@ impl HostPool {
 
     pub fn send_oneway(
         &self,
-        frame: BytesMut,
+        frame: &[u8],
         codec: &Arc<dyn Codec>,
         settings: &Rc<PoolSettings>,
         cluster_stats: &Arc<ClusterStats>,
