@@ -79,10 +79,10 @@ def start_proxies(args, tmp, upstream, procs):
         wait_port(port, p, name)
 
 
-def load(args, port):
+def load(args, port, connections, pipeline):
     cmd = ["taskset", "-c", str(args.load_cpu), args.boltbench, "load",
-           "--target", f"127.0.0.1:{port}", "--connections", str(args.connections),
-           "--pipeline", str(args.pipeline), "--seconds", str(args.seconds),
+           "--target", f"127.0.0.1:{port}", "--connections", str(connections),
+           "--pipeline", str(pipeline), "--seconds", str(args.seconds),
            "--payload", str(args.payload), "--service", SERVICE]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -95,8 +95,9 @@ def main():
     ap.add_argument("--root", required=True)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--connections", type=int, default=50)
-    ap.add_argument("--pipeline", type=int, default=20)
+    ap.add_argument("--shapes", default="50x20,500x2",
+                    help="load shapes CONNECTIONSxPIPELINE, comma list: deep pipelines on few "
+                         "connections, and many clients with few requests each")
     ap.add_argument("--payload", type=int, default=1024)
     ap.add_argument("--proxies", default="sluice,envoy,sluice-l4")
     ap.add_argument("--proxy-cpu", type=int, default=1)
@@ -113,23 +114,24 @@ def main():
                              "--listen", f"127.0.0.1:{upstream}"],
                             stdout=subprocess.PIPE, text=True)
     procs = []
-    results = {}  # proxy -> list of (load result, cpu seconds)
+    shapes = [tuple(int(x) for x in shape.split("x")) for shape in args.shapes.split(",")]
+    results = {}  # (shape, proxy) -> list of (load result, cpu seconds)
     try:
         line = echo.stdout.readline()
         if not line.startswith("listening"):
             raise RuntimeError(f"boltbench echo did not start: {line!r}")
         start_proxies(args, tmp, upstream, procs)
-        for run in range(args.runs):
-            for name, port, p in procs:
-                before = cpu_seconds(p.pid)
-                r = load(args, port)
-                cpu = cpu_seconds(p.pid) - before
-                results.setdefault(name, []).append((r, cpu))
-                # CPU covers warm-up and drain too; per request it is over all requests answered.
-                total = r["requests"] * (1 + 1.0 / args.seconds)
-                print(f"run={run + 1} {name:10s} {r['qps']:10.0f} req/s  p50={r['p50_us']}us "
-                      f"p99={r['p99_us']}us failed={r['failed']} cpu={cpu:.2f}s "
-                      f"({cpu / total * 1e6:.2f} us/req)", flush=True)
+        for shape in shapes:
+            for run in range(args.runs):
+                for name, port, p in procs:
+                    before = cpu_seconds(p.pid)
+                    r = load(args, port, *shape)
+                    cpu = cpu_seconds(p.pid) - before
+                    results.setdefault((shape, name), []).append((r, cpu))
+                    total = r["requests"] * (1 + 1.0 / args.seconds)
+                    print(f"{shape[0]}x{shape[1]} run={run + 1} {name:10s} {r['qps']:10.0f} req/s "
+                          f"p50={r['p50_us']}us p99={r['p99_us']}us failed={r['failed']} "
+                          f"cpu={cpu:.2f}s ({cpu / total * 1e6:.2f} us/req)", flush=True)
     finally:
         for _, _, p in procs:
             p.terminate()
@@ -141,37 +143,45 @@ def main():
                 p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    def med(name, f):
-        return statistics.median(f(r, c) for r, c in results[name])
+    def med(key, f):
+        return statistics.median(f(r, c) for r, c in results[key])
 
     # The load runs warm-up (1 s) + measured seconds; CPU is read over the whole run, so scale
     # the measured request count to the whole run to get CPU per request.
-    per_req = lambda r, c: c / (r["requests"] * (1 + 1.0 / args.seconds)) * 1e6
+    def per_req(r, c):
+        return c / (r["requests"] * (1 + 1.0 / args.seconds)) * 1e6
+
     lines = [f"### bolt — Bolt requests through the proxy ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {machine()}. Proxy pinned to CPU {args.proxy_cpu} with one worker; load "
              f"generator and Bolt echo server (boltbench) pinned to CPU {args.load_cpu}. "
-             f"{args.connections} connections × {args.pipeline} pipelined requests, "
              f"{args.payload} B content, {args.runs} interleaved runs of {args.seconds:g} s (after "
-             "1 s warm-up) per proxy; medians. sluice routes at L7 (rpc_proxy: decode, route by "
-             "service, one multiplexed upstream connection, id rewrite, deadlines); Envoy and "
-             "sluice-l4 forward bytes at L4 (tcp_proxy, one upstream connection per client "
-             "connection). CPU is the proxy's utime+stime from /proc/PID/stat.", "",
-             "| proxy | req/s | p50 (µs) | p99 (µs) | CPU µs per request | req/s vs Envoy | p99 vs Envoy | CPU/req vs Envoy |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    base = "envoy" if "envoy" in results else None
-    for name in results:
-        qps = med(name, lambda r, c: r["qps"])
-        p50 = med(name, lambda r, c: r["p50_us"])
-        p99 = med(name, lambda r, c: r["p99_us"])
-        cpu = med(name, per_req)
-        if base:
-            ratios = (f"{qps / med(base, lambda r, c: r['qps']):.2f}×",
-                      f"{p99 / med(base, lambda r, c: r['p99_us']):.2f}×",
-                      f"{cpu / med(base, per_req):.2f}×")
-        else:
-            ratios = ("–", "–", "–")
-        lines.append(f"| {name} | {qps:,.0f} | {p50:.0f} | {p99:.0f} | {cpu:.2f} | "
-                     f"{ratios[0]} | {ratios[1]} | {ratios[2]} |")
+             "1 s warm-up) per proxy and load shape; medians. sluice routes at L7 (rpc_proxy: "
+             "decode, route by service, one multiplexed upstream connection, id rewrite, "
+             "deadlines); Envoy and sluice-l4 forward bytes at L4 (tcp_proxy, one upstream "
+             "connection per client connection). CPU is the proxy's utime+stime from "
+             "/proc/PID/stat.", ""]
+    for shape in shapes:
+        lines += [f"**{shape[0]} connections × {shape[1]} requests in flight each**", "",
+                  "| proxy | req/s | p50 (µs) | p99 (µs) | CPU µs per request | req/s vs Envoy | p99 vs Envoy | CPU/req vs Envoy |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        base = (shape, "envoy") if (shape, "envoy") in results else None
+        for (sh, name) in results:
+            if sh != shape:
+                continue
+            key = (sh, name)
+            qps = med(key, lambda r, c: r["qps"])
+            p50 = med(key, lambda r, c: r["p50_us"])
+            p99 = med(key, lambda r, c: r["p99_us"])
+            cpu = med(key, per_req)
+            if base:
+                ratios = (f"{qps / med(base, lambda r, c: r['qps']):.2f}×",
+                          f"{p99 / med(base, lambda r, c: r['p99_us']):.2f}×",
+                          f"{cpu / med(base, per_req):.2f}×")
+            else:
+                ratios = ("–", "–", "–")
+            lines.append(f"| {name} | {qps:,.0f} | {p50:.0f} | {p99:.0f} | {cpu:.2f} | "
+                         f"{ratios[0]} | {ratios[1]} | {ratios[2]} |")
+        lines.append("")
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     if not args.no_write:

@@ -3,7 +3,7 @@
 # proxy pinned to its own core with one worker, the load generator on another core.
 #
 #   scripts/bench/run.sh tcp [--runs N] [--seconds S]
-#   scripts/bench/run.sh bolt [--runs N] [--seconds S] [--connections N] [--pipeline N]
+#   scripts/bench/run.sh bolt [--runs N] [--seconds S] [--shapes 50x20,500x2]
 #
 # Results (medians of the runs, and the proxy's CPU time per GB read from /proc) are printed and
 # written into docs/benchmarks.md together with a description of the machine.
