@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# sluice's main job on the example config: a TCP proxy on 127.0.0.1:10000 in front of a small
-# web server on 127.0.0.1:8080, admin API on 127.0.0.1:9901. Builds sluice first; Ctrl-C stops
-# everything.
-#   scripts/run-example.sh
+# sluice's main job on an example config. Builds what it needs first; Ctrl-C stops everything.
+#
+#   scripts/run-example.sh        a TCP proxy on 127.0.0.1:10000 in front of a small web server
+#                                 on 127.0.0.1:8080 (examples/envoy.yaml)
+#   scripts/run-example.sh bolt   SOFARPC/Bolt routed at L7 on 127.0.0.1:12200 in front of two
+#                                 Bolt echo servers on 127.0.0.1:12201-12202 (examples/bolt.yaml)
+#
+# The admin API is on 127.0.0.1:9901 in both.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+which=${1:-tcp}
 scripts/setup/deps.sh run >/dev/null
-cargo build --release --bin sluice
-www=$(mktemp -d)
-echo "hello from the upstream behind sluice" > "$www/index.html"
-python3 -m http.server 8080 --bind 127.0.0.1 --directory "$www" >/dev/null 2>&1 &
-upstream=$!
-trap 'kill $upstream 2>/dev/null; rm -rf "$www"' EXIT
-cat <<MSG
+case "$which" in
+  tcp)
+    cargo build --release --bin sluice
+    www=$(mktemp -d)
+    echo "hello from the upstream behind sluice" > "$www/index.html"
+    python3 -m http.server 8080 --bind 127.0.0.1 --directory "$www" >/dev/null 2>&1 &
+    upstream=$!
+    trap 'kill $upstream 2>/dev/null; rm -rf "$www"' EXIT
+    cat <<MSG
 
   sluice is starting with examples/envoy.yaml:
     proxy:  curl http://127.0.0.1:10000/      (TCP proxy -> web server on 127.0.0.1:8080)
@@ -21,4 +28,25 @@ cat <<MSG
     reload: edit examples/envoy.yaml, then   kill -HUP \$(pgrep -x sluice)
 
 MSG
-target/release/sluice -c examples/envoy.yaml
+    target/release/sluice -c examples/envoy.yaml
+    ;;
+  bolt)
+    cargo build --release --bin sluice --bin boltbench
+    target/release/boltbench echo --listen 127.0.0.1:12201 >/dev/null &
+    one=$!
+    target/release/boltbench echo --listen 127.0.0.1:12202 >/dev/null &
+    two=$!
+    trap 'kill $one $two 2>/dev/null' EXIT
+    cat <<MSG
+
+  sluice is starting with examples/bolt.yaml:
+    load:   target/release/boltbench load --target 127.0.0.1:12200 --connections 4 --pipeline 8 \\
+              --seconds 3 --service com.alipay.sofa.rpc.quickstart.HelloService:1.0
+    admin:  curl http://127.0.0.1:9901/stats     (sluice_rpc_*, sluice_cluster_upstream_rq_*)
+            curl http://127.0.0.1:9901/clusters  (endpoint health from the Bolt heartbeat checks)
+
+MSG
+    target/release/sluice -c examples/bolt.yaml
+    ;;
+  *) echo "usage: $0 [tcp|bolt]" >&2; exit 2 ;;
+esac

@@ -288,45 +288,27 @@ async fn serve_one(admin: &Admin, mut stream: tokio::net::TcpStream) -> std::io:
 /// Serves the admin API on an already bound listener, on a thread of its own.
 pub fn spawn(listener: std::net::TcpListener, admin: Admin) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
-    std::thread::Builder::new()
-        .name("sluice-admin".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("admin endpoint cannot start: {e}");
-                    return;
-                }
+    crate::runtime::spawn_event_loop("sluice-admin", move || async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("admin endpoint cannot start: {e}");
+                return;
+            }
+        };
+        let admin = std::rc::Rc::new(admin);
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             };
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, async move {
-                let listener = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::error!("admin endpoint cannot start: {e}");
-                        return;
-                    }
-                };
-                let admin = std::rc::Rc::new(admin);
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    };
-                    let admin = admin.clone();
-                    tokio::task::spawn_local(async move {
-                        let _ = tokio::time::timeout(
-                            Duration::from_secs(10),
-                            serve_one(&admin, stream),
-                        )
-                        .await;
-                    });
-                }
+            let admin = admin.clone();
+            tokio::task::spawn_local(async move {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), serve_one(&admin, stream)).await;
             });
-        })?;
+        }
+    })?;
     Ok(())
 }
 

@@ -17,21 +17,13 @@ import subprocess
 import tempfile
 import time
 
-from common import cpu_seconds, envoy_yaml, free_port, machine, wait_port, write_markdown
+from common import (TCP_PROXY_FILTER, cpu_seconds, envoy_yaml, free_port, machine, start_proxy,
+                    wait_port, write_markdown)
 
 SERVICE = "com.alipay.sofa.bench.EchoService:1.0"
 
 
-def rpc_yaml(listen, upstream, admin):
-    return f"""admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
-static_resources:
-  listeners:
-  - name: bench
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
-    filter_chains:
-    - filters:
-      - name: sluice.filters.network.rpc_proxy
+RPC_PROXY_FILTER = f"""      - name: sluice.filters.network.rpc_proxy
         typed_config:
           "@type": type.googleapis.com/sluice.filters.network.rpc_proxy.v1.RpcProxy
           stat_prefix: bench
@@ -40,41 +32,20 @@ static_resources:
             - name: echo
               services: ["{SERVICE}"]
               routes:
-              - route: {{cluster: upstream}}
-  clusters:
-  - name: upstream
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}
-"""
+              - route: {{cluster: upstream}}"""
 
 
 def start_proxies(args, tmp, upstream, procs):
-    pin = ["taskset", "-c", str(args.proxy_cpu)]
     want = args.proxies.split(",")
-    configs = {"sluice": rpc_yaml, "sluice-l4": envoy_yaml}
-    for name, make in configs.items():
-        if name not in want:
-            continue
-        port = free_port()
-        path = os.path.join(tmp, f"{name}.yaml")
-        with open(path, "w") as f:
-            f.write(make(port, upstream, free_port()))
-        p = subprocess.Popen(pin + [args.sluice, "-c", path, "--concurrency", "1", "-l", "warning"])
-        procs.append((name, port, p))
+    for name, filter_yaml in (("sluice", RPC_PROXY_FILTER), ("sluice-l4", TCP_PROXY_FILTER)):
+        if name in want:
+            port = free_port()
+            yaml_text = envoy_yaml(port, upstream, free_port(), filter_yaml=filter_yaml)
+            procs.append((name, port, start_proxy(args, tmp, name, yaml_text)))
     if "envoy" in want:
         port = free_port()
-        path = os.path.join(tmp, "envoy.yaml")
-        with open(path, "w") as f:
-            f.write(envoy_yaml(port, upstream, free_port()))
-        p = subprocess.Popen(pin + [args.envoy, "-c", path, "--concurrency", "1", "-l", "error",
-                                    "--base-id", str(os.getpid() % 60000)],
-                             stdout=subprocess.DEVNULL)
-        procs.append(("envoy", port, p))
+        yaml_text = envoy_yaml(port, upstream, free_port())
+        procs.append(("envoy", port, start_proxy(args, tmp, "envoy", yaml_text, envoy=True)))
     for name, port, p in procs:
         wait_port(port, p, name)
 

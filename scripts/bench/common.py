@@ -3,6 +3,7 @@ tcp_proxy config, the machine description and the docs/benchmarks.md writer."""
 import os
 import platform
 import socket
+import subprocess
 import sys
 import time
 
@@ -35,7 +36,15 @@ def wait_port(port, proc, name, timeout=20):
     sys.exit(f"{name} did not listen on {port} within {timeout}s")
 
 
-def envoy_yaml(listen, upstream, admin, extra=""):
+TCP_PROXY_FILTER = """      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: bench
+          cluster: upstream"""
+
+
+def envoy_yaml(listen, upstream, admin, extra="", filter_yaml=TCP_PROXY_FILTER):
+    """One listener with `filter_yaml` as its filter, in front of cluster `upstream`."""
     return f"""admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
 static_resources:
@@ -44,11 +53,7 @@ static_resources:
     address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
     filter_chains:
     - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: bench
-          cluster: upstream
+{filter_yaml}
   clusters:
   - name: upstream
     type: STATIC
@@ -59,6 +64,21 @@ static_resources:
       - lb_endpoints:
         - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}
 {extra}"""
+
+
+def start_proxy(args, tmp, name, yaml_text, envoy=False):
+    """Starts sluice (or Envoy) with one worker pinned to the proxy CPU on `yaml_text`; returns
+    the Popen, whose pid is the process doing the work (the Envoy pip wrapper exec()s the real
+    binary, and Envoy exits when its parent does)."""
+    path = os.path.join(tmp, f"{name}.yaml")
+    with open(path, "w") as f:
+        f.write(yaml_text)
+    pin = ["taskset", "-c", str(args.proxy_cpu)]
+    if envoy:
+        return subprocess.Popen(pin + [args.envoy, "-c", path, "--concurrency", "1", "-l", "error",
+                                       "--base-id", str(os.getpid() % 60000)],
+                                stdout=subprocess.DEVNULL)
+    return subprocess.Popen(pin + [args.sluice, "-c", path, "--concurrency", "1", "-l", "warning"])
 
 
 def machine():

@@ -16,33 +16,23 @@ import subprocess
 import tempfile
 import time
 
-from common import cpu_seconds, envoy_yaml, free_port, machine, wait_port, write_markdown
+from common import (cpu_seconds, envoy_yaml, free_port, machine, start_proxy, wait_port,
+                    write_markdown)
 
 def start_proxies(args, tmp, upstream, procs):
     """Fills procs with (name, port, Popen) as they start (so a failure still stops those that
-    did); each Popen's pid is the process doing the work."""
+    did)."""
     pin = ["taskset", "-c", str(args.proxy_cpu)]
     want = args.proxies.split(",")
     for name, extra in (("sluice", ""), ("sluice-copy", "sluice:\n  io: {splice: false}\n")):
-        if name not in want:
-            continue
-        port = free_port()
-        path = os.path.join(tmp, f"{name}.yaml")
-        with open(path, "w") as f:
-            f.write(envoy_yaml(port, upstream, free_port(), extra))
-        p = subprocess.Popen(pin + [args.sluice, "-c", path, "--concurrency", "1", "-l", "warning"])
-        procs.append((name, port, p))
+        if name in want:
+            port = free_port()
+            yaml_text = envoy_yaml(port, upstream, free_port(), extra)
+            procs.append((name, port, start_proxy(args, tmp, name, yaml_text)))
     if "envoy" in want:
         port = free_port()
-        path = os.path.join(tmp, "envoy.yaml")
-        with open(path, "w") as f:
-            f.write(envoy_yaml(port, upstream, free_port()))
-        # The pip wrapper exec()s the real binary, so this pid is Envoy's. Envoy exits when its
-        # parent does; this script stays alive for the whole run.
-        p = subprocess.Popen(pin + [args.envoy, "-c", path, "--concurrency", "1", "-l", "error",
-                                    "--base-id", str(os.getpid() % 60000)],
-                             stdout=subprocess.DEVNULL)
-        procs.append(("envoy", port, p))
+        yaml_text = envoy_yaml(port, upstream, free_port())
+        procs.append(("envoy", port, start_proxy(args, tmp, "envoy", yaml_text, envoy=True)))
     if "haproxy" in want and shutil.which("haproxy"):
         port = free_port()
         path = os.path.join(tmp, "haproxy.cfg")

@@ -9,12 +9,7 @@
 const net = require('net');
 const protocol = require('sofa-bolt-node');
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf('--' + name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const flag = name => args.includes('--' + name);
+const { opt, flag } = require('./args');
 const port = Number(opt('port'));
 const service = opt('service', 'com.alipay.sofa.rpc.quickstart.HelloService:1.0');
 const method = opt('method', 'sayHello');

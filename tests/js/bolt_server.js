@@ -8,12 +8,7 @@ const net = require('net');
 const fs = require('fs');
 const protocol = require('sofa-bolt-node');
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf('--' + name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
-const flag = name => args.includes('--' + name);
+const { opt, flag } = require('./args');
 const name = opt('name', 'server');
 const slowMs = Number(opt('slow-ms', '500'));
 const countFile = opt('count-file', null);

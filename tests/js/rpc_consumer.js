@@ -4,11 +4,7 @@
 //   node rpc_consumer.js --host 127.0.0.1:P [--count 20]
 const { RpcClient } = require('sofa-rpc-node').client;
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf('--' + name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
+const { opt } = require('./args');
 const logger = { info() {}, warn() {}, debug() {}, error() {} };
 
 (async () => {

@@ -5,11 +5,7 @@
 const net = require('net');
 const { RpcServer } = require('sofa-rpc-node').server;
 
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf('--' + name);
-  return i >= 0 ? args[i + 1] : dflt;
-};
+const { opt } = require('./args');
 const port = Number(opt('port'));
 const name = opt('name', 'provider');
 

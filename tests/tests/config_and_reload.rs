@@ -11,10 +11,12 @@ use std::time::Duration;
 
 #[test]
 fn validate_mode_accepts_the_example_and_rejects_bad_files() {
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/envoy.yaml");
-    let ok = run_to_exit(Command::new(sluice_bin()).args(["--mode", "validate", "-c", example]));
-    assert!(ok.status.success(), "{}", ok.stderr);
-    assert!(ok.stdout.contains("OK"));
+    for example in ["envoy.yaml", "bolt.yaml"] {
+        let path = format!("{}/../examples/{example}", env!("CARGO_MANIFEST_DIR"));
+        let ok = run_to_exit(Command::new(sluice_bin()).args(["--mode", "validate", "-c", &path]));
+        assert!(ok.status.success(), "{example}: {}", ok.stderr);
+        assert!(ok.stdout.contains("OK"));
+    }
 
     let bad_filter = front_to(1)
         .replace(

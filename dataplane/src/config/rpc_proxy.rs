@@ -2,6 +2,7 @@
 //! route config shaped like Envoy's dubbo_proxy / generic_proxy ones (virtual hosts matched by
 //! service, routes by method and headers).
 
+use super::bootstrap::{check_cluster, parse_cluster_target};
 use super::cluster_extras::{scalar_map, LB_NAMESPACE};
 use super::duration::parse_duration;
 use super::model::*;
@@ -122,16 +123,6 @@ fn at_least_one(node: Node<'_>) -> Result<u32> {
         return Err(node.error("must be at least 1"));
     }
     Ok(v)
-}
-
-fn check_cluster(node: Node<'_>, name: &str, clusters: &[ClusterConfig]) -> Result<()> {
-    if clusters.iter().any(|c| c.name == name) {
-        Ok(())
-    } else {
-        Err(node.error(format!(
-            "unknown cluster \"{name}\" (not in static_resources.clusters)"
-        )))
-    }
 }
 
 fn parse_upstream(node: Node<'_>) -> Result<RpcUpstreamConfig> {
@@ -341,44 +332,7 @@ fn parse_action(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<RpcRouteAc
         ],
         &["cluster_header", "request_mirror_policies", "priority"],
     )?;
-    let target = match (node.get("cluster"), node.get("weighted_clusters")) {
-        (Some(c), None) => {
-            let name = c.node().as_str()?;
-            check_cluster(c.node(), name, clusters)?;
-            TcpRoute::Cluster(name.to_string())
-        }
-        (None, Some(w)) => {
-            let w = w.node();
-            w.expect_fields(&["clusters"], &["total_weight", "runtime_key_prefix"])?;
-            let list = w.require("clusters")?;
-            let mut out = Vec::new();
-            for item in list.node().items()? {
-                let item = item.node();
-                item.expect_fields(&["name", "weight"], &["metadata_match"])?;
-                let n = item.require("name")?;
-                let name = n.node().as_str()?;
-                check_cluster(n.node(), name, clusters)?;
-                let weight = match item.get("weight") {
-                    Some(x) => x.node().as_u32()?,
-                    None => 0,
-                };
-                out.push(WeightedCluster {
-                    name: name.to_string(),
-                    weight,
-                });
-            }
-            if out.iter().all(|c| c.weight == 0) {
-                return Err(list
-                    .node()
-                    .error("at least one weighted cluster needs a weight above 0"));
-            }
-            TcpRoute::Weighted(out)
-        }
-        (Some(_), Some(_)) => {
-            return Err(node.error("give either cluster or weighted_clusters, not both"))
-        }
-        (None, None) => return Err(node.error("one of cluster or weighted_clusters is required")),
-    };
+    let target = parse_cluster_target(node, clusters, &["total_weight", "runtime_key_prefix"])?;
     let metadata_match = match node.get("metadata_match") {
         Some(m) => {
             let m = m.node();
@@ -474,5 +428,91 @@ pub fn check_type(typed: Node<'_>, url: Option<&str>) -> Result<()> {
             format!("filter \"{RPC_PROXY_NAME}\" expects type {RPC_PROXY_TYPE}, found {u}"),
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::bootstrap::parse_bootstrap;
+    use serde_json::json;
+
+    fn doc(typed: serde_json::Value) -> serde_json::Value {
+        json!({"static_resources": {
+            "listeners": [{"name": "l", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 1}},
+                "filter_chains": [{"filters": [{"name": RPC_PROXY_NAME, "typed_config": typed}]}]}],
+            "clusters": [{"name": "a", "load_assignment": {"endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 2}}}}]}]}}]
+        }})
+    }
+
+    fn error(typed: serde_json::Value) -> String {
+        parse_bootstrap(&doc(typed)).unwrap_err().to_string()
+    }
+
+    const AT: &str = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
+
+    #[test]
+    fn a_full_filter_parses() {
+        let b = parse_bootstrap(&doc(json!({
+            "@type": RPC_PROXY_TYPE, "stat_prefix": "rpc", "protocols": ["bolt"],
+            "upstream": {"connections_per_host": 2, "heartbeat_interval": "0s"},
+            "route_config": {"virtual_hosts": [{"name": "v", "services": ["*"], "routes": [
+                {"match": {"method": {"prefix": "say"}}, "route": {"cluster": "a", "timeout": "2s",
+                 "retry_policy": {"num_retries": 2, "per_try_timeout": "0.5s"},
+                 "hash_policy": [{"header": {"header_name": "uid"}}],
+                 "metadata_match": {"filter_metadata": {"envoy.lb": {"v": 1}}}}}]}]}
+        })))
+        .unwrap();
+        let NetworkFilter::RpcProxy(p) = &b.listeners[0].filter else {
+            panic!("not rpc_proxy")
+        };
+        assert_eq!(p.upstream.connections_per_host, 2);
+        assert_eq!(p.upstream.heartbeat_interval, None);
+        let action = &p.routes.virtual_hosts[0].routes[0].action;
+        assert_eq!(action.retry.num_retries, 2);
+        assert_eq!(action.hash_header.as_deref(), Some("uid"));
+        assert_eq!(
+            action.metadata_match.get("v").map(String::as_str),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn mistakes_name_their_path() {
+        let base = |extra: serde_json::Value| {
+            let mut t = json!({"@type": RPC_PROXY_TYPE, "stat_prefix": "rpc", "route_config": {"virtual_hosts": [
+                {"name": "v", "services": ["*"], "routes": [{"route": {"cluster": "a"}}]}]}});
+            for (k, v) in extra.as_object().unwrap() {
+                t[k] = v.clone();
+            }
+            t
+        };
+        assert_eq!(
+            error(base(json!({"protocols": ["dubbo"]}))),
+            format!("{AT}.protocols[0]: unknown protocol \"dubbo\" (available: bolt)")
+        );
+        assert_eq!(
+            error(base(json!({"route_config": {"virtual_hosts": [{"name": "v", "services": ["a*b"], "routes": []}]}}))),
+            format!("{AT}.route_config.virtual_hosts[0].services[0]: \"a*b\" is not a service pattern (exact, \"*\", or one leading or trailing \"*\")")
+        );
+        let e = error(base(
+            json!({"route_config": {"virtual_hosts": [{"name": "v", "services": ["*"], "routes": [
+            {"match": {"method": {"safe_regex": {"regex": "("}}}, "route": {"cluster": "a"}}]}]}}),
+        ));
+        assert!(e.starts_with(&format!("{AT}.route_config.virtual_hosts[0].routes[0].match.method.safe_regex.regex: invalid regex")), "{e}");
+        assert_eq!(
+            error(base(json!({"passthrough_cluster": "nope"}))),
+            format!("{AT}.passthrough_cluster: unknown cluster \"nope\" (not in static_resources.clusters)")
+        );
+        assert_eq!(
+            error(base(json!({"route_config": {"virtual_hosts": [{"name": "v", "services": ["*"], "routes": [
+                {"route": {"cluster": "a", "retry_policy": {"retry_on": "5xx"}}}]}]}}))),
+            format!("{AT}.route_config.virtual_hosts[0].routes[0].route.retry_policy.retry_on: retry_on \"5xx\" is not supported (supported: connect-failure, per-try-timeout)")
+        );
+        assert_eq!(
+            error(base(json!({"upstream": {"connections_per_host": 0}}))),
+            format!("{AT}.upstream.connections_per_host: must be at least 1")
+        );
     }
 }

@@ -146,21 +146,8 @@ impl HealthChecker {
     pub fn start(current: Arc<ArcSwap<Snapshot>>) -> HealthChecker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let spawned = std::thread::Builder::new()
-            .name("sluice-health".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!("cannot start the health checker: {e}");
-                        return;
-                    }
-                };
-                rt.block_on(supervise(current, flag));
-            });
+        let spawned =
+            crate::runtime::spawn_event_loop("sluice-health", move || supervise(current, flag));
         if let Err(e) = spawned {
             tracing::error!("cannot start the health-check thread: {e}; endpoints stay healthy");
         }
@@ -190,7 +177,7 @@ async fn supervise(current: Arc<ArcSwap<Snapshot>>, stop: Arc<AtomicBool>) {
                 let key = (snap.version, name.clone(), h.address, set.version);
                 wanted.push(key.clone());
                 tasks.entry(key).or_insert_with(|| {
-                    tokio::spawn(check_loop(
+                    tokio::task::spawn_local(check_loop(
                         name.clone(),
                         h.address,
                         config.clone(),
