@@ -331,6 +331,12 @@ fn admin_endpoints() {
         "one"
     );
 
+    // The client sees the close before sluice's worker lowers its gauges: wait for them.
+    let settled = format!("one::127.0.0.1:{p_one}::cx_active::0");
+    assert!(wait_until(Duration::from_secs(5), || sluice
+        .get("/clusters")
+        .1
+        .contains(&settled)));
     let (_, clusters) = sluice.get("/clusters");
     for line in [
         "cx_total::1",
