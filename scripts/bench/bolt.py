@@ -11,13 +11,12 @@ across proxies; medians are reported, with the proxy's CPU time per request from
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import tempfile
 import time
 
-from common import (TCP_PROXY_FILTER, cpu_seconds, envoy_yaml, free_port, machine, start_proxy,
+from common import (stop_all, TCP_PROXY_FILTER, cpu_seconds, envoy_yaml, free_port, machine, start_proxy,
                     wait_port, write_markdown)
 
 SERVICE = "com.alipay.sofa.bench.EchoService:1.0"
@@ -104,15 +103,7 @@ def main():
                           f"p50={r['p50_us']}us p99={r['p99_us']}us failed={r['failed']} "
                           f"cpu={cpu:.2f}s ({cpu / total * 1e6:.2f} us/req)", flush=True)
     finally:
-        for _, _, p in procs:
-            p.terminate()
-        echo.terminate()
-        for _, _, p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all([p for _, _, p in procs] + [echo], tmp)
 
     def med(key, f):
         return statistics.median(f(r, c) for r, c in results[key])

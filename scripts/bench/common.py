@@ -2,6 +2,7 @@
 tcp_proxy config, the machine description and the docs/benchmarks.md writer."""
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -105,3 +106,15 @@ def write_markdown(path, section, text):
         doc = doc.rstrip() + "\n\n" + block + "\n"
     with open(path, "w") as f:
         f.write(doc)
+
+
+def stop_all(popens, tmp):
+    """Stops every process (SIGTERM, then SIGKILL after 5 s) and removes the scratch folder."""
+    for p in popens:
+        p.terminate()
+    for p in popens:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(tmp, ignore_errors=True)

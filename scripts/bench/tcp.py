@@ -16,8 +16,9 @@ import subprocess
 import tempfile
 import time
 
-from common import (cpu_seconds, envoy_yaml, free_port, machine, start_proxy, wait_port,
+from common import (stop_all, cpu_seconds, envoy_yaml, free_port, machine, start_proxy, wait_port,
                     write_markdown)
+
 
 def start_proxies(args, tmp, upstream, procs):
     """Fills procs with (name, port, Popen) as they start (so a failure still stops those that
@@ -118,15 +119,7 @@ def main():
                     print(f"streams={streams} run={run + 1} {name:12s} {bps / 1e9:6.2f} Gbit/s "
                           f"cpu={cpu:5.2f}s  {cpu / (nbytes / 1e9):.3f} cpu-s/GB", flush=True)
     finally:
-        for _, _, p in procs:
-            p.terminate()
-        server.terminate()
-        for _, _, p in procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all([p for _, _, p in procs] + [server], tmp)
 
     lines = [f"### tcp — iperf3 through an L4 proxy ({time.strftime('%Y-%m-%d')})", "",
              f"Machine: {machine()}. Proxy pinned to CPU {args.proxy_cpu} with one worker; iperf3 "
