@@ -15,7 +15,7 @@ use crate::protocol::xprotocol::{Codec, FrameKind};
 use crate::runtime::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -167,7 +167,7 @@ async fn supervise(current: Arc<ArcSwap<Snapshot>>, stop: Arc<AtomicBool>) {
     let mut tasks: HashMap<TaskKey, tokio::task::JoinHandle<()>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         let snap = current.load_full();
-        let mut wanted = Vec::new();
+        let mut wanted = HashSet::new();
         for (name, entry) in &snap.clusters {
             let Some(config) = entry.config.health_checks.first() else {
                 continue;
@@ -175,7 +175,7 @@ async fn supervise(current: Arc<ArcSwap<Snapshot>>, stop: Arc<AtomicBool>) {
             let set = entry.hosts.current.load();
             for h in &set.hosts {
                 let key = (snap.version, name.clone(), h.address, set.version);
-                wanted.push(key.clone());
+                wanted.insert(key.clone());
                 tasks.entry(key).or_insert_with(|| {
                     tokio::task::spawn_local(check_loop(
                         name.clone(),

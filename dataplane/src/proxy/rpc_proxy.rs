@@ -8,7 +8,7 @@
 //! the protocol's "no processor" reply. Connections speaking no known protocol go to the
 //! passthrough cluster as opaque bytes, or are closed.
 
-use super::cluster::{Cluster, PickRequest};
+use super::cluster::{Cluster, Host, PickRequest};
 use super::lb::{hash64, pick_weighted, Rng};
 use super::rpc_router::Router;
 use super::tcp_proxy::{Active, Route, TcpProxy};
@@ -17,11 +17,11 @@ use crate::fasthash::FastMap;
 use crate::io::{Connection, Prefixed};
 use crate::protocol::registry::{self, Detected};
 use crate::protocol::xprotocol::{Codec, FrameHead, FrameKind, LocalReply};
-use crate::stats::RpcProxyStats;
+use crate::stats::{RpcProxyStats, Shard};
 use crate::stream::exchange::{Downstream, Exchange, ExchangeOwner, Failure};
 use crate::stream::framed::FrameReader;
 use crate::stream::outbox::{write_loop, Outbox};
-use crate::stream::upstream::{HostPool, PoolSettings};
+use crate::stream::upstream::{HostPool, PoolContext, PoolSettings};
 use bytes::BytesMut;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -31,19 +31,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
-/// The upstream pools of one proxy instance, keyed by cluster and host address. When the proxy
-/// is replaced (config reload) and its last request is done, the pools drain and close.
-#[derive(Default)]
+/// One proxy instance's upstream pools to one cluster, keyed by host address and protocol (a
+/// listener may speak several protocols; a connection speaks one). When the proxy is replaced
+/// (config reload) and its last request is done, the pools drain and close.
 pub struct Pools {
-    map: RefCell<FastMap<SocketAddr, Rc<HostPool>>>,
+    settings: Rc<PoolSettings>,
+    cluster: Rc<Cluster>,
+    proxy_stats: Arc<RpcProxyStats>,
+    map: RefCell<FastMap<(SocketAddr, &'static str), Rc<HostPool>>>,
 }
 
 impl Pools {
-    fn get(&self, host: &Rc<super::cluster::Host>) -> Rc<HostPool> {
+    fn get(&self, host: &Rc<Host>, codec: &Arc<dyn Codec>) -> Rc<HostPool> {
         self.map
             .borrow_mut()
-            .entry(host.address)
-            .or_insert_with(|| Rc::new(HostPool::new(host.clone())))
+            .entry((host.address, codec.name()))
+            .or_insert_with(|| {
+                Rc::new(HostPool::new(PoolContext {
+                    host: host.clone(),
+                    codec: codec.clone(),
+                    settings: self.settings.clone(),
+                    cluster_stats: self.cluster.stats.clone(),
+                    proxy_stats: self.proxy_stats.clone(),
+                }))
+            })
             .clone()
     }
 }
@@ -56,32 +67,25 @@ impl Drop for Pools {
     }
 }
 
-/// One route with what it needs to send a request: its clusters and their pool settings.
+/// One route with what it needs to send a request: its clusters' pools and weights.
 pub struct RouteEntry {
     action: RpcRouteAction,
-    clusters: Vec<Rc<Cluster>>,
+    /// One entry per cluster of the route (one, or the weighted clusters).
+    targets: Vec<Rc<Pools>>,
     weights: Vec<u32>,
-    settings: Vec<Rc<PoolSettings>>,
-    /// The pools of each of `clusters` (shared with the proxy's other routes to that cluster).
-    pools: Vec<Rc<Pools>>,
     rng: Rc<RefCell<Rng>>,
 }
 
 impl RouteEntry {
     fn choose_cluster(&self) -> usize {
-        if self.clusters.len() == 1 {
+        if self.targets.len() == 1 {
             return 0;
         }
         pick_weighted(&self.weights, &mut self.rng.borrow_mut()).unwrap_or(0)
     }
 
-    fn pick(
-        &self,
-        ex_cluster: usize,
-        tried: &[usize],
-        hash: Option<u64>,
-    ) -> Option<(usize, Rc<super::cluster::Host>)> {
-        let cluster = &self.clusters[ex_cluster];
+    fn pick(&self, target: usize, tried: &[usize], hash: Option<u64>) -> Option<(usize, Rc<Host>)> {
+        let cluster = &self.targets[target].cluster;
         let subset = Some(&self.action.metadata_match);
         cluster
             .pick(&PickRequest {
@@ -105,41 +109,28 @@ impl RouteEntry {
 
     /// Sends the next attempt of `ex`: `frame` on the first, the exchange's copy on retries.
     fn dispatch(&self, mut ex: Exchange, frame: Option<&[u8]>) {
-        let cluster = &self.clusters[ex.cluster];
+        let pools = &self.targets[ex.cluster];
         let Some((index, host)) = self.pick(ex.cluster, ex.tried.as_slice(), ex.hash) else {
-            cluster.stats.upstream_rq_no_healthy.inc();
+            pools.cluster.stats.upstream_rq_no_healthy.inc();
             ex.reply_locally(LocalReply::ConnectionClosed);
             return;
         };
         ex.tried.push(index);
         ex.attempts += 1;
-        let pool = self.pools[ex.cluster].get(&host);
-        let settings = &self.settings[ex.cluster];
-        pool.send(
-            ex,
-            frame,
-            self.action.retry.per_try_timeout,
-            settings,
-            &cluster.stats,
-        );
+        let pool = pools.get(&host, &ex.downstream.codec);
+        pool.send(ex, frame, self.action.retry.per_try_timeout);
     }
 
     fn send_oneway(&self, frame: &[u8], downstream: &Downstream) {
         let c = self.choose_cluster();
-        let cluster = &self.clusters[c];
         let hash = self.hash_key(&*downstream.codec, frame);
         let Some((_, host)) = self.pick(c, &[], hash) else {
-            cluster.stats.upstream_rq_no_healthy.inc();
+            self.targets[c].cluster.stats.upstream_rq_no_healthy.inc();
             return;
         };
-        let pool = self.pools[c].get(&host);
-        pool.send_oneway(
-            frame,
-            &downstream.codec,
-            &self.settings[c],
-            &cluster.stats,
-            &downstream.stats,
-        );
+        self.targets[c]
+            .get(&host, &downstream.codec)
+            .send_oneway(frame);
     }
 
     fn hash_key(&self, codec: &dyn Codec, frame: &[u8]) -> Option<u64> {
@@ -153,7 +144,11 @@ impl ExchangeOwner for RouteEntry {
         let retriable = matches!(why, Failure::ConnectFailed | Failure::PerTryTimeout);
         if retriable && ex.attempts <= self.action.retry.num_retries && Instant::now() < ex.deadline
         {
-            self.clusters[ex.cluster].stats.upstream_rq_retry.inc();
+            self.targets[ex.cluster]
+                .cluster
+                .stats
+                .upstream_rq_retry
+                .inc();
             self.dispatch(ex, None);
             return;
         }
@@ -178,79 +173,85 @@ impl RpcProxy {
     /// Builds the proxy for one worker; `cluster` resolves names in the snapshot.
     pub fn new(
         config: Arc<RpcProxyConfig>,
-        stats: Arc<RpcProxyStats>,
-        passthrough_stats: Option<Arc<crate::stats::TcpProxyStats>>,
+        shard: &Shard,
         buffer_limit: usize,
         cluster: &dyn Fn(&str) -> Result<Rc<Cluster>, String>,
         rng: Rc<RefCell<Rng>>,
     ) -> Result<RpcProxy, String> {
+        let stats = shard.rpc_proxy(&config.stat_prefix);
         let codecs = config
             .protocols
             .iter()
             .map(|p| registry::by_name(p).ok_or_else(|| format!("unknown protocol {p}")))
             .collect::<Result<Vec<_>, _>>()?;
+        // One set of pools per cluster the proxy routes to, shared by every route to it.
         let mut pools: HashMap<String, Rc<Pools>> = HashMap::new();
-        let up = &config.upstream;
+        let mut pools_of = |name: &str| -> Result<Rc<Pools>, String> {
+            if let Some(p) = pools.get(name) {
+                return Ok(p.clone());
+            }
+            let c = cluster(name)?;
+            let up = &config.upstream;
+            let p = Rc::new(Pools {
+                settings: Rc::new(PoolSettings {
+                    connections_per_host: up.connections_per_host,
+                    max_requests_per_connection: up.max_requests_per_connection,
+                    heartbeat_interval: up.heartbeat_interval,
+                    heartbeat_timeout: up.heartbeat_timeout,
+                    connect_timeout: c.config.connect_timeout,
+                    max_frame: config.max_frame_bytes,
+                }),
+                cluster: c,
+                proxy_stats: stats.clone(),
+                map: RefCell::new(FastMap::default()),
+            });
+            pools.insert(name.to_string(), p.clone());
+            Ok(p)
+        };
         let mut failed = None;
         let router = Router::new(&config.routes, |vi, ri| {
             let action = config.routes.virtual_hosts[vi].routes[ri].action.clone();
-            let names: Vec<(String, u32)> = match &action.target {
-                TcpRoute::Cluster(c) => vec![(c.clone(), 1)],
+            let names: Vec<(&str, u32)> = match &action.target {
+                TcpRoute::Cluster(c) => vec![(c.as_str(), 1)],
                 TcpRoute::Weighted(list) => {
-                    list.iter().map(|w| (w.name.clone(), w.weight)).collect()
+                    list.iter().map(|w| (w.name.as_str(), w.weight)).collect()
                 }
             };
-            let mut clusters = Vec::new();
+            let mut targets = Vec::new();
             for (n, _) in &names {
-                match cluster(n) {
-                    Ok(c) => clusters.push(c),
+                match pools_of(n) {
+                    Ok(p) => targets.push(p),
                     Err(e) => failed = Some(e),
                 }
             }
-            let settings = clusters
-                .iter()
-                .map(|c| {
-                    Rc::new(PoolSettings {
-                        connections_per_host: up.connections_per_host,
-                        max_requests_per_connection: up.max_requests_per_connection,
-                        heartbeat_interval: up.heartbeat_interval,
-                        heartbeat_timeout: up.heartbeat_timeout,
-                        connect_timeout: c.config.connect_timeout,
-                        max_frame: config.max_frame_bytes,
-                    })
-                })
-                .collect();
-            let route_pools = names
-                .iter()
-                .map(|(n, _)| pools.entry(n.clone()).or_default().clone())
-                .collect();
             Rc::new(RouteEntry {
-                action,
                 weights: names.iter().map(|(_, w)| *w).collect(),
-                clusters,
-                settings,
-                pools: route_pools,
+                action,
+                targets,
                 rng: rng.clone(),
             })
         });
         if let Some(e) = failed {
             return Err(e);
         }
-        let passthrough = match (&config.passthrough_cluster, passthrough_stats) {
-            (Some(name), Some(stats)) => Some(Rc::new(TcpProxy {
-                config: TcpProxyConfig {
-                    stat_prefix: format!("{}.passthrough", config.stat_prefix),
-                    route: TcpRoute::Cluster(name.clone()),
-                    idle_timeout: Some(Duration::from_secs(3600)),
-                    max_connect_attempts: None,
-                },
-                route: Route::Cluster(cluster(name)?),
-                stats,
-                buffer_limit,
-                splice: false,
-                rng: rng.clone(),
-            })),
-            _ => None,
+        let passthrough = match &config.passthrough_cluster {
+            Some(name) => {
+                let stat_prefix = format!("{}.passthrough", config.stat_prefix);
+                Some(Rc::new(TcpProxy {
+                    stats: shard.tcp_proxy(&stat_prefix),
+                    config: TcpProxyConfig {
+                        stat_prefix,
+                        route: TcpRoute::Cluster(name.clone()),
+                        idle_timeout: Some(Duration::from_secs(3600)),
+                        max_connect_attempts: None,
+                    },
+                    route: Route::Cluster(cluster(name)?),
+                    buffer_limit,
+                    splice: false,
+                    rng: rng.clone(),
+                }))
+            }
+            None => None,
         };
         Ok(RpcProxy {
             config,

@@ -145,14 +145,9 @@ fn apply(
                 }))
             }
             NetworkFilter::RpcProxy(rp) => {
-                let passthrough_stats = rp
-                    .passthrough_cluster
-                    .as_ref()
-                    .map(|_| shard.tcp_proxy(&format!("{}.passthrough", rp.stat_prefix)));
                 let proxy = RpcProxy::new(
                     Arc::new((**rp).clone()),
-                    shard.rpc_proxy(&rp.stat_prefix),
-                    passthrough_stats,
+                    shard,
                     l.buffer_limit,
                     &cluster,
                     rng.clone(),

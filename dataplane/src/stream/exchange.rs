@@ -107,9 +107,6 @@ impl Tried {
     pub fn as_slice(&self) -> &[usize] {
         &self.hosts[..usize::from(self.len)]
     }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 /// How much of a request an exchange keeps for answering it itself: codecs build local replies
@@ -166,13 +163,9 @@ impl Exchange {
     /// Delivers the upstream's response, with the downstream's request id put back.
     pub fn respond(self, response: &[u8]) {
         let d = &self.downstream;
-        let (codec, id) = (&d.codec, self.head.request_id);
-        let delivered = d.outbox.push_with(|b| {
-            let start = b.len();
-            b.extend_from_slice(response);
-            codec.set_request_id(&mut b[start..], id);
-        });
-        if delivered {
+        if d.outbox
+            .push_frame(&*d.codec, response, self.head.request_id)
+        {
             d.stats.downstream_rs_total.inc();
         }
         d.end();

@@ -3,6 +3,7 @@
 
 use super::signal::Signal;
 use crate::io::WriteSide;
+use crate::protocol::xprotocol::Codec;
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -36,8 +37,14 @@ impl Outbox {
         true
     }
 
-    pub fn push(&self, bytes: &[u8]) -> bool {
-        self.push_with(|b| b.extend_from_slice(bytes))
+    /// Appends a copy of `frame` carrying request id `id` (the one copy a forwarded frame
+    /// gets in user space; the id is rewritten in the copy, with any checksum).
+    pub fn push_frame(&self, codec: &dyn Codec, frame: &[u8], id: u64) -> bool {
+        self.push_with(|b| {
+            let start = b.len();
+            b.extend_from_slice(frame);
+            codec.set_request_id(&mut b[start..], id);
+        })
     }
 
     /// No more frames: the writer sends what is queued, then shuts the connection down.
@@ -48,10 +55,6 @@ impl Outbox {
 
     pub fn is_dead(&self) -> bool {
         self.dead.get()
-    }
-
-    pub fn queued(&self) -> usize {
-        self.buf.borrow().len()
     }
 }
 

@@ -46,12 +46,18 @@ struct Pending {
     try_deadline: Instant,
 }
 
+/// What every connection of one host pool shares.
+pub struct PoolContext {
+    pub host: Rc<Host>,
+    /// The protocol the pool's connections speak (pools are per host *and* protocol).
+    pub codec: Arc<dyn Codec>,
+    pub settings: Rc<PoolSettings>,
+    pub cluster_stats: Arc<ClusterStats>,
+    pub proxy_stats: Arc<RpcProxyStats>,
+}
+
 pub struct UpstreamConn {
-    host: Rc<Host>,
-    codec: Arc<dyn Codec>,
-    settings: Rc<PoolSettings>,
-    cluster_stats: Arc<ClusterStats>,
-    proxy_stats: Arc<RpcProxyStats>,
+    ctx: Rc<PoolContext>,
     outbox: Rc<Outbox>,
     state: Cell<State>,
     pending: RefCell<FastMap<u64, Pending>>,
@@ -66,19 +72,9 @@ pub struct UpstreamConn {
 }
 
 impl UpstreamConn {
-    fn open(
-        host: Rc<Host>,
-        codec: Arc<dyn Codec>,
-        settings: Rc<PoolSettings>,
-        cluster_stats: Arc<ClusterStats>,
-        proxy_stats: Arc<RpcProxyStats>,
-    ) -> Rc<UpstreamConn> {
+    fn open(ctx: Rc<PoolContext>) -> Rc<UpstreamConn> {
         let conn = Rc::new(UpstreamConn {
-            host,
-            codec,
-            settings,
-            cluster_stats,
-            proxy_stats,
+            ctx,
             outbox: Outbox::new(),
             state: Cell::new(State::Connecting),
             pending: RefCell::new(FastMap::default()),
@@ -102,13 +98,13 @@ impl UpstreamConn {
     }
 
     fn has_room(&self) -> bool {
-        self.load() < self.settings.max_requests_per_connection as usize
+        self.load() < self.ctx.settings.max_requests_per_connection as usize
     }
 
     /// A fresh id not in use on this connection. Ids count up from 1; only once they have
     /// wrapped around can a new id meet an old one still outstanding, so only then is it checked.
     fn allocate_id(&self) -> u64 {
-        let max = self.codec.max_request_id();
+        let max = self.ctx.codec.max_request_id();
         let pending = self.pending.borrow();
         let hb = self.heartbeat.get().map(|(id, _)| id);
         loop {
@@ -129,19 +125,14 @@ impl UpstreamConn {
     /// `frame` is the request's bytes, or `None` to send the exchange's retry copy.
     fn send(&self, ex: Exchange, frame: Option<&[u8]>, per_try: Option<Duration>) {
         let id = self.allocate_id();
-        let codec = &self.codec;
         let bytes = frame.or(ex.retry_frame.as_deref()).unwrap_or_default();
-        self.outbox.push_with(|b| {
-            let start = b.len();
-            b.extend_from_slice(bytes);
-            codec.set_request_id(&mut b[start..], id);
-        });
+        self.outbox.push_frame(&*self.ctx.codec, bytes, id);
         let deadline = Instant::from_std(ex.deadline);
         let try_deadline = per_try.map_or(deadline, |d| (Instant::now() + d).min(deadline));
-        self.host.stats.rq_total.inc();
-        self.host.stats.rq_active.inc();
-        self.cluster_stats.upstream_rq_total.inc();
-        self.cluster_stats.upstream_rq_active.inc();
+        self.ctx.host.stats.rq_total.inc();
+        self.ctx.host.stats.rq_active.inc();
+        self.ctx.cluster_stats.upstream_rq_total.inc();
+        self.ctx.cluster_stats.upstream_rq_active.inc();
         let earliest = {
             // Answered requests leave their entries behind; drop them in bulk when they
             // dominate, so memory stays bounded by what is outstanding (amortised O(1)).
@@ -168,20 +159,15 @@ impl UpstreamConn {
 
     fn send_oneway(&self, frame: &[u8]) {
         let id = self.allocate_id();
-        let codec = &self.codec;
-        self.outbox.push_with(|b| {
-            let start = b.len();
-            b.extend_from_slice(frame);
-            codec.set_request_id(&mut b[start..], id);
-        });
-        self.host.stats.rq_total.inc();
-        self.cluster_stats.upstream_rq_total.inc();
+        self.outbox.push_frame(&*self.ctx.codec, frame, id);
+        self.ctx.host.stats.rq_total.inc();
+        self.ctx.cluster_stats.upstream_rq_total.inc();
     }
 
     fn take(&self, id: u64) -> Option<Pending> {
         let p = self.pending.borrow_mut().remove(&id)?;
-        self.host.stats.rq_active.dec();
-        self.cluster_stats.upstream_rq_active.dec();
+        self.ctx.host.stats.rq_active.dec();
+        self.ctx.cluster_stats.upstream_rq_active.dec();
         Some(p)
     }
 
@@ -191,7 +177,7 @@ impl UpstreamConn {
         for id in ids {
             if let Some(p) = self.take(id) {
                 if why == Failure::ConnectionLost {
-                    self.cluster_stats.upstream_rq_connection_closed.inc();
+                    self.ctx.cluster_stats.upstream_rq_connection_closed.inc();
                 }
                 p.exchange.fail(why);
             }
@@ -217,7 +203,7 @@ impl UpstreamConn {
                 continue; // answered already, or the id was reused
             }
             if let Some(p) = self.take(id) {
-                self.cluster_stats.upstream_rq_timeout.inc();
+                self.ctx.cluster_stats.upstream_rq_timeout.inc();
                 let overall = Instant::from_std(p.exchange.deadline) <= now;
                 p.exchange.fail(if overall {
                     Failure::Timeout
@@ -233,7 +219,7 @@ impl UpstreamConn {
             FrameKind::Response => match self.take(id) {
                 Some(p) => p.exchange.respond(frame),
                 // Its exchange timed out and was answered already: drop it.
-                None => self.proxy_stats.upstream_rs_late.inc(),
+                None => self.ctx.proxy_stats.upstream_rs_late.inc(),
             },
             FrameKind::HeartbeatAck => {
                 if self.heartbeat.get().is_some_and(|(h, _)| h == id) {
@@ -241,26 +227,26 @@ impl UpstreamConn {
                 }
             }
             FrameKind::Heartbeat => {
-                let codec = &self.codec;
+                let codec = &self.ctx.codec;
                 self.outbox
                     .push_with(|b| codec.local_reply(frame, LocalReply::HeartbeatAck, b));
             }
             FrameKind::Request | FrameKind::Oneway => {
                 // Upstreams do not call downstreams over a proxied connection.
-                self.cluster_stats.upstream_cx_protocol_error.inc();
+                self.ctx.cluster_stats.upstream_cx_protocol_error.inc();
             }
         }
     }
 
     async fn run(self: Rc<Self>) {
-        let addr = self.host.address;
-        self.cluster_stats.upstream_cx_total.inc();
-        self.host.stats.cx_total.inc();
-        let conn = match connect(addr, self.settings.connect_timeout).await {
+        let addr = self.ctx.host.address;
+        self.ctx.cluster_stats.upstream_cx_total.inc();
+        self.ctx.host.stats.cx_total.inc();
+        let conn = match connect(addr, self.ctx.settings.connect_timeout).await {
             Ok(c) => c,
             Err(e) => {
-                self.cluster_stats.upstream_cx_connect_fail.inc();
-                self.host.stats.cx_connect_fail.inc();
+                self.ctx.cluster_stats.upstream_cx_connect_fail.inc();
+                self.ctx.host.stats.cx_connect_fail.inc();
                 tracing::debug!(upstream = %addr, error = %e, "upstream connect failed");
                 self.state.set(State::Closed);
                 self.outbox.close();
@@ -269,13 +255,13 @@ impl UpstreamConn {
             }
         };
         self.state.set(State::Ready);
-        self.cluster_stats.upstream_cx_active.inc();
-        self.host.stats.cx_active.inc();
+        self.ctx.cluster_stats.upstream_cx_active.inc();
+        self.ctx.host.stats.cx_active.inc();
         let (mut rd, wr) = conn.split();
         let writer = tokio::task::spawn_local(write_loop(self.outbox.clone(), wr));
         let mut reader = FrameReader::new(
-            self.codec.clone(),
-            self.settings.max_frame,
+            self.ctx.codec.clone(),
+            self.ctx.settings.max_frame,
             BytesMut::with_capacity(64 * 1024),
         );
         let mut last_read = Instant::now();
@@ -289,7 +275,7 @@ impl UpstreamConn {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        self.cluster_stats.upstream_cx_protocol_error.inc();
+                        self.ctx.cluster_stats.upstream_cx_protocol_error.inc();
                         tracing::warn!(upstream = %addr, error = %e, "upstream sent a bad frame; closing the connection");
                         break 'conn "bad frame";
                     }
@@ -300,7 +286,7 @@ impl UpstreamConn {
             }
             let now = Instant::now();
             let next_deadline = self.expire(now);
-            let heartbeat_at = match (self.heartbeat.get(), self.settings.heartbeat_interval) {
+            let heartbeat_at = match (self.heartbeat.get(), self.ctx.settings.heartbeat_interval) {
                 (Some((_, due)), _) => Some(due),
                 (None, Some(every)) => Some(last_read + every),
                 (None, None) => None,
@@ -322,17 +308,17 @@ impl UpstreamConn {
                     let now = Instant::now();
                     if let Some((_, due)) = self.heartbeat.get() {
                         if due <= now {
-                            self.cluster_stats.upstream_cx_heartbeat_failure.inc();
+                            self.ctx.cluster_stats.upstream_cx_heartbeat_failure.inc();
                             tracing::warn!(upstream = %addr, "upstream did not answer a heartbeat; closing the connection");
                             break "heartbeat timeout";
                         }
-                    } else if let Some(every) = self.settings.heartbeat_interval {
+                    } else if let Some(every) = self.ctx.settings.heartbeat_interval {
                         if last_read + every <= now {
                             let id = self.allocate_id();
-                            let codec = &self.codec;
+                            let codec = &self.ctx.codec;
                             self.outbox.push_with(|b| codec.heartbeat(id, b));
-                            self.heartbeat.set(Some((id, now + self.settings.heartbeat_timeout)));
-                            self.proxy_stats.upstream_heartbeat_sent.inc();
+                            self.heartbeat.set(Some((id, now + self.ctx.settings.heartbeat_timeout)));
+                            self.ctx.proxy_stats.upstream_heartbeat_sent.inc();
                         }
                     }
                 }
@@ -345,53 +331,38 @@ impl UpstreamConn {
         tracing::debug!(upstream = %addr, reason = why, "upstream connection closed");
         self.state.set(State::Closed);
         self.outbox.close();
-        self.cluster_stats.upstream_cx_active.dec();
-        self.host.stats.cx_active.dec();
+        self.ctx.cluster_stats.upstream_cx_active.dec();
+        self.ctx.host.stats.cx_active.dec();
         self.fail_all(Failure::ConnectionLost);
         // Let the writer flush (it stops at once if the socket is gone).
         let _ = writer.await;
     }
 }
 
-/// The connections of one proxy to one host.
+/// The connections of one proxy to one host, for one protocol.
 pub struct HostPool {
-    host: Rc<Host>,
+    ctx: Rc<PoolContext>,
     conns: RefCell<Vec<Rc<UpstreamConn>>>,
     next: Cell<usize>,
 }
 
 impl HostPool {
-    pub fn new(host: Rc<Host>) -> HostPool {
+    pub fn new(ctx: PoolContext) -> HostPool {
         HostPool {
-            host,
+            ctx: Rc::new(ctx),
             conns: RefCell::new(Vec::new()),
             next: Cell::new(0),
         }
     }
 
-    pub fn host(&self) -> &Rc<Host> {
-        &self.host
-    }
-
     /// A connection with room for one more request: opens one while the pool has fewer than
-    /// `connections_per_host`, else takes the next with room in turn.
-    fn choose(
-        &self,
-        codec: &Arc<dyn Codec>,
-        settings: &Rc<PoolSettings>,
-        cluster_stats: &Arc<ClusterStats>,
-        proxy_stats: &Arc<RpcProxyStats>,
-    ) -> Option<Rc<UpstreamConn>> {
+    /// `connections_per_host`, else takes the next with room in turn. `None` (counted as an
+    /// overflow) when every connection is at its limit.
+    fn choose(&self) -> Option<Rc<UpstreamConn>> {
         let mut conns = self.conns.borrow_mut();
         conns.retain(|c| c.usable());
-        if conns.len() < settings.connections_per_host as usize {
-            let c = UpstreamConn::open(
-                self.host.clone(),
-                codec.clone(),
-                settings.clone(),
-                cluster_stats.clone(),
-                proxy_stats.clone(),
-            );
+        if conns.len() < self.ctx.settings.connections_per_host as usize {
+            let c = UpstreamConn::open(self.ctx.clone());
             conns.push(c.clone());
             return Some(c);
         }
@@ -403,50 +374,26 @@ impl HostPool {
                 return Some(c.clone());
             }
         }
+        self.ctx.cluster_stats.upstream_rq_overflow.inc();
         None
     }
 
     /// Sends one attempt of `ex` on a connection with room, or fails it with `Overflow`.
-    pub fn send(
-        &self,
-        ex: Exchange,
-        frame: Option<&[u8]>,
-        per_try: Option<Duration>,
-        settings: &Rc<PoolSettings>,
-        cluster_stats: &Arc<ClusterStats>,
-    ) {
-        let downstream = ex.downstream.clone(); // an Rc: no atomic per request
-        match self.choose(
-            &downstream.codec,
-            settings,
-            cluster_stats,
-            &downstream.stats,
-        ) {
+    pub fn send(&self, ex: Exchange, frame: Option<&[u8]>, per_try: Option<Duration>) {
+        match self.choose() {
             Some(c) => c.send(ex, frame, per_try),
-            None => {
-                cluster_stats.upstream_rq_overflow.inc();
-                ex.fail(Failure::Overflow);
-            }
+            None => ex.fail(Failure::Overflow),
         }
     }
 
-    pub fn send_oneway(
-        &self,
-        frame: &[u8],
-        codec: &Arc<dyn Codec>,
-        settings: &Rc<PoolSettings>,
-        cluster_stats: &Arc<ClusterStats>,
-        proxy_stats: &Arc<RpcProxyStats>,
-    ) -> bool {
-        match self.choose(codec, settings, cluster_stats, proxy_stats) {
+    /// Sends a oneway request; `false` when every connection is at its limit.
+    pub fn send_oneway(&self, frame: &[u8]) -> bool {
+        match self.choose() {
             Some(c) => {
                 c.send_oneway(frame);
                 true
             }
-            None => {
-                cluster_stats.upstream_rq_overflow.inc();
-                false
-            }
+            None => false,
         }
     }
 
