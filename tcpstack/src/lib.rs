@@ -1,6 +1,24 @@
-//! sluice's userspace IP/TCP stack: not implemented yet.
+//! sluice's userspace IP/TCP stack, on smoltcp.
 //!
-//! This crate will hold the smoltcp-based stack, its packet devices (TAP, pcap, in-memory pair,
-//! DPDK ports) and the flow table that hands each packet to its own connection. It plugs into
-//! the dataplane through `sluice::io::ByteStream`, the transport seam the protocol, stream and
-//! proxy layers already use. Nothing here pretends to work yet: the crate is empty on purpose.
+//! - [`device`]: the packet-device seam (TAP, pcap, in-memory pair here; DPDK ports in `hwconfig`).
+//! - [`stack`]: one smoltcp interface and a flow table of one-socket sets, so per-packet work does
+//!   not grow with the number of connections; listeners with real backlogs; timers in a heap.
+//! - [`socket`] and [`driver`]: tokio `AsyncRead`/`AsyncWrite` streams and the task that runs a
+//!   stack, so the dataplane's layers run on it unchanged.
+//! - [`pcap`]: recording any device to a pcap file, and reading captures for replay.
+
+pub mod buffers;
+pub mod classify;
+pub mod device;
+pub mod driver;
+pub mod memory;
+pub mod pcap;
+pub mod socket;
+pub mod stack;
+pub mod stats;
+pub mod tap;
+mod timers;
+
+pub use device::{DeviceCaps, PacketDevice};
+pub use smoltcp::time::Instant;
+pub use stack::{Congestion, FlowRef, Stack, StackConfig, StackError, TcpTuning};

@@ -1,0 +1,66 @@
+//! Connection buffers that cost memory only where data has been.
+//!
+//! smoltcp sockets take fixed-size ring buffers, and the receive buffer's size sets the window
+//! advertised in the handshake, so it cannot start small and grow. Instead each connection's two
+//! rings live in one anonymous private mapping: the kernel backs a page only when it is first
+//! written, so an idle connection that carried a few small messages holds a few pages, not the
+//! whole window. The send ring rewinds to its start whenever it empties (smoltcp does this), so
+//! request/response traffic keeps touching the same first pages. The receive ring walks on, so
+//! a connection that has received more than its window holds the whole receive ring.
+
+use std::io;
+use std::ptr::NonNull;
+
+const PAGE: usize = 4096;
+
+pub struct Buffers {
+    base: NonNull<u8>,
+    rx_len: usize,
+    tx_len: usize,
+}
+
+impl Buffers {
+    pub fn new(rx_len: usize, tx_len: usize) -> io::Result<Buffers> {
+        let rx_len = rx_len.div_ceil(PAGE) * PAGE;
+        let tx_len = tx_len.div_ceil(PAGE) * PAGE;
+        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                rx_len + tx_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Buffers {
+            base: NonNull::new(p.cast()).expect("mmap returned null"),
+            rx_len,
+            tx_len,
+        })
+    }
+
+    /// The two rings, for a socket that must not outlive `self`.
+    ///
+    /// # Safety
+    /// The caller must drop every use of the returned slices before `self` is dropped, and
+    /// call this once per `Buffers`.
+    pub unsafe fn rings(&mut self) -> (&'static mut [u8], &'static mut [u8]) {
+        let rx = std::slice::from_raw_parts_mut(self.base.as_ptr(), self.rx_len);
+        let tx = std::slice::from_raw_parts_mut(self.base.as_ptr().add(self.rx_len), self.tx_len);
+        (rx, tx)
+    }
+}
+
+impl Drop for Buffers {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped; the socket using it is gone (see `rings`).
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.rx_len + self.tx_len);
+        }
+    }
+}

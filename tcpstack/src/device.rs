@@ -1,0 +1,63 @@
+//! The packet-device seam: what the stack needs from a NIC queue, a TAP device, a pcap file or an
+//! in-memory wire. Frames are Ethernet frames. The DPDK port implements the same trait.
+
+use smoltcp::time::Instant;
+use std::io;
+
+/// What a device tells the stack about itself.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceCaps {
+    /// Largest IP packet the device carries (the link MTU, without the Ethernet header).
+    pub ip_mtu: usize,
+    /// The device delivers frames whose checksums it has already verified (TAP with a virtio
+    /// header saying so, a NIC with rx checksum offload, an in-memory wire that cannot corrupt).
+    pub rx_checksum_verified: bool,
+    /// The device fills in or does not need transmit checksums.
+    pub tx_checksum_offload: bool,
+}
+
+impl DeviceCaps {
+    pub const ETHERNET_HEADER: usize = 14;
+
+    pub fn frame_mtu(&self) -> usize {
+        self.ip_mtu + Self::ETHERNET_HEADER
+    }
+}
+
+/// A source and sink of Ethernet frames. `now` is the stack's clock (real or virtual), so that
+/// wrappers such as the pcap recorder stamp frames with the time the stack acted on them.
+pub trait PacketDevice {
+    fn caps(&self) -> DeviceCaps;
+    /// Copies the next received frame into `buf` (sized to `caps().frame_mtu()` at least) and
+    /// returns its length, or `None` when nothing is waiting.
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>>;
+    /// Sends one frame of `len` bytes that `fill` writes.
+    fn send(&mut self, now: Instant, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()>;
+    /// The file descriptor that becomes readable when frames arrive, for devices that have one.
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    /// For devices without a descriptor: wake `waker` when a frame arrives. Returns whether
+    /// frames are already waiting (then nothing was registered).
+    fn register_rx(&mut self, _waker: &std::task::Waker) -> bool {
+        false
+    }
+}
+
+impl<D: PacketDevice + ?Sized> PacketDevice for Box<D> {
+    fn caps(&self) -> DeviceCaps {
+        (**self).caps()
+    }
+    fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        (**self).recv(now, buf)
+    }
+    fn send(&mut self, now: Instant, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
+        (**self).send(now, len, fill)
+    }
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        (**self).raw_fd()
+    }
+    fn register_rx(&mut self, waker: &std::task::Waker) -> bool {
+        (**self).register_rx(waker)
+    }
+}

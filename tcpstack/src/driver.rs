@@ -1,0 +1,84 @@
+//! The task that runs a stack on a tokio current-thread runtime: it receives frames when the
+//! device is readable, sends when connections have work, and wakes for timers. It yields after
+//! every round of work so the connections' tasks consume what arrived before more is read: the
+//! receive windows, not an unbounded queue, then pace the peers.
+
+use crate::socket::SharedStack;
+use smoltcp::time::Instant;
+use std::future::poll_fn;
+use std::os::fd::RawFd;
+use std::future::Future;
+use std::task::Poll;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+/// Monotonic time as the stack counts it.
+#[derive(Clone, Copy)]
+pub struct Clock(std::time::Instant);
+
+impl Clock {
+    pub fn start() -> Clock {
+        Clock(std::time::Instant::now())
+    }
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(self.0.elapsed().as_micros() as i64)
+    }
+    fn to_tokio(self, at: Instant) -> tokio::time::Instant {
+        let offset = std::time::Duration::from_micros(at.total_micros().max(0) as u64);
+        tokio::time::Instant::from_std(self.0 + offset)
+    }
+}
+
+struct Fd(RawFd);
+
+impl std::os::fd::AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Runs `stack` until the task is dropped.
+pub async fn drive(stack: SharedStack, clock: Clock) -> std::io::Result<()> {
+    let fd = stack.borrow().device().raw_fd();
+    let fd = match fd {
+        // SAFETY: the descriptor belongs to the stack's device, and this task holds the stack
+        // (and so the device) for as long as the registration lives.
+        Some(fd) => Some(unsafe { AsyncFd::register_with_interest(Fd(fd), Interest::READABLE)? }),
+        None => None,
+    };
+    let mut sleep = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
+    loop {
+        let worked = stack.borrow_mut().poll(clock.now());
+        if worked {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let deadline = stack.borrow().next_deadline();
+        if let Some(at) = deadline {
+            sleep.as_mut().reset(clock.to_tokio(at));
+        }
+        poll_fn(|cx| {
+            let mut st = stack.borrow_mut();
+            st.set_kick(cx.waker());
+            if let Some(fd) = &fd {
+                if let Poll::Ready(Ok(mut guard)) = fd.poll_read_ready(cx) {
+                    // Cleared before draining: a frame arriving after the last empty read
+                    // raises readiness again.
+                    guard.clear_ready();
+                    return Poll::Ready(());
+                }
+            } else if st.device_mut().register_rx(cx.waker()) {
+                return Poll::Ready(());
+            }
+            if st.next_deadline().is_some_and(|at| at <= st.now()) {
+                return Poll::Ready(());
+            }
+            drop(st);
+            if deadline.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await;
+    }
+}

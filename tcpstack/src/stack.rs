@@ -1,0 +1,1043 @@
+//! The stack: one smoltcp `Interface` (addresses, routes, ARP/NDP, ICMP echo) and a flow table
+//! that hands each TCP segment straight to its own connection.
+//!
+//! smoltcp's `SocketSet` offers every packet to every socket, and its egress walks every socket.
+//! Here each connection lives in a `SocketSet` of its own, so smoltcp only ever sees the one
+//! socket a segment belongs to: the flow table (a hash map from the 4-tuple) finds it, ingress and
+//! egress run on that set alone, and per-connection timers sit in a heap. Per-packet work does
+//! not depend on how many connections are open.
+//!
+//! Listening is the flow table's job too: a SYN for a listened port creates a fresh socket in
+//! LISTEN for that one peer, so any number of handshakes can be pending (up to the listener's
+//! half-open cap, which bounds a SYN flood), and established connections wait in the listener's
+//! accept queue.
+//!
+//! Time is passed in, never read: the same code runs on a real clock in the dataplane and on a
+//! virtual one in replay tests, where the same input gives the same output bytes.
+
+use crate::buffers::Buffers;
+use crate::classify::{classify, Class, FlowKey, TcpHead};
+use crate::device::{DeviceCaps, PacketDevice};
+use crate::stats::StackStats;
+use crate::timers::Timers;
+use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint};
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::task::Waker;
+
+/// Frames taken from the device per `poll` before egress runs: ACKs for a batch go out once.
+const RX_BATCH: usize = 64;
+/// Segments one connection may send per egress turn before others get theirs.
+const TX_BURST: usize = 64;
+/// Ephemeral ports for active opens (the IANA dynamic range).
+const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
+/// How long a connection the application has let go of may take to finish closing.
+const ORPHAN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Congestion control for every connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Congestion {
+    Cubic,
+    Reno,
+    None,
+}
+
+/// Per-connection TCP settings.
+#[derive(Clone, Debug)]
+pub struct TcpTuning {
+    pub rx_buffer: usize,
+    pub tx_buffer: usize,
+    pub congestion: Congestion,
+    pub timestamps: bool,
+    /// `None`: ACK at the end of each receive batch, never on a timer (no delayed-ACK stalls).
+    pub ack_delay: Option<Duration>,
+    pub keep_alive: Option<Duration>,
+    /// Handshakes that may be pending per listener; SYNs beyond it are dropped (the client
+    /// retries), which bounds what a SYN flood costs.
+    pub max_half_open: usize,
+    /// Established connections that may wait per listener for the application to accept them.
+    pub accept_backlog: usize,
+}
+
+impl Default for TcpTuning {
+    fn default() -> Self {
+        TcpTuning {
+            rx_buffer: 256 * 1024,
+            tx_buffer: 256 * 1024,
+            congestion: Congestion::Cubic,
+            timestamps: true,
+            ack_delay: None,
+            keep_alive: None,
+            max_half_open: 4096,
+            accept_backlog: 4096,
+        }
+    }
+}
+
+/// Everything a stack needs to start.
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    pub mac: [u8; 6],
+    /// Addresses the stack owns, with their prefix lengths.
+    pub addresses: Vec<(IpAddr, u8)>,
+    /// Default gateways (at most one per family).
+    pub gateways: Vec<IpAddr>,
+    /// Seeds initial sequence numbers and the like; fixed in replay tests for determinism.
+    pub seed: u64,
+    pub tcp: TcpTuning,
+    /// Connections the flow table may hold in any state.
+    pub max_flows: usize,
+}
+
+#[derive(Debug)]
+pub enum StackError {
+    /// The address is not one of the stack's, or the port is 0.
+    Unaddressable(SocketAddr),
+    AddressInUse(SocketAddr),
+    NoEphemeralPort(SocketAddr),
+    FlowLimit(usize),
+    Buffers(std::io::Error),
+    Config(String),
+}
+
+impl std::fmt::Display for StackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StackError::Unaddressable(a) => {
+                write!(f, "{a}: not an address of the userspace stack, or port 0")
+            }
+            StackError::AddressInUse(a) => write!(f, "cannot listen on {a}: already listening"),
+            StackError::NoEphemeralPort(a) => write!(f, "connect to {a}: no free local port"),
+            StackError::FlowLimit(n) => write!(f, "the stack already holds {n} connections"),
+            StackError::Buffers(e) => write!(f, "cannot allocate connection buffers: {e}"),
+            StackError::Config(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StackError {}
+
+/// A connection in the flow table. Holds a generation so that a stale handle can never reach a
+/// slot that has been reused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FlowRef {
+    idx: u32,
+    gen: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ListenerId(u32);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Created by a SYN for a listener; `queued` once handed to its accept queue.
+    Passive { listener: u32, queued: bool },
+    Active,
+}
+
+struct Flow {
+    gen: u32,
+    /// Exactly one TCP socket. Declared before `buffers`: it borrows them and must drop first.
+    set: SocketSet<'static>,
+    handle: SocketHandle,
+    key: FlowKey,
+    /// Still findable by its 4-tuple (false once CLOSED).
+    keyed: bool,
+    origin: Origin,
+    /// An application handle (stream) refers to this flow.
+    attached: bool,
+    dirty: bool,
+    /// The deadline currently scheduled in the timer heap.
+    timer_at: Option<Instant>,
+    /// The socket's rings; only held, never touched directly.
+    _buffers: Buffers,
+}
+
+struct Listener {
+    endpoint: (Option<IpAddress>, u16),
+    ready: VecDeque<FlowRef>,
+    half_open: usize,
+    waker: Option<Waker>,
+}
+
+/// A fast hasher for 4-tuples: the keys come from the network, but the table's size is capped
+/// and each bucket check is one comparison, so a keyed hash buys little here.
+#[derive(Default)]
+pub struct FlowHasher(u64);
+
+impl Hasher for FlowHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut v = [0u8; 8];
+            v[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(v));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(v as u64)
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(v as u64)
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(v as u64)
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64)
+    }
+}
+
+type FlowMap = HashMap<FlowKey, u32, BuildHasherDefault<FlowHasher>>;
+
+thread_local! {
+    /// The stack clock in milliseconds, read by smoltcp's TCP timestamp generator (a plain `fn`,
+    /// so it cannot capture the stack). Set before every poll; virtual in replay tests.
+    static CLOCK_MS: Cell<u32> = const { Cell::new(0) };
+}
+
+fn tsval() -> u32 {
+    CLOCK_MS.with(|c| c.get())
+}
+
+pub struct Stack<D: PacketDevice> {
+    iface: Interface,
+    device: D,
+    smol_caps: DeviceCapabilities,
+    verify_rx: bool,
+    flows: Vec<Option<Flow>>,
+    gens: Vec<u32>,
+    free: Vec<u32>,
+    live: usize,
+    by_key: FlowMap,
+    listeners: Vec<Option<Listener>>,
+    by_port: HashMap<u16, Vec<u32>>,
+    timers: Timers,
+    dirty: Vec<u32>,
+    neighbor_wait: Vec<u32>,
+    tuning: TcpTuning,
+    max_flows: usize,
+    next_port: u16,
+    now: Instant,
+    rx_buf: Vec<u8>,
+    /// Woken when the application gives the stack work (data to send, a window to reopen).
+    kick: Option<Waker>,
+    stats: Arc<StackStats>,
+}
+
+impl<D: PacketDevice> Stack<D> {
+    pub fn new(config: &StackConfig, mut device: D, now: Instant) -> Result<Stack<D>, StackError> {
+        let caps = device.caps();
+        let mac = EthernetAddress(config.mac);
+        if !mac.is_unicast() {
+            return Err(StackError::Config(format!("MAC address {mac} is not unicast")));
+        }
+        let smol_caps = smol_caps(&caps);
+        let adapter = &mut Egress {
+            dev: &mut device,
+            now,
+            caps: &smol_caps,
+            stats: None,
+            neighbor: &mut false,
+        };
+        let mut iface_config = Config::new(HardwareAddress::Ethernet(mac));
+        iface_config.random_seed = config.seed;
+        let mut iface = Interface::new(iface_config, adapter, now);
+        let mut cidrs = Vec::new();
+        for (addr, prefix) in &config.addresses {
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            if *prefix > max {
+                return Err(StackError::Config(format!("{addr}/{prefix}: prefix longer than {max}")));
+            }
+            cidrs.push(IpCidr::new(IpAddress::from(*addr), *prefix));
+        }
+        let mut overflow = false;
+        iface.update_ip_addrs(|addrs| {
+            for c in cidrs {
+                overflow |= addrs.push(c).is_err();
+            }
+        });
+        if overflow {
+            return Err(StackError::Config("too many addresses for the stack".into()));
+        }
+        for gw in &config.gateways {
+            let added = match gw {
+                IpAddr::V4(v4) => iface.routes_mut().add_default_ipv4_route(*v4).map(|_| ()),
+                IpAddr::V6(v6) => iface.routes_mut().add_default_ipv6_route(*v6).map(|_| ()),
+            };
+            added.map_err(|_| StackError::Config(format!("cannot add a route via {gw}")))?;
+        }
+        let verify_rx = !caps.rx_checksum_verified;
+        let seed_port = EPHEMERAL.start() + (config.seed % 16384) as u16;
+        Ok(Stack {
+            iface,
+            device,
+            smol_caps,
+            verify_rx,
+            flows: Vec::new(),
+            gens: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            by_key: FlowMap::default(),
+            listeners: Vec::new(),
+            by_port: HashMap::new(),
+            timers: Timers::default(),
+            dirty: Vec::new(),
+            neighbor_wait: Vec::new(),
+            tuning: config.tcp.clone(),
+            max_flows: config.max_flows,
+            next_port: seed_port,
+            now,
+            rx_buf: vec![0; caps.frame_mtu().max(1514)],
+            kick: None,
+            stats: Arc::new(StackStats::default()),
+        })
+    }
+
+    pub fn stats(&self) -> Arc<StackStats> {
+        self.stats.clone()
+    }
+
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Registers the waker of the task that drives this stack.
+    pub fn set_kick(&mut self, waker: &Waker) {
+        match &self.kick {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.kick = Some(waker.clone()),
+        }
+    }
+
+    fn set_now(&mut self, now: Instant) {
+        // The clock never runs backwards, even if a caller's does.
+        if now > self.now {
+            self.now = now;
+        }
+        CLOCK_MS.with(|c| c.set(self.now.total_millis() as u32));
+    }
+
+    /// Receives a batch from the device, fires due timers, and sends what is pending.
+    /// Returns whether anything happened.
+    pub fn poll(&mut self, now: Instant) -> bool {
+        self.set_now(now);
+        let mut work = false;
+        let mut buf = std::mem::take(&mut self.rx_buf);
+        for _ in 0..RX_BATCH {
+            match self.device.recv(self.now, &mut buf) {
+                Ok(Some(n)) => {
+                    work = true;
+                    self.ingress(&buf[..n]);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("packet device receive failed: {e}");
+                    break;
+                }
+            }
+        }
+        self.rx_buf = buf;
+        work |= self.fire_timers();
+        work |= self.flush();
+        work
+    }
+
+    /// Processes one frame as if the device had just received it, then sends what is pending.
+    /// This is how pcap replay and the fuzz target feed the stack.
+    pub fn receive_frame(&mut self, now: Instant, frame: &[u8]) {
+        self.set_now(now);
+        self.ingress(frame);
+        self.fire_timers();
+        self.flush();
+    }
+
+    /// Advances the clock to `now`, firing the timers due by then.
+    pub fn advance(&mut self, now: Instant) {
+        self.set_now(now);
+        self.fire_timers();
+        self.flush();
+    }
+
+    /// When `poll` must run next even if no frame arrives: now if work is pending, else the
+    /// earliest timer.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.dirty.is_empty() {
+            return Some(self.now);
+        }
+        self.timers.next()
+    }
+
+    fn ingress(&mut self, frame: &[u8]) {
+        self.stats.rx_frames.inc();
+        match classify(frame, self.verify_rx) {
+            Class::Drop(reason) => self.stats.dropped(reason),
+            Class::Tcp(head) => self.tcp_ingress(frame, head),
+            Class::Neighbor => {
+                self.ingress_unowned(frame);
+                // Connections that stopped for lack of a link address may go on now.
+                for idx in std::mem::take(&mut self.neighbor_wait) {
+                    self.mark_dirty(idx);
+                }
+            }
+            Class::Other => self.ingress_unowned(frame),
+        }
+    }
+
+    /// Hands a frame that belongs to no connection to smoltcp with an empty socket set: it
+    /// answers ARP, NDP and ICMP echo, and resets TCP segments nobody owns.
+    fn ingress_unowned(&mut self, frame: &[u8]) {
+        let mut none = SocketSet::new(Vec::new());
+        let mut neighbor = false;
+        let mut dev = Ingress {
+            frame: Some(frame),
+            tx: Egress {
+                dev: &mut self.device,
+                now: self.now,
+                caps: &self.smol_caps,
+                stats: Some(&self.stats),
+                neighbor: &mut neighbor,
+            },
+        };
+        self.iface.poll_ingress_single(self.now, &mut dev, &mut none);
+    }
+
+    fn tcp_ingress(&mut self, frame: &[u8], head: TcpHead) {
+        let idx = match self.by_key.get(&head.key) {
+            Some(&idx) => idx,
+            None => {
+                let opened = if head.syn && !head.ack && !head.rst {
+                    self.passive_open(&head)
+                } else {
+                    None
+                };
+                match opened {
+                    Some(idx) => idx,
+                    None => {
+                        self.stats.rx_unknown_flow.inc();
+                        self.ingress_unowned(frame);
+                        return;
+                    }
+                }
+            }
+        };
+        self.stats.rx_tcp_segments.inc();
+        let flow = self.flows[idx as usize].as_mut().expect("keyed flow exists");
+        let mut neighbor = false;
+        let mut dev = Ingress {
+            frame: Some(frame),
+            tx: Egress {
+                dev: &mut self.device,
+                now: self.now,
+                caps: &self.smol_caps,
+                stats: Some(&self.stats),
+                neighbor: &mut neighbor,
+            },
+        };
+        self.iface.poll_ingress_single(self.now, &mut dev, &mut flow.set);
+        self.mark_dirty(idx);
+        self.transition(idx);
+    }
+
+    /// A SYN for no known flow: if a listener wants it and there is room, a fresh socket in
+    /// LISTEN for this one peer.
+    fn passive_open(&mut self, head: &TcpHead) -> Option<u32> {
+        let (addr, port) = head.key.local;
+        let lid = *self.by_port.get(&port)?.iter().find(|&&lid| {
+            let l = self.listeners[lid as usize].as_ref().expect("indexed listener exists");
+            l.endpoint.0.is_none_or(|a| a == addr)
+        })?;
+        let listener = self.listeners[lid as usize].as_mut().expect("listener exists");
+        if listener.half_open >= self.tuning.max_half_open {
+            self.stats.syn_dropped_half_open_full.inc();
+            return None;
+        }
+        if self.live >= self.max_flows {
+            self.stats.syn_dropped_flow_limit.inc();
+            return None;
+        }
+        let origin = Origin::Passive {
+            listener: lid,
+            queued: false,
+        };
+        let mut socket = match self.new_socket() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("dropping SYN: {e}");
+                return None;
+            }
+        };
+        let endpoint = IpListenEndpoint {
+            addr: Some(addr),
+            port,
+        };
+        if socket.1.listen(endpoint).is_err() {
+            return None;
+        }
+        let idx = self.insert(head.key, socket, origin);
+        if let Some(l) = self.listeners[lid as usize].as_mut() {
+            l.half_open += 1;
+        }
+        self.stats.flows_half_open.inc();
+        Some(idx)
+    }
+
+    fn new_socket(&self) -> Result<(Buffers, tcp::Socket<'static>), StackError> {
+        let mut buffers =
+            Buffers::new(self.tuning.rx_buffer, self.tuning.tx_buffer).map_err(StackError::Buffers)?;
+        // SAFETY: the socket is stored in the same `Flow` as `buffers`, declared before it, so it
+        // is dropped first; `rings` is called once.
+        let (rx, tx) = unsafe { buffers.rings() };
+        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
+        s.set_congestion_control(match self.tuning.congestion {
+            Congestion::Cubic => tcp::CongestionControl::Cubic,
+            Congestion::Reno => tcp::CongestionControl::Reno,
+            Congestion::None => tcp::CongestionControl::None,
+        });
+        // A proxy forwards what it has at once: no Nagle, ACKs as described in `TcpTuning`.
+        s.set_nagle_enabled(false);
+        s.set_ack_delay(self.tuning.ack_delay);
+        s.set_keep_alive(self.tuning.keep_alive);
+        if self.tuning.timestamps {
+            s.set_tsval_generator(Some(tsval));
+        }
+        Ok((buffers, s))
+    }
+
+    fn insert(&mut self, key: FlowKey, (buffers, socket): (Buffers, tcp::Socket<'static>), origin: Origin) -> u32 {
+        let mut set = SocketSet::new(Vec::<SocketStorage<'static>>::with_capacity(1));
+        let handle = set.add(socket);
+        let idx = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.flows.push(None);
+                self.gens.push(0);
+                (self.flows.len() - 1) as u32
+            }
+        };
+        let gen = self.gens[idx as usize];
+        self.flows[idx as usize] = Some(Flow {
+            gen,
+            set,
+            handle,
+            key,
+            keyed: true,
+            origin,
+            attached: false,
+            dirty: false,
+            timer_at: None,
+            _buffers: buffers,
+        });
+        self.by_key.insert(key, idx);
+        self.live += 1;
+        self.stats.flows_active.inc();
+        self.stats.flows_created.inc();
+        idx
+    }
+
+    fn remove(&mut self, idx: u32) {
+        let Some(flow) = self.flows[idx as usize].take() else {
+            return;
+        };
+        if flow.keyed {
+            self.by_key.remove(&flow.key);
+        }
+        if let Origin::Passive {
+            listener,
+            queued: false,
+        } = flow.origin
+        {
+            if let Some(l) = self.listeners.get_mut(listener as usize).and_then(|l| l.as_mut()) {
+                l.half_open -= 1;
+            }
+            self.stats.flows_half_open.sub(1);
+        }
+        self.gens[idx as usize] = self.gens[idx as usize].wrapping_add(1);
+        self.free.push(idx);
+        self.live -= 1;
+        self.stats.flows_active.sub(1);
+    }
+
+    fn socket(&mut self, idx: u32) -> &mut tcp::Socket<'static> {
+        let flow = self.flows[idx as usize].as_mut().expect("flow exists");
+        flow.set.get_mut::<tcp::Socket>(flow.handle)
+    }
+
+    pub(crate) fn mark_dirty_ref(&mut self, r: FlowRef) {
+        if self.valid(r) {
+            self.mark_dirty(r.idx);
+        }
+    }
+
+    fn mark_dirty(&mut self, idx: u32) {
+        if let Some(flow) = self.flows[idx as usize].as_mut() {
+            if !flow.dirty {
+                flow.dirty = true;
+                if self.dirty.is_empty() {
+                    if let Some(k) = &self.kick {
+                        k.wake_by_ref();
+                    }
+                }
+                self.dirty.push(idx);
+            }
+        }
+    }
+
+    /// Acts on a connection's state after smoltcp has processed something for it.
+    fn transition(&mut self, idx: u32) {
+        let state = self.socket(idx).state();
+        let flow = self.flows[idx as usize].as_mut().expect("flow exists");
+        match state {
+            // smoltcp returns a reset half-open socket to LISTEN; here that socket was only ever
+            // for one peer.
+            tcp::State::Listen => self.remove(idx),
+            tcp::State::Closed => {
+                if flow.keyed {
+                    flow.keyed = false;
+                    self.by_key.remove(&flow.key);
+                }
+                let queued = matches!(flow.origin, Origin::Passive { queued: true, .. });
+                if !flow.attached && !queued {
+                    self.remove(idx);
+                }
+            }
+            tcp::State::SynReceived | tcp::State::SynSent => {}
+            _ => {
+                if let Origin::Passive {
+                    listener,
+                    queued: false,
+                } = flow.origin
+                {
+                    flow.origin = Origin::Passive {
+                        listener,
+                        queued: true,
+                    };
+                    let r = FlowRef { idx, gen: flow.gen };
+                    self.stats.flows_half_open.sub(1);
+                    let l = self.listeners[listener as usize].as_mut().expect("listener exists");
+                    l.half_open -= 1;
+                    if l.ready.len() >= self.tuning.accept_backlog {
+                        self.stats.accept_queue_overflow.inc();
+                        self.socket(idx).abort();
+                        self.mark_dirty(idx);
+                        // Removed once the RST is out and the socket reports CLOSED.
+                        let flow = self.flows[idx as usize].as_mut().expect("flow exists");
+                        flow.origin = Origin::Active;
+                    } else {
+                        l.ready.push_back(r);
+                        if let Some(w) = l.waker.take() {
+                            w.wake();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) -> bool {
+        let mut fired = false;
+        while let Some((at, idx, gen)) = self.timers.pop_due(self.now) {
+            let current = matches!(&self.flows.get(idx as usize), Some(Some(f)) if f.gen == gen && f.timer_at == Some(at));
+            if current {
+                self.flows[idx as usize].as_mut().expect("flow exists").timer_at = None;
+                self.mark_dirty(idx);
+                fired = true;
+            }
+        }
+        fired
+    }
+
+    /// Sends for every connection with pending work.
+    fn flush(&mut self) -> bool {
+        let mut any = false;
+        while let Some(idx) = self.dirty.pop() {
+            any = true;
+            self.egress(idx);
+        }
+        let flows = &self.flows;
+        self.timers.compact(self.live, |at, idx, gen| {
+            matches!(flows.get(idx as usize), Some(Some(f)) if f.gen == gen && f.timer_at == Some(at))
+        });
+        any
+    }
+
+    fn egress(&mut self, idx: u32) {
+        let Some(flow) = self.flows[idx as usize].as_mut() else {
+            return;
+        };
+        flow.dirty = false;
+        let mut neighbor = false;
+        for _ in 0..TX_BURST {
+            let mut dev = Egress {
+                dev: &mut self.device,
+                now: self.now,
+                caps: &self.smol_caps,
+                stats: Some(&self.stats),
+                neighbor: &mut neighbor,
+            };
+            if self.iface.poll_egress(self.now, &mut dev, &mut flow.set) == PollResult::None {
+                break;
+            }
+        }
+        if neighbor {
+            self.neighbor_wait.push(idx);
+        }
+        let next = self.iface.poll_at(self.now, &flow.set);
+        match next {
+            // Still wants to send now after a full burst: another turn, after everyone else.
+            Some(at) if at <= self.now => {
+                self.mark_dirty(idx);
+            }
+            Some(at) => {
+                if flow.timer_at != Some(at) {
+                    flow.timer_at = Some(at);
+                    self.timers.schedule(at, idx, flow.gen);
+                }
+            }
+            None => flow.timer_at = None,
+        }
+        self.transition(idx);
+    }
+
+    // ---- the application side ----
+
+    /// Starts listening on `addr` (an address of the stack, or unspecified for all of them).
+    pub fn listen(&mut self, addr: SocketAddr) -> Result<ListenerId, StackError> {
+        if addr.port() == 0 {
+            return Err(StackError::Unaddressable(addr));
+        }
+        let ip = (!addr.ip().is_unspecified()).then(|| IpAddress::from(addr.ip()));
+        if let Some(ip) = ip {
+            if !self.iface.has_ip_addr(ip) {
+                return Err(StackError::Unaddressable(addr));
+            }
+        }
+        let taken = self.by_port.get(&addr.port()).is_some_and(|ids| {
+            ids.iter().any(|&id| {
+                let l = self.listeners[id as usize].as_ref().expect("listener exists");
+                l.endpoint.0.is_none() || ip.is_none() || l.endpoint.0 == ip
+            })
+        });
+        if taken {
+            return Err(StackError::AddressInUse(addr));
+        }
+        let listener = Listener {
+            endpoint: (ip, addr.port()),
+            ready: VecDeque::new(),
+            half_open: 0,
+            waker: None,
+        };
+        let id = match self.listeners.iter().position(|l| l.is_none()) {
+            Some(i) => {
+                self.listeners[i] = Some(listener);
+                i as u32
+            }
+            None => {
+                self.listeners.push(Some(listener));
+                (self.listeners.len() - 1) as u32
+            }
+        };
+        self.by_port.entry(addr.port()).or_default().push(id);
+        Ok(ListenerId(id))
+    }
+
+    /// Stops listening. Handshakes in progress and connections nobody accepted are reset;
+    /// accepted connections are not affected.
+    pub fn unlisten(&mut self, id: ListenerId) {
+        let Some(l) = self.listeners.get_mut(id.0 as usize).and_then(|l| l.take()) else {
+            return;
+        };
+        if let Some(ids) = self.by_port.get_mut(&l.endpoint.1) {
+            ids.retain(|&x| x != id.0);
+        }
+        for r in l.ready {
+            if self.valid(r) {
+                self.socket(r.idx).abort();
+                self.mark_dirty(r.idx);
+            }
+        }
+        let pending: Vec<u32> = (0..self.flows.len() as u32)
+            .filter(|&i| {
+                matches!(&self.flows[i as usize], Some(f) if f.origin == Origin::Passive { listener: id.0, queued: false })
+            })
+            .collect();
+        for idx in pending {
+            self.socket(idx).abort();
+            self.mark_dirty(idx);
+        }
+    }
+
+    /// Takes the next established connection from a listener's queue, or registers `waker`.
+    pub fn accept(&mut self, id: ListenerId, waker: &Waker) -> Option<(FlowRef, SocketAddr)> {
+        loop {
+            let l = self.listeners.get_mut(id.0 as usize)?.as_mut()?;
+            let Some(r) = l.ready.pop_front() else {
+                l.waker = Some(waker.clone());
+                return None;
+            };
+            if !self.valid(r) {
+                continue;
+            }
+            let flow = self.flows[r.idx as usize].as_mut().expect("valid flow");
+            flow.attached = true;
+            let remote = flow.key.remote;
+            return Some((r, to_std(remote)));
+        }
+    }
+
+    /// Opens a connection to `remote` from one of the stack's addresses of the same family.
+    pub fn connect(&mut self, remote: SocketAddr) -> Result<FlowRef, StackError> {
+        if self.live >= self.max_flows {
+            return Err(StackError::FlowLimit(self.max_flows));
+        }
+        let remote_ip = IpAddress::from(remote.ip());
+        let local_ip = self
+            .iface
+            .get_source_address(&remote_ip)
+            .ok_or(StackError::Unaddressable(remote))?;
+        let span = (EPHEMERAL.end() - EPHEMERAL.start()) as u32 + 1;
+        let mut key = None;
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port == *EPHEMERAL.end() { *EPHEMERAL.start() } else { port + 1 };
+            let k = FlowKey {
+                local: (local_ip, port),
+                remote: (remote_ip, remote.port()),
+            };
+            if !self.by_key.contains_key(&k) && !self.by_port.contains_key(&port) {
+                key = Some(k);
+                break;
+            }
+        }
+        let key = key.ok_or(StackError::NoEphemeralPort(remote))?;
+        let mut socket = self.new_socket()?;
+        let local = IpEndpoint::new(key.local.0, key.local.1);
+        let remote_ep = IpEndpoint::new(remote_ip, remote.port());
+        socket
+            .1
+            .connect(self.iface.context(), remote_ep, local)
+            .map_err(|_| StackError::Unaddressable(remote))?;
+        let idx = self.insert(key, socket, Origin::Active);
+        let flow = self.flows[idx as usize].as_mut().expect("just inserted");
+        flow.attached = true;
+        let r = FlowRef { idx, gen: flow.gen };
+        self.mark_dirty(idx);
+        Ok(r)
+    }
+
+    fn valid(&self, r: FlowRef) -> bool {
+        matches!(self.flows.get(r.idx as usize), Some(Some(f)) if f.gen == r.gen)
+    }
+
+    /// Runs `op` on a connection's socket and schedules whatever it made necessary (data to
+    /// send, a window update). `None` if the connection is gone.
+    pub fn with_socket<R>(&mut self, r: FlowRef, op: impl FnOnce(&mut tcp::Socket<'static>) -> R) -> Option<R> {
+        if !self.valid(r) {
+            return None;
+        }
+        let out = op(self.socket(r.idx));
+        self.mark_dirty(r.idx);
+        Some(out)
+    }
+
+    /// Runs `op` on a connection's socket without scheduling anything (reading state,
+    /// registering wakers).
+    pub fn inspect<R>(&mut self, r: FlowRef, op: impl FnOnce(&mut tcp::Socket<'static>) -> R) -> Option<R> {
+        if !self.valid(r) {
+            return None;
+        }
+        Some(op(self.socket(r.idx)))
+    }
+
+    /// The application lets go of a connection. An open one is closed gracefully (FIN) and may
+    /// take up to a minute to finish; one with unread data is reset, as the kernel does.
+    pub fn release(&mut self, r: FlowRef) {
+        if !self.valid(r) {
+            return;
+        }
+        let socket = self.socket(r.idx);
+        if socket.state() == tcp::State::Closed {
+            self.remove(r.idx);
+            return;
+        }
+        if socket.recv_queue() > 0 {
+            socket.abort();
+        } else {
+            socket.close();
+            socket.set_timeout(Some(ORPHAN_TIMEOUT));
+        }
+        self.flows[r.idx as usize].as_mut().expect("valid flow").attached = false;
+        self.mark_dirty(r.idx);
+    }
+
+    /// The connection's endpoints (local, remote).
+    pub fn endpoints(&self, r: FlowRef) -> Option<(SocketAddr, SocketAddr)> {
+        if !self.valid(r) {
+            return None;
+        }
+        let key = self.flows[r.idx as usize].as_ref()?.key;
+        Some((to_std(key.local), to_std(key.remote)))
+    }
+
+    /// Connections in the flow table.
+    pub fn flow_count(&self) -> usize {
+        self.live
+    }
+}
+
+fn to_std((addr, port): (IpAddress, u16)) -> SocketAddr {
+    SocketAddr::new(IpAddr::from(addr), port)
+}
+
+fn smol_caps(caps: &DeviceCaps) -> DeviceCapabilities {
+    let mut c = DeviceCapabilities::default();
+    c.medium = Medium::Ethernet;
+    c.max_transmission_unit = caps.frame_mtu();
+    // Receive checksums are verified (and counted) by the classifier before smoltcp sees a
+    // frame, so smoltcp never checks them; it computes transmit ones unless the device does.
+    let tx = if caps.tx_checksum_offload { Checksum::None } else { Checksum::Tx };
+    let mut sums = ChecksumCapabilities::ignored();
+    sums.ipv4 = tx;
+    sums.tcp = tx;
+    sums.icmpv4 = tx;
+    sums.icmpv6 = tx;
+    c.checksum = sums;
+    c
+}
+
+/// smoltcp's view of our device while it sends: each frame goes straight to the device.
+struct Egress<'a, D: PacketDevice> {
+    dev: &'a mut D,
+    now: Instant,
+    caps: &'a DeviceCapabilities,
+    stats: Option<&'a StackStats>,
+    /// Set when a neighbour solicitation (ARP request, NDP NS) went out instead of data.
+    neighbor: &'a mut bool,
+}
+
+impl<D: PacketDevice> phy::TxToken for Egress<'_, D> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut f = Some(f);
+        let mut out = None;
+        let sent = self.dev.send(self.now, len, &mut |buf| {
+            if let Some(f) = f.take() {
+                out = Some(f(buf));
+            }
+            if is_solicitation(buf) {
+                *self.neighbor = true;
+            }
+        });
+        if let Some(stats) = self.stats {
+            match sent {
+                Ok(()) => stats.tx_frames.inc(),
+                Err(_) => stats.tx_errors.inc(),
+            }
+        }
+        match out {
+            Some(r) => r,
+            // The device failed before asking for the bytes: build them anyway, then drop them
+            // (TCP retransmits).
+            None => (f.take().expect("unused closure"))(&mut vec![0; len]),
+        }
+    }
+}
+
+impl<D: PacketDevice> phy::Device for Egress<'_, D> {
+    type RxToken<'b>
+        = FrameRx<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = Egress<'b, D>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _: Instant) -> Option<(FrameRx<'_>, Egress<'_, D>)> {
+        None
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<Egress<'_, D>> {
+        Some(Egress {
+            dev: self.dev,
+            now: self.now,
+            caps: self.caps,
+            stats: self.stats,
+            neighbor: self.neighbor,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.caps.clone()
+    }
+}
+
+/// smoltcp's view of our device while it processes one frame we already hold.
+struct Ingress<'a, 'f, D: PacketDevice> {
+    frame: Option<&'f [u8]>,
+    tx: Egress<'a, D>,
+}
+
+struct FrameRx<'f>(&'f [u8]);
+
+impl phy::RxToken for FrameRx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl<'a, 'f, D: PacketDevice> phy::Device for Ingress<'a, 'f, D> {
+    type RxToken<'b>
+        = FrameRx<'f>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = Egress<'b, D>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, now: Instant) -> Option<(FrameRx<'f>, Egress<'_, D>)> {
+        let frame = self.frame.take()?;
+        Some((FrameRx(frame), self.tx.transmit(now)?))
+    }
+
+    fn transmit(&mut self, now: Instant) -> Option<Egress<'_, D>> {
+        self.tx.transmit(now)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.tx.caps.clone()
+    }
+}
+
+/// An ARP request or an NDP neighbour solicitation.
+fn is_solicitation(frame: &[u8]) -> bool {
+    const ARP: [u8; 2] = [0x08, 0x06];
+    const IPV6: [u8; 2] = [0x86, 0xdd];
+    const ICMPV6: u8 = 58;
+    const NEIGHBOR_SOLICIT: u8 = 135;
+    match frame.get(12..14) {
+        Some(t) if t == ARP => true,
+        Some(t) if t == IPV6 => frame.get(20) == Some(&ICMPV6) && frame.get(54) == Some(&NEIGHBOR_SOLICIT),
+        _ => false,
+    }
+}
