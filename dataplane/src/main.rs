@@ -48,15 +48,15 @@ fn main() -> ExitCode {
         eprintln!("error: -l: {e}");
         return ExitCode::from(1);
     }
-    // Only the kernel backend exists so far, so a valid --io changes nothing yet; an invalid one
-    // is refused with the same words the config file gets.
-    if let Some(io) = &args.io {
-        if let Err(e) = config::IoBackend::from_name(io) {
-            eprintln!("error: --io {io}: {e}");
+    // --io is refused with the same words the config file gets.
+    let io = match args.io.as_deref().map(config::IoBackend::from_name).transpose() {
+        Ok(io) => io,
+        Err(e) => {
+            eprintln!("error: --io: {e}");
             return ExitCode::from(1);
         }
-    }
-    let bootstrap = match config::load_file(&args.config) {
+    };
+    let bootstrap = match load(&args.config, io) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {}: {e}", args.config.display());
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
             println!("configuration '{}' OK", args.config.display());
             ExitCode::SUCCESS
         }
-        Mode::Serve => match serve(&args, bootstrap) {
+        Mode::Serve => match serve(&args, io, bootstrap) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -78,7 +78,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: &Args, bootstrap: config::Bootstrap) -> Result<(), String> {
+/// Loads the config file and applies the `--io` override, on start and on every reload alike
+/// (so a reload never "changes" the backend the process runs).
+fn load(path: &Path, io: Option<config::IoBackend>) -> Result<config::Bootstrap, String> {
+    let mut b = config::load_file(path).map_err(|e| e.to_string())?;
+    if let Some(io) = io {
+        b.sluice.io_backend = io;
+        b.sluice
+            .userspace
+            .check(io)
+            .map_err(|e| format!("with --io: {e}"))?;
+    }
+    Ok(b)
+}
+
+fn serve(args: &Args, io: Option<config::IoBackend>, bootstrap: config::Bootstrap) -> Result<(), String> {
     // Bind the admin port first: a port in use there should fail before workers start.
     let admin_listener = match &bootstrap.admin {
         Some(a) => Some(std::net::TcpListener::bind(a.address).map_err(|source| {
@@ -121,11 +135,15 @@ fn serve(args: &Args, bootstrap: config::Bootstrap) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the main event loop: {e}"))?;
-    rt.block_on(signals(&args.config, &mut dataplane))
+    rt.block_on(signals(&args.config, io, &mut dataplane))
 }
 
 /// Waits for signals: SIGHUP reloads the config file; SIGINT and SIGTERM stop sluice.
-async fn signals(path: &Path, dataplane: &mut Dataplane) -> Result<(), String> {
+async fn signals(
+    path: &Path,
+    io: Option<config::IoBackend>,
+    dataplane: &mut Dataplane,
+) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let sig = |k| signal(k).map_err(|e| format!("cannot install signal handler: {e}"));
     let mut hup = sig(SignalKind::hangup())?;
@@ -133,7 +151,7 @@ async fn signals(path: &Path, dataplane: &mut Dataplane) -> Result<(), String> {
     let mut term = sig(SignalKind::terminate())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, dataplane),
+            _ = hup.recv() => reload(path, io, dataplane),
             _ = int.recv() => break,
             _ = term.recv() => break,
         }
@@ -142,12 +160,10 @@ async fn signals(path: &Path, dataplane: &mut Dataplane) -> Result<(), String> {
     Ok(())
 }
 
-fn reload(path: &Path, dataplane: &mut Dataplane) {
+fn reload(path: &Path, io: Option<config::IoBackend>, dataplane: &mut Dataplane) {
     let stats = dataplane.stats();
     stats.server.config_reloads_total.inc();
-    let result = config::load_file(path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| dataplane.apply(b).map_err(|e| e.to_string()));
+    let result = load(path, io).and_then(|b| dataplane.apply(b).map_err(|e| e.to_string()));
     match result {
         Ok(version) => tracing::info!(version, file = %path.display(), "config reloaded"),
         Err(e) => {

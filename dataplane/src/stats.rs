@@ -203,6 +203,8 @@ fn host_key(cluster: &str, address: &str) -> String {
 pub struct Stats {
     pub server: ServerStats,
     pub shards: Vec<Shard>,
+    /// The userspace stack's counters, once a worker runs one.
+    pub stack: std::sync::OnceLock<Arc<sluice_tcpstack::stats::StackStats>>,
 }
 
 /// Sums one kind of block over every shard: name -> (metric -> (kind, value)).
@@ -239,6 +241,7 @@ impl Stats {
         Arc::new(Stats {
             server: ServerStats::default(),
             shards: (0..workers).map(|_| Shard::default()).collect(),
+            stack: std::sync::OnceLock::new(),
         })
     }
 
@@ -323,6 +326,17 @@ impl Stats {
                 for (metric, (kind, v)) in metrics {
                     push(format!("sluice_{prefix}_{metric}"), kind, labels.clone(), v);
                 }
+            }
+        }
+        if let Some(stack) = self.stack.get() {
+            for (metric, _help, v) in stack.each() {
+                // Gauges by name: the stack's counters only ever grow, except these.
+                let kind = if metric.starts_with("flows_active") || metric.starts_with("flows_half_open") {
+                    Kind::Gauge
+                } else {
+                    Kind::Counter
+                };
+                push(format!("sluice_stack_{metric}"), kind, String::new(), v);
             }
         }
         for (family, (kind, rows)) in series {

@@ -6,6 +6,7 @@ use super::duration::parse_duration;
 use super::model::*;
 use super::reader::{ConfigError, Node, Result};
 use super::rpc_proxy;
+use super::userspace;
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -96,7 +97,7 @@ fn parse_extension(node: Node<'_>) -> Result<SluiceExtension> {
     let mut ext = SluiceExtension::default();
     if let Some(io) = node.get("io") {
         let io = io.node();
-        io.expect_fields(&["backend", "splice"], &[])?;
+        io.expect_fields(&["backend", "splice", "tap", "tcp", "pcap"], &[])?;
         if let Some(b) = io.get("backend") {
             let b = b.node();
             ext.io_backend = IoBackend::from_name(b.as_str()?).map_err(|e| b.error(e))?;
@@ -104,6 +105,23 @@ fn parse_extension(node: Node<'_>) -> Result<SluiceExtension> {
         if let Some(s) = io.get("splice") {
             ext.splice = s.node().as_bool()?;
         }
+        if let Some(t) = io.get("tap") {
+            ext.userspace.tap = Some(userspace::parse_tap(t.node())?);
+        }
+        if let Some(t) = io.get("tcp") {
+            ext.userspace.tcp = userspace::parse_tcp(t.node())?;
+        }
+        if let Some(p) = io.get("pcap") {
+            let p = p.node();
+            let path = p.as_str()?;
+            if path.is_empty() {
+                return Err(p.error("must be a file path"));
+            }
+            ext.userspace.pcap = Some(path.into());
+        }
+        ext.userspace
+            .check(ext.io_backend)
+            .map_err(|e| io.error(e))?;
     }
     if let Some(w) = node.get("workers") {
         let w = w.node();

@@ -6,9 +6,11 @@ pub mod duration;
 pub mod model;
 pub mod reader;
 pub mod rpc_proxy;
+pub mod userspace;
 
 pub use model::*;
 pub use reader::ConfigError;
+pub use userspace::{IoBackend, StackTcpConfig, TapConfig, UserspaceConfig};
 
 use std::path::Path;
 

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use super::userspace::{IoBackend, UserspaceConfig};
+
 #[derive(Debug, Clone)]
 pub struct Bootstrap {
     pub admin: Option<AdminConfig>,
@@ -277,6 +279,8 @@ pub struct SluiceExtension {
     pub splice: bool,
     /// CPUs to pin workers to, in order; default: the CPUs the process may run on.
     pub worker_cpus: Option<Vec<usize>>,
+    /// The userspace stack's settings (used with backend tap).
+    pub userspace: UserspaceConfig,
 }
 
 impl Default for SluiceExtension {
@@ -285,24 +289,7 @@ impl Default for SluiceExtension {
             io_backend: IoBackend::Kernel,
             splice: true,
             worker_cpus: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoBackend {
-    Kernel,
-}
-
-impl IoBackend {
-    /// The backend a name selects, for the config's `sluice.io.backend` and the `--io` flag.
-    pub fn from_name(name: &str) -> Result<IoBackend, String> {
-        match name {
-            "kernel" => Ok(IoBackend::Kernel),
-            "tap" | "dpdk" => Err(format!(
-                "IO backend \"{name}\" is not available in this version of sluice yet (available: kernel)"
-            )),
-            _ => Err(format!("unknown IO backend \"{name}\" (expected kernel, tap or dpdk)")),
+            userspace: UserspaceConfig::default(),
         }
     }
 }

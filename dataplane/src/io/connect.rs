@@ -21,8 +21,17 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-/// Connects to `addr` within `timeout`. Nagle is off: a proxy must not add delay to small writes.
+/// Connects to `addr` within `timeout`, through this worker's userspace stack if it has one,
+/// else through the kernel. Nagle is off either way: a proxy must not delay small writes.
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Connection, ConnectError> {
+    if let Some(stack) = super::userspace::current() {
+        let connecting = sluice_tcpstack::socket::TcpStream::connect(&stack, addr);
+        return match tokio::time::timeout(timeout, connecting).await {
+            Err(_) => Err(ConnectError::Timeout),
+            Ok(Err(e)) => Err(ConnectError::Io(e)),
+            Ok(Ok(s)) => Ok(Connection::Stream(Box::new(s))),
+        };
+    }
     let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => return Err(ConnectError::Timeout),
         Ok(Err(e)) => return Err(ConnectError::Io(e)),

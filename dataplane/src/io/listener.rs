@@ -1,6 +1,7 @@
 //! Listening sockets: one per worker per listener address, all bound with SO_REUSEPORT so the
 //! kernel spreads incoming connections over the workers with no shared accept queue.
 
+use super::Connection;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 
@@ -74,6 +75,29 @@ pub fn bind_reuseport(
         out.push(s.into());
     }
     Ok(out)
+}
+
+/// A worker's listening endpoint on either transport.
+pub enum Acceptor {
+    Kernel(tokio::net::TcpListener),
+    Stack(sluice_tcpstack::socket::TcpListener),
+}
+
+impl Acceptor {
+    pub async fn accept(&self) -> io::Result<(Connection, SocketAddr)> {
+        match self {
+            Acceptor::Kernel(l) => {
+                let (s, peer) = l.accept().await?;
+                // Nagle off downstream too: the proxy adds no latency to small writes.
+                let _ = s.set_nodelay(true);
+                Ok((Connection::Kernel(s), peer))
+            }
+            Acceptor::Stack(l) => {
+                let (s, peer) = l.accept().await?;
+                Ok((Connection::Stream(Box::new(s)), peer))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod affinity;
 pub mod connect;
 pub mod listener;
 pub mod splice;
+pub mod userspace;
 
 use std::io;
 use std::pin::Pin;

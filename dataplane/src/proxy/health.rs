@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The outcome of one check.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,14 +38,14 @@ pub async fn check_once(kind: HealthCheckKind, addr: SocketAddr, timeout: Durati
 }
 
 async fn probe(kind: HealthCheckKind, addr: SocketAddr) -> Verdict {
-    let mut stream = match TcpStream::connect(addr).await {
+    // Through the same transport as the traffic: on a userspace-stack worker, through its stack.
+    let mut stream = match crate::io::connect::connect(addr, Duration::from_secs(3600)).await {
         Ok(s) => s,
         Err(e) => return Verdict::Unhealthy(format!("connect: {e}")),
     };
     match kind {
         HealthCheckKind::TcpConnect => Verdict::Healthy,
         HealthCheckKind::BoltHeartbeat => {
-            let _ = stream.set_nodelay(true);
             let mut hb = BytesMut::new();
             Bolt.heartbeat(1, &mut hb);
             if let Err(e) = stream.write_all(&hb).await {
@@ -151,6 +150,15 @@ impl HealthChecker {
         if let Err(e) = spawned {
             tracing::error!("cannot start the health-check thread: {e}; endpoints stay healthy");
         }
+        HealthChecker { stop }
+    }
+
+    /// Runs the checks as a task of the current thread's event loop instead of a thread of
+    /// their own: a worker with a userspace stack runs them there, so probes take the stack's
+    /// path to the endpoints, as its traffic does.
+    pub fn start_local(current: Arc<ArcSwap<Snapshot>>) -> HealthChecker {
+        let stop = Arc::new(AtomicBool::new(false));
+        tokio::task::spawn_local(supervise(current, stop.clone()));
         HealthChecker { stop }
     }
 }

@@ -7,7 +7,8 @@ pub mod dns;
 pub mod snapshot;
 pub mod worker;
 
-use crate::config::{Bootstrap, Discovery};
+use crate::config::{Bootstrap, Discovery, IoBackend};
+use crate::io::userspace::StackPlan;
 use crate::io::affinity::allowed_cpus;
 use crate::io::listener::bind_reuseport;
 use crate::proxy::hosts::ClusterHosts;
@@ -68,6 +69,8 @@ pub struct Dataplane {
     bound: HashMap<ListenerKey, SocketAddr>,
     dns: Option<dns::Refresher>,
     health: Option<crate::proxy::health::HealthChecker>,
+    /// With a userspace stack: the addresses it owns (listeners must use one of them).
+    stack_addresses: Option<Vec<std::net::IpAddr>>,
 }
 
 /// Chooses the CPU of each worker: the configured list, or the CPUs this process may use.
@@ -94,34 +97,67 @@ pub fn worker_cpus(configured: Option<&[usize]>, workers: usize) -> Result<Vec<u
 impl Dataplane {
     /// Starts `concurrency` pinned workers and applies the first config.
     pub fn start(bootstrap: Bootstrap, concurrency: usize) -> Result<Dataplane, ApplyError> {
-        let concurrency = concurrency.max(1);
-        let cpus = worker_cpus(bootstrap.sluice.worker_cpus.as_deref(), concurrency)?;
-        let stats = Stats::new(concurrency);
-        let mut workers = Vec::with_capacity(concurrency);
-        for (id, cpu) in cpus.iter().enumerate() {
-            let w = worker::spawn(id, Some(*cpu), stats.clone())
-                .map_err(|e| ApplyError(format!("cannot start worker {id}: {e}")))?;
-            workers.push(w);
+        let ext = &bootstrap.sluice;
+        ext.userspace.check(ext.io_backend).map_err(ApplyError)?;
+        let tap = match ext.io_backend {
+            IoBackend::Tap => ext.userspace.tap.clone(),
+            IoBackend::Kernel => None,
+        };
+        let mut concurrency = concurrency.max(1);
+        if tap.is_some() && concurrency > 1 {
+            // One TAP queue feeds one stack; spreading flows over workers needs the NIC's RSS
+            // (the DPDK backend).
+            tracing::info!("TAP mode runs one worker (one TAP queue, one stack)");
+            concurrency = 1;
         }
+        let cpus = worker_cpus(ext.worker_cpus.as_deref(), concurrency)?;
+        let stats = Stats::new(concurrency);
         let empty = Snapshot {
             version: 0,
             bootstrap: Arc::new(bootstrap.clone()),
             clusters: HashMap::new(),
             bound: Vec::new(),
         };
+        let current = Arc::new(ArcSwap::from_pointee(empty));
+        let mut workers = Vec::with_capacity(concurrency);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        for (id, cpu) in cpus.iter().enumerate() {
+            let stack = tap.as_ref().map(|_| worker::StackWorker {
+                plan: StackPlan {
+                    backend: ext.io_backend,
+                    config: ext.userspace.clone(),
+                },
+                current: current.clone(),
+            });
+            let w = worker::spawn(id, Some(*cpu), stats.clone(), stack, ready_tx.clone())
+                .map_err(|e| ApplyError(format!("cannot start worker {id}: {e}")))?;
+            workers.push(w);
+        }
+        drop(ready_tx);
+        for _ in 0..concurrency {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(ApplyError(e)),
+                Err(_) => return Err(ApplyError("a worker stopped while starting".into())),
+            }
+        }
         let mut dp = Dataplane {
             workers,
             stats,
-            current: Arc::new(ArcSwap::from_pointee(empty)),
+            current,
             bound: HashMap::new(),
             dns: None,
             health: None,
+            stack_addresses: tap.map(|t| t.addresses.iter().map(|a| a.0).collect()),
         };
         dp.apply(bootstrap)?;
         dp.dns = Some(dns::Refresher::start(dp.current.clone()));
-        dp.health = Some(crate::proxy::health::HealthChecker::start(
-            dp.current.clone(),
-        ));
+        if dp.stack_addresses.is_none() {
+            // With a userspace stack, its worker runs the checks (see `StackWorker`).
+            dp.health = Some(crate::proxy::health::HealthChecker::start(
+                dp.current.clone(),
+            ));
+        }
         tracing::info!(workers = concurrency, cpus = ?cpus, "workers started");
         Ok(dp)
     }
@@ -157,6 +193,13 @@ impl Dataplane {
             let key = ListenerKey::of(l);
             let addr = match self.bound.get(&key) {
                 Some(a) => *a,
+                None if self.stack_addresses.is_some() => {
+                    // The worker listens on its stack; here only check the address is its.
+                    self.check_stack_address(l.address).map_err(|e| {
+                        ApplyError(format!("static_resources.listeners[{i}] ({}): {e}", l.name))
+                    })?;
+                    l.address
+                }
                 None => {
                     let sockets = bind_reuseport(l.address, n, l.backlog).map_err(|e| {
                         ApplyError(format!("static_resources.listeners[{i}] ({}): {e}", l.name))
@@ -213,6 +256,22 @@ impl Dataplane {
             )));
         }
         Ok(version)
+    }
+
+    fn check_stack_address(&self, addr: SocketAddr) -> Result<(), String> {
+        let ours = self.stack_addresses.as_deref().unwrap_or_default();
+        if addr.port() == 0 {
+            return Err(format!(
+                "cannot listen on {addr}: the userspace stack needs an explicit port"
+            ));
+        }
+        if !addr.ip().is_unspecified() && !ours.contains(&addr.ip()) {
+            return Err(format!(
+                "cannot listen on {addr}: not an address of the userspace stack (sluice.io.tap.addresses: {})",
+                ours.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// The listeners as bound now: name and actual address.

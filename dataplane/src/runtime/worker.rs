@@ -6,7 +6,10 @@
 use super::snapshot::{ListenerKey, Snapshot};
 use crate::config::{NetworkFilter, TcpRoute};
 use crate::io::affinity::pin_current_thread;
-use crate::io::Connection;
+use crate::io::listener::Acceptor;
+use crate::io::userspace::{self, StackPlan};
+use crate::proxy::health::HealthChecker;
+use arc_swap::ArcSwap;
 use crate::proxy::cluster::Cluster;
 use crate::proxy::lb::Rng;
 use crate::proxy::rpc_proxy::RpcProxy;
@@ -17,7 +20,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -52,7 +54,22 @@ struct ActiveListener {
     task: JoinHandle<()>,
 }
 
-pub fn spawn(id: usize, cpu: Option<usize>, stats: Arc<Stats>) -> std::io::Result<WorkerHandle> {
+/// A worker that runs the userspace stack: what to build, and the config its health checks
+/// follow (they run on the worker, through the stack).
+pub struct StackWorker {
+    pub plan: StackPlan,
+    pub current: Arc<ArcSwap<Snapshot>>,
+}
+
+/// Starts a worker thread. `ready` hears once whether its start-up (building a userspace stack,
+/// if it has one) worked.
+pub fn spawn(
+    id: usize,
+    cpu: Option<usize>,
+    stats: Arc<Stats>,
+    stack: Option<StackWorker>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) -> std::io::Result<WorkerHandle> {
     let (tx, rx) = mpsc::unbounded_channel();
     let thread = std::thread::Builder::new()
         .name(format!("sluice-worker-{id}"))
@@ -73,7 +90,7 @@ pub fn spawn(id: usize, cpu: Option<usize>, stats: Arc<Stats>) -> std::io::Resul
                 }
             };
             let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, run(id, rx, stats));
+            local.block_on(&rt, run(id, rx, stats, stack, ready));
         })?;
     Ok(WorkerHandle {
         id,
@@ -82,7 +99,30 @@ pub fn spawn(id: usize, cpu: Option<usize>, stats: Arc<Stats>) -> std::io::Resul
     })
 }
 
-async fn run(id: usize, mut updates: mpsc::UnboundedReceiver<WorkerUpdate>, stats: Arc<Stats>) {
+async fn run(
+    id: usize,
+    mut updates: mpsc::UnboundedReceiver<WorkerUpdate>,
+    stats: Arc<Stats>,
+    stack: Option<StackWorker>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) {
+    let _health = match stack {
+        Some(s) => match userspace::start(&s.plan) {
+            Ok(stack_stats) => {
+                let _ = stats.stack.set(stack_stats);
+                let _ = ready.send(Ok(()));
+                Some(HealthChecker::start_local(s.current))
+            }
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        },
+        None => {
+            let _ = ready.send(Ok(()));
+            None
+        }
+    };
     let rng = Rc::new(RefCell::new(Rng::from_entropy()));
     let mut listeners: HashMap<ListenerKey, ActiveListener> = HashMap::new();
     while let Some(mut update) = updates.recv().await {
@@ -174,11 +214,16 @@ fn apply(
             *existing.current.borrow_mut() = runtime;
             continue;
         }
-        let socket = update
-            .sockets
-            .remove(&key)
-            .ok_or_else(|| format!("no socket was bound for listener {key:?}"))?;
-        let socket = TcpListener::from_std(socket).map_err(|e| format!("listener {key:?}: {e}"))?;
+        let socket = match (update.sockets.remove(&key), userspace::current(), &key) {
+            (Some(s), _, _) => Acceptor::Kernel(
+                tokio::net::TcpListener::from_std(s).map_err(|e| format!("listener {key:?}: {e}"))?,
+            ),
+            (None, Some(stack), ListenerKey::Address(addr)) => Acceptor::Stack(
+                sluice_tcpstack::socket::TcpListener::bind(&stack, *addr)
+                    .map_err(|e| format!("listener {addr}: {e}"))?,
+            ),
+            _ => return Err(format!("no socket was bound for listener {key:?}")),
+        };
         let current = Rc::new(RefCell::new(runtime));
         let task =
             tokio::task::spawn_local(accept_loop(socket, current.clone(), stats.clone(), id));
@@ -188,17 +233,15 @@ fn apply(
 }
 
 async fn accept_loop(
-    socket: TcpListener,
+    socket: Acceptor,
     current: Rc<RefCell<Rc<ListenerRuntime>>>,
     stats: Arc<Stats>,
     worker: usize,
 ) {
     loop {
         match socket.accept().await {
-            Ok((stream, peer)) => {
+            Ok((conn, peer)) => {
                 let runtime = current.borrow().clone();
-                // Nagle off downstream too: the proxy adds no latency to small writes.
-                let _ = stream.set_nodelay(true);
                 let stats = stats.clone();
                 tokio::task::spawn_local(async move {
                     let w = &stats.shards[worker].worker;
@@ -206,7 +249,6 @@ async fn accept_loop(
                     runtime.stats.downstream_cx_total.inc();
                     let _active = Active::raise(&runtime.stats.downstream_cx_active);
                     let _w_active = Active::raise(&w.downstream_cx_active);
-                    let conn = Connection::Kernel(stream);
                     match &runtime.filter {
                         Filter::Tcp(p) => p.clone().serve(conn, peer).await,
                         Filter::Rpc(p) => p.clone().serve(conn, peer).await,

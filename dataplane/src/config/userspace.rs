@@ -1,0 +1,262 @@
+//! `sluice.io`: which IO backend carries connections, and the userspace stack's settings
+//! (`tap`, `tcp`, `pcap`) when it is not the kernel.
+
+use super::duration::parse_duration;
+use super::reader::{Node, Result};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use sluice_tcpstack::Congestion;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoBackend {
+    Kernel,
+    /// The userspace stack on a TAP device.
+    Tap,
+}
+
+impl IoBackend {
+    /// The backend a name selects, for the config's `sluice.io.backend` and the `--io` flag.
+    pub fn from_name(name: &str) -> std::result::Result<IoBackend, String> {
+        match name {
+            "kernel" => Ok(IoBackend::Kernel),
+            "tap" => Ok(IoBackend::Tap),
+            "dpdk" => Err(format!(
+                "IO backend \"{name}\" is not available in this version of sluice yet (available: kernel, tap)"
+            )),
+            _ => Err(format!("unknown IO backend \"{name}\" (expected kernel, tap or dpdk)")),
+        }
+    }
+}
+
+/// `sluice.io.tap`: the TAP device the userspace stack sits behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapConfig {
+    /// Interface name, created if missing (default `sluice0`).
+    pub name: String,
+    /// Addresses the stack owns, with prefix lengths ("10.99.0.2/24").
+    pub addresses: Vec<(IpAddr, u8)>,
+    /// Default gateways, at most one per address family.
+    pub gateways: Vec<IpAddr>,
+    /// The stack's MAC address (default: locally administered, derived from the first address).
+    pub mac: [u8; 6],
+    /// Link MTU on both sides of the TAP (default 1500).
+    pub mtu: usize,
+}
+
+/// `sluice.io.tcp`: the userspace stack's TCP settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackTcpConfig {
+    pub congestion: Congestion,
+    pub receive_buffer_bytes: usize,
+    pub send_buffer_bytes: usize,
+    pub keepalive_interval: Option<Duration>,
+    pub max_half_open: usize,
+    pub accept_backlog: usize,
+    pub max_connections: usize,
+}
+
+impl Default for StackTcpConfig {
+    fn default() -> Self {
+        let d = sluice_tcpstack::TcpTuning::default();
+        StackTcpConfig {
+            congestion: d.congestion,
+            receive_buffer_bytes: d.rx_buffer,
+            send_buffer_bytes: d.tx_buffer,
+            keepalive_interval: None,
+            max_half_open: d.max_half_open,
+            accept_backlog: d.accept_backlog,
+            max_connections: 1_000_000,
+        }
+    }
+}
+
+/// Everything under `sluice.io` that concerns the userspace stack.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserspaceConfig {
+    pub tap: Option<TapConfig>,
+    pub tcp: StackTcpConfig,
+    /// Record every frame the stack sends and receives to this pcap file.
+    pub pcap: Option<PathBuf>,
+}
+
+impl UserspaceConfig {
+    /// Checks that `backend` has what it needs; called after any `--io` override.
+    pub fn check(&self, backend: IoBackend) -> std::result::Result<(), String> {
+        match backend {
+            IoBackend::Tap if self.tap.is_none() => Err(
+                "sluice.io.backend tap needs a sluice.io.tap section with at least one address".into(),
+            ),
+            IoBackend::Kernel if self.pcap.is_some() => Err(
+                "sluice.io.pcap records the userspace stack's frames; it needs backend tap".into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+pub fn parse_tap(node: Node<'_>) -> Result<TapConfig> {
+    node.expect_fields(&["name", "addresses", "gateways", "mac", "mtu"], &[])?;
+    let name = match node.get("name") {
+        Some(n) => {
+            let n = n.node();
+            let s = n.as_str()?;
+            if s.is_empty() || s.len() > 15 || s.contains('/') || s.contains(char::is_whitespace) {
+                return Err(n.error("an interface name is 1 to 15 characters, no '/' or spaces"));
+            }
+            s.to_string()
+        }
+        None => "sluice0".to_string(),
+    };
+    let list = node.require("addresses")?;
+    let mut addresses = Vec::new();
+    for item in list.node().items()? {
+        let n = item.node();
+        addresses.push(parse_cidr(n.as_str()?).map_err(|e| n.error(e))?);
+    }
+    if addresses.is_empty() {
+        return Err(list.node().error("the stack needs at least one address"));
+    }
+    let mut gateways: Vec<IpAddr> = Vec::new();
+    if let Some(g) = node.get("gateways") {
+        for item in g.node().items()? {
+            let n = item.node();
+            let ip: IpAddr = n.as_str()?.parse().map_err(|_| n.error("not an IP address"))?;
+            if gateways.iter().any(|x| x.is_ipv4() == ip.is_ipv4()) {
+                return Err(n.error("at most one gateway per address family"));
+            }
+            gateways.push(ip);
+        }
+    }
+    let mac = match node.get("mac") {
+        Some(m) => {
+            let n = m.node();
+            let mac = parse_mac(n.as_str()?).map_err(|e| n.error(e))?;
+            if mac[0] & 1 != 0 {
+                return Err(n.error("a multicast MAC address cannot be an interface's"));
+            }
+            mac
+        }
+        None => derived_mac(addresses[0].0),
+    };
+    let mtu = match node.get("mtu") {
+        Some(m) => {
+            let n = m.node();
+            let v = n.as_u32()? as usize;
+            if !(1280..=65521).contains(&v) {
+                return Err(n.error("mtu must be between 1280 and 65521"));
+            }
+            v
+        }
+        None => 1500,
+    };
+    Ok(TapConfig {
+        name,
+        addresses,
+        gateways,
+        mac,
+        mtu,
+    })
+}
+
+pub fn parse_tcp(node: Node<'_>) -> Result<StackTcpConfig> {
+    node.expect_fields(
+        &[
+            "congestion",
+            "receive_buffer_bytes",
+            "send_buffer_bytes",
+            "keepalive_interval",
+            "max_half_open",
+            "accept_backlog",
+            "max_connections",
+        ],
+        &[],
+    )?;
+    let mut c = StackTcpConfig::default();
+    if let Some(n) = node.get("congestion") {
+        let n = n.node();
+        c.congestion = match n.as_str()? {
+            "cubic" => Congestion::Cubic,
+            "reno" => Congestion::Reno,
+            "none" => Congestion::None,
+            other => return Err(n.error(format!("unknown congestion control \"{other}\" (expected cubic, reno or none)"))),
+        };
+    }
+    let sized = |field: &str, min: u64, max: u64, into: &mut usize| -> Result<()> {
+        if let Some(n) = node.get(field) {
+            let n = n.node();
+            let v = n.as_u64()?;
+            if !(min..=max).contains(&v) {
+                return Err(n.error(format!("must be between {min} and {max}")));
+            }
+            *into = v as usize;
+        }
+        Ok(())
+    };
+    sized("receive_buffer_bytes", 4096, 1 << 30, &mut c.receive_buffer_bytes)?;
+    sized("send_buffer_bytes", 4096, 1 << 30, &mut c.send_buffer_bytes)?;
+    sized("max_half_open", 1, 1 << 24, &mut c.max_half_open)?;
+    sized("accept_backlog", 1, 1 << 24, &mut c.accept_backlog)?;
+    sized("max_connections", 1, 1 << 26, &mut c.max_connections)?;
+    if let Some(n) = node.get("keepalive_interval") {
+        let d = parse_duration(n.node())?;
+        c.keepalive_interval = (!d.is_zero()).then_some(d);
+    }
+    Ok(c)
+}
+
+fn parse_cidr(s: &str) -> std::result::Result<(IpAddr, u8), String> {
+    let (ip, prefix) = s
+        .split_once('/')
+        .ok_or_else(|| format!("\"{s}\": expected address/prefix-length, such as 10.99.0.2/24"))?;
+    let ip: IpAddr = ip.parse().map_err(|_| format!("\"{ip}\" is not an IP address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= max)
+        .ok_or_else(|| format!("\"{prefix}\": prefix length must be 0 to {max}"))?;
+    if ip.is_unspecified() || ip.is_multicast() {
+        return Err(format!("{ip} cannot be an interface address"));
+    }
+    Ok((ip, prefix))
+}
+
+fn parse_mac(s: &str) -> std::result::Result<[u8; 6], String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        return Err(format!("\"{s}\": expected six hex bytes separated by ':'"));
+    }
+    for (d, p) in mac.iter_mut().zip(parts) {
+        *d = u8::from_str_radix(p, 16).map_err(|_| format!("\"{s}\": \"{p}\" is not a hex byte"))?;
+    }
+    Ok(mac)
+}
+
+/// A locally administered unicast MAC that differs per stack address.
+fn derived_mac(ip: IpAddr) -> [u8; 6] {
+    let o = match ip {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets()[12..].to_vec(),
+    };
+    [0x02, 0x73, o[0], o[1], o[2], o[3]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_and_mac_errors_say_what_is_wrong() {
+        assert_eq!(parse_cidr("10.0.0.1/24").unwrap(), ("10.0.0.1".parse().unwrap(), 24));
+        assert!(parse_cidr("10.0.0.1").unwrap_err().contains("address/prefix-length"));
+        assert!(parse_cidr("10.0.0.1/33").unwrap_err().contains("0 to 32"));
+        assert!(parse_cidr("0.0.0.0/8").unwrap_err().contains("cannot be an interface"));
+        assert_eq!(parse_mac("02:00:00:00:00:0a").unwrap(), [2, 0, 0, 0, 0, 10]);
+        assert!(parse_mac("02:00:00:00:00").unwrap_err().contains("six hex bytes"));
+        assert!(parse_mac("02:00:00:00:00:zz").unwrap_err().contains("not a hex byte"));
+        assert_eq!(derived_mac("10.99.0.2".parse().unwrap()), [2, 0x73, 10, 99, 0, 2]);
+    }
+}
