@@ -36,6 +36,8 @@ pub struct Options {
 struct Totals {
     ok: u64,
     failed: u64,
+    /// Connections that ended before the run did (closed, reset or stalled).
+    connection_errors: u64,
 }
 
 pub async fn run(o: Options) -> std::io::Result<()> {
@@ -66,8 +68,9 @@ pub async fn run(o: Options) -> std::io::Result<()> {
         let (t, h, tot) = (template.clone(), hist.clone(), totals.clone());
         let pipeline = o.pipeline;
         tasks.push(tokio::task::spawn_local(async move {
-            if let Err(e) = connection(s, t, pipeline, warm_end, end, h, tot).await {
+            if let Err(e) = connection(s, t, pipeline, warm_end, end, h, tot.clone()).await {
                 eprintln!("load connection failed: {e}");
+                tot.borrow_mut().connection_errors += 1;
             }
         }));
     }
@@ -82,6 +85,7 @@ pub async fn run(o: Options) -> std::io::Result<()> {
         serde_json::json!({
             "requests": h.count(),
             "failed": t.failed,
+            "connection_errors": t.connection_errors,
             "ok": t.ok,
             "seconds": secs,
             "qps": h.count() as f64 / secs,

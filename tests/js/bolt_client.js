@@ -38,7 +38,7 @@ function connection(id) {
       encoder.boltVersion = 2;
       encoder.crcEnable = flag('crc');
     }
-    const socket = net.connect(port, '127.0.0.1');
+    const socket = net.connect(port, opt('host', '127.0.0.1'));
     encoder.pipe(socket).pipe(decoder);
     const waiting = new Map(); // packet id -> { arg, timer }
     let packetId = id * 1000000;

@@ -44,7 +44,7 @@ const server = net.createServer(socket => {
     if (!flag('no-heartbeat')) encoder.writeHeartbeatAck(hb);
   });
 });
-server.listen(Number(opt('port', '0')), '127.0.0.1', () => {
+server.listen(Number(opt('port', '0')), opt('host', '127.0.0.1'), () => {
   console.log(`listening ${server.address().port}`);
 });
 process.on('SIGTERM', () => process.exit(0));

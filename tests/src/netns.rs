@@ -1,0 +1,166 @@
+//! TAP-mode topologies for tests: sluice runs in the test's network namespace with its stack
+//! behind a TAP device; the TAP is moved into a fresh namespace where the Linux kernel's own TCP
+//! (curl, socat, iperf3, node, ...) talks to the stack. Everything stays inside that namespace.
+//!
+//! These need root (TAP devices, namespaces). Without it a test skips with a printed reason,
+//! unless SLUICE_REQUIRE_PRIVILEGED=1 (CI), where it fails.
+
+use crate::{wait_until, Sluice};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// The namespace side of the TAP and the stack's side.
+pub const NS_IP: &str = "10.99.0.1";
+pub const STACK_IP: &str = "10.99.0.2";
+pub const NS_IP6: &str = "fd99::1";
+pub const STACK_IP6: &str = "fd99::2";
+
+/// Whether this process may create TAP devices and namespaces. Prints why not, or panics when
+/// privileged tests are required.
+pub fn privileged(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let tun = std::path::Path::new("/dev/net/tun").exists();
+    let ip = Command::new("ip").arg("-V").output().is_ok();
+    if root && tun && ip {
+        return true;
+    }
+    let why = format!(
+        "{test} needs root, /dev/net/tun and iproute2 (root: {root}, /dev/net/tun: {tun}, ip: {ip})"
+    );
+    if std::env::var("SLUICE_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+        panic!("{why}; SLUICE_REQUIRE_PRIVILEGED=1 says it must run here");
+    }
+    eprintln!("skipping: {why}");
+    false
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn ip(args: &[&str]) {
+    run(Command::new("ip").args(args));
+}
+
+/// A network namespace, deleted (with everything in it) on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this process and call, short enough for an interface (15 bytes).
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{:x}{n}", std::process::id() % 0xfffff)
+}
+
+impl Netns {
+    pub fn new() -> Netns {
+        let name = unique("slns");
+        ip(&["netns", "add", &name]);
+        ip(&["-n", &name, "link", "set", "lo", "up"]);
+        Netns { name }
+    }
+
+    /// A command that runs `program` inside the namespace.
+    pub fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Runs a command in the namespace to completion and returns its output; panics on failure.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        run(self.cmd(program).args(args).stdin(Stdio::null()))
+    }
+
+    /// Moves the TAP device `tap` here and gives this side its addresses.
+    pub fn adopt_tap(&self, tap: &str) {
+        ip(&["link", "set", tap, "netns", &self.name]);
+        let ns = self.name.as_str();
+        ip(&["-n", ns, "addr", "add", &format!("{NS_IP}/24"), "dev", tap]);
+        ip(&["-n", ns, "addr", "add", &format!("{NS_IP6}/64"), "dev", tap, "nodad"]);
+        ip(&["-n", ns, "link", "set", tap, "up"]);
+    }
+
+    /// Whether something in the namespace listens on TCP `port`.
+    pub fn is_listening(&self, port: u16) -> bool {
+        let out = self.cmd("ss").args(["-Htln", &format!("sport = :{port}")]).output();
+        out.map(|o| !o.stdout.is_empty()).unwrap_or(false)
+    }
+
+    /// Waits until something in the namespace listens on `port`.
+    pub fn wait_listening(&self, port: u16) {
+        assert!(
+            wait_until(Duration::from_secs(20), || self.is_listening(port)),
+            "nothing listened on port {port} in {}",
+            self.name
+        );
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// The `sluice:` section for a TAP-mode sluice on device `tap`, plus optional extra `io` keys
+/// (indented for the `io:` map).
+pub fn tap_section(tap: &str, io_extra: &str) -> String {
+    format!(
+        "sluice:\n  io:\n    backend: tap\n    tap:\n      name: {tap}\n      addresses: [\"{STACK_IP}/24\", \"{STACK_IP6}/64\"]\n      gateways: [\"{NS_IP}\"]\n{io_extra}"
+    )
+}
+
+/// A TAP-mode sluice whose TAP sits in its own namespace.
+pub struct TapSluice {
+    pub ns: Netns,
+    pub tap: String,
+    pub sluice: Sluice,
+}
+
+impl TapSluice {
+    /// Starts sluice on `yaml` (which must use `tap_section(tap, ..)` with the `tap` given to
+    /// `build`) and wires its TAP into a fresh namespace.
+    pub fn start(build: impl FnOnce(&str) -> String, extra: &[&str]) -> TapSluice {
+        let tap = unique("slt");
+        let ns = Netns::new();
+        let sluice = Sluice::start(&build(&tap), extra);
+        ns.adopt_tap(&tap);
+        TapSluice { ns, tap, sluice }
+    }
+}
+
+/// A TCP-proxy listener `name` on the stack's port `port` to cluster `cluster`, and a STATIC
+/// cluster per `(name, [ports in the namespace])`, for TAP-mode configs.
+pub fn tap_proxy_config(tap: &str, listeners: &[(&str, u16, &str)], clusters: &[(&str, &[u16])], io_extra: &str) -> String {
+    let mut y = tap_section(tap, io_extra);
+    y += "admin:\n  address: {socket_address: {address: 127.0.0.1, port_value: 0}}\nstatic_resources:\n  listeners:\n";
+    for (name, port, cluster) in listeners {
+        y += &format!(
+            "  - name: {name}\n    address: {{socket_address: {{address: 0.0.0.0, port_value: {port}}}}}\n    filter_chains:\n    - filters:\n      - name: envoy.filters.network.tcp_proxy\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy\n          stat_prefix: {name}\n          cluster: {cluster}\n"
+        );
+    }
+    y += "  clusters:\n";
+    for (name, ports) in clusters {
+        y += &format!(
+            "  - name: {name}\n    type: STATIC\n    connect_timeout: 2s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n"
+        );
+        for port in ports.iter() {
+            y += &format!(
+                "        - endpoint: {{address: {{socket_address: {{address: {NS_IP}, port_value: {port}}}}}}}\n"
+            );
+        }
+    }
+    y
+}

@@ -1,0 +1,351 @@
+//! sluice in TAP mode: its own TCP/IP stack behind a TAP device, with the Linux kernel's TCP on
+//! the other side (in a network namespace), and real programs as clients and servers: curl,
+//! socat, iperf3, ping, sofa-bolt-node, boltbench. Needs root; see `netns::privileged`.
+
+use sluice_integration::bolt::js_dir;
+use sluice_integration::netns::*;
+use sluice_integration::*;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Skips (or, under SLUICE_REQUIRE_PRIVILEGED=1, fails) a test that cannot run here.
+macro_rules! need_root {
+    ($name:literal) => {
+        if !privileged($name) {
+            return;
+        }
+    };
+}
+
+fn socat_in(ns: &Netns, port: u16, args: &[&str]) -> Proc {
+    require_program("socat");
+    let mut cmd = ns.cmd("socat");
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    let p = Proc::spawn(cmd, "socat");
+    ns.wait_listening(port);
+    p
+}
+
+fn echo_in(ns: &Netns, port: u16) -> Proc {
+    socat_in(
+        ns,
+        port,
+        &[
+            &format!("TCP6-LISTEN:{port},reuseaddr,fork,ipv6only=0"),
+            "EXEC:cat",
+        ],
+    )
+}
+
+/// Sends `msg` from inside the namespace to `addr` and returns what came back.
+fn socat_roundtrip(ns: &Netns, addr: &str, msg: &str) -> String {
+    let out = ns
+        .cmd("socat")
+        .args(["-t", "5", "-T", "10", "-", &format!("TCP:{addr},shut-down")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(msg.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn curl_socat_iperf3_and_ping_through_the_tap_proxy() {
+    need_root!("curl_socat_iperf3_and_ping_through_the_tap_proxy");
+    let t = TapSluice::start(
+        |tap| {
+            tap_proxy_config(
+                tap,
+                &[("web", 8080, "web"), ("echo", 8081, "echo"), ("iperf", 8082, "iperf")],
+                &[("web", &[9080]), ("echo", &[9081]), ("iperf", &[9082])],
+                "",
+            )
+        },
+        &[],
+    );
+    let dir = TempDir::new("tap-web");
+    random_file(&dir.join("blob"), 3 << 20, 7);
+    let mut web = t.ns.cmd("python3");
+    web.args(["-m", "http.server", "9080", "--bind", NS_IP, "--directory"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _web = Proc::spawn(web, "http.server");
+    t.ns.wait_listening(9080);
+    let _echo = echo_in(&t.ns, 9081);
+    let mut iperf = t.ns.cmd("iperf3");
+    iperf.args(["-s", "-p", "9082", "-B", NS_IP]).stdout(Stdio::null());
+    let _iperf = Proc::spawn(iperf, "iperf3 -s");
+    t.ns.wait_listening(9082);
+
+    // ICMP echo is answered by the stack itself.
+    t.ns.run("ping", &["-c", "2", "-W", "2", STACK_IP]);
+    t.ns.run("ping", &["-6", "-c", "2", "-W", "2", STACK_IP6]);
+
+    // curl: a 3 MiB file, byte for byte.
+    let got = dir.join("got");
+    let out = t.ns.run(
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            got.to_str().unwrap(),
+            "-w",
+            "%{http_code}",
+            &format!("http://{STACK_IP}:8080/blob"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    assert_eq!(sha256(&got), sha256(&dir.join("blob")));
+
+    // socat over IPv4 and IPv6 to the stack (upstream over IPv4).
+    assert_eq!(socat_roundtrip(&t.ns, &format!("{STACK_IP}:8081"), "over v4\n"), "over v4\n");
+    assert_eq!(socat_roundtrip(&t.ns, &format!("[{STACK_IP6}]:8081"), "over v6\n"), "over v6\n");
+
+    // iperf3 both ways through the proxy.
+    for reverse in [false, true] {
+        let mut args = vec!["-c", STACK_IP, "-p", "8082", "-t", "2", "-J"];
+        if reverse {
+            args.push("-R");
+        }
+        let out = t.ns.run("iperf3", &args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v.get("error").is_none(), "iperf3: {}", v["error"]);
+        let bytes = v["end"]["sum_received"]["bytes"].as_u64().unwrap();
+        assert!(bytes > 10 << 20, "iperf3 moved only {bytes} bytes (reverse: {reverse})");
+    }
+
+    let s = &t.sluice;
+    assert!(s.stat("sluice_stack_rx_tcp_segments") > 1000);
+    assert_eq!(s.stat("sluice_stack_rx_drop_bad_checksum"), 0);
+    assert!(s.stat("sluice_tcp_downstream_cx_total{stat_prefix=\"web\"}") >= 1);
+}
+
+/// 100 MB up and 100 MB down through the TAP-mode proxy, compared by sha256.
+#[test]
+fn hundred_megabytes_each_way_byte_identical() {
+    need_root!("hundred_megabytes_each_way_byte_identical");
+    let t = TapSluice::start(
+        |tap| {
+            tap_proxy_config(
+                tap,
+                &[("up", 8083, "sink"), ("down", 8084, "source")],
+                &[("sink", &[9083]), ("source", &[9084])],
+                "",
+            )
+        },
+        &[],
+    );
+    let dir = TempDir::new("tap-100m");
+    let src = dir.join("src");
+    random_file(&src, 100_000_000, 11);
+    let sunk = dir.join("sunk");
+    let _sink = socat_in(
+        &t.ns,
+        9083,
+        &["-u", &format!("TCP-LISTEN:9083,bind={NS_IP},reuseaddr"), &format!("CREATE:{}", sunk.display())],
+    );
+    let _source = socat_in(
+        &t.ns,
+        9084,
+        &["-u", &format!("OPEN:{},rdonly", src.display()), &format!("TCP-LISTEN:9084,bind={NS_IP},reuseaddr")],
+    );
+    t.ns.run("socat", &["-u", "-T", "60", &format!("OPEN:{},rdonly", src.display()), &format!("TCP:{STACK_IP}:8083")]);
+    let fetched = dir.join("fetched");
+    t.ns.run("socat", &["-u", "-T", "60", &format!("TCP:{STACK_IP}:8084"), &format!("CREATE:{}", fetched.display())]);
+    let want = sha256(&src);
+    // The sink writes until its peer's FIN arrives; wait for it to finish the file.
+    assert!(
+        wait_until(Duration::from_secs(30), || std::fs::metadata(&sunk).map(|m| m.len()).ok() == Some(100_000_000)),
+        "upload incomplete: {:?} bytes",
+        std::fs::metadata(&sunk).map(|m| m.len())
+    );
+    assert_eq!(sha256(&sunk), want, "upload corrupted");
+    assert_eq!(sha256(&fetched), want, "download corrupted");
+}
+
+/// 5% loss and 20 ms delay in both directions between the kernel and the stack: transfers
+/// through the proxy still complete intact.
+#[test]
+fn lossy_delayed_link_still_delivers_intact() {
+    need_root!("lossy_delayed_link_still_delivers_intact");
+    let t = TapSluice::start(
+        |tap| tap_proxy_config(tap, &[("up", 8085, "sink"), ("down", 8086, "source")], &[("sink", &[9085]), ("source", &[9086])], ""),
+        &[],
+    );
+    let ns = &t.ns.name;
+    let tc = |args: &[&str]| {
+        let out = Command::new("tc").args(["-n", ns]).args(args).output().unwrap();
+        assert!(out.status.success(), "tc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // Towards the stack: netem on the TAP's egress.
+    tc(&["qdisc", "add", "dev", &t.tap, "root", "netem", "loss", "5%", "delay", "20ms"]);
+    // From the stack: redirect the TAP's ingress through an ifb device with netem on it.
+    let ifb = unique("slifb");
+    t.ns.run("ip", &["link", "add", &ifb, "type", "ifb"]);
+    t.ns.run("ip", &["link", "set", &ifb, "up"]);
+    tc(&["qdisc", "add", "dev", &t.tap, "handle", "ffff:", "ingress"]);
+    tc(&["filter", "add", "dev", &t.tap, "parent", "ffff:", "matchall", "action", "mirred", "egress", "redirect", "dev", &ifb]);
+    tc(&["qdisc", "add", "dev", &ifb, "root", "netem", "loss", "5%", "delay", "20ms"]);
+
+    let dir = TempDir::new("tap-lossy");
+    let src = dir.join("src");
+    random_file(&src, 3_000_000, 13);
+    let sunk = dir.join("sunk");
+    let _sink = socat_in(&t.ns, 9085, &["-u", &format!("TCP-LISTEN:9085,bind={NS_IP},reuseaddr"), &format!("CREATE:{}", sunk.display())]);
+    let _source = socat_in(&t.ns, 9086, &["-u", &format!("OPEN:{},rdonly", src.display()), &format!("TCP-LISTEN:9086,bind={NS_IP},reuseaddr")]);
+    t.ns.run("socat", &["-u", "-T", "60", &format!("OPEN:{},rdonly", src.display()), &format!("TCP:{STACK_IP}:8085,connect-timeout=20")]);
+    let fetched = dir.join("fetched");
+    t.ns.run("socat", &["-u", "-T", "60", &format!("TCP:{STACK_IP}:8086,connect-timeout=20"), &format!("CREATE:{}", fetched.display())]);
+    assert!(
+        wait_until(Duration::from_secs(60), || std::fs::metadata(&sunk).map(|m| m.len()).ok() == Some(3_000_000)),
+        "upload incomplete"
+    );
+    let want = sha256(&src);
+    assert_eq!(sha256(&sunk), want, "upload corrupted");
+    assert_eq!(sha256(&fetched), want, "download corrupted");
+    // The loss was real: the kernel side had to retransmit.
+    let out = t.ns.run("nstat", &["-az", "TcpRetransSegs"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let retrans: u64 = text
+        .lines()
+        .find(|l| l.starts_with("TcpRetransSegs"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(retrans > 10, "expected retransmissions under 5% loss, nstat says:\n{text}");
+}
+
+/// 10,000 connections open at once through the TAP-mode proxy (20,000 flows in the stack), all
+/// carrying requests, none failing.
+#[test]
+fn ten_thousand_concurrent_connections() {
+    need_root!("ten_thousand_concurrent_connections");
+    let t = TapSluice::start(|tap| tap_proxy_config(tap, &[("many", 8087, "echo")], &[("echo", &[9087])], ""), &[]);
+    let boltbench = bin_dir().join("boltbench");
+    let mut echo = t.ns.cmd(boltbench.to_str().unwrap());
+    echo.args(["echo", "--listen", &format!("{NS_IP}:9087")]).stdout(Stdio::null());
+    let _echo = Proc::spawn(echo, "boltbench echo");
+    t.ns.wait_listening(9087);
+    let mut load = t.ns.cmd(boltbench.to_str().unwrap());
+    load.args([
+        "load",
+        "--target",
+        &format!("{STACK_IP}:8087"),
+        "--connections",
+        "10000",
+        "--pipeline",
+        "1",
+        "--payload",
+        "64",
+        "--warmup",
+        "0",
+        "--seconds",
+        "4",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let load = load.spawn().unwrap();
+    let mut peak = 0;
+    wait_until(Duration::from_secs(60), || {
+        peak = peak.max(t.sluice.stat("sluice_stack_flows_active"));
+        peak >= 20_000
+    });
+    let out = load.wait_with_output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("boltbench load: {e}: {}", String::from_utf8_lossy(&out.stderr))
+    });
+    assert!(peak >= 20_000, "the stack never held 20,000 flows at once (peak {peak})");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["connection_errors"], 0, "{v}");
+    assert!(v["requests"].as_u64().unwrap() >= 10_000, "{v}");
+}
+
+/// sofa-bolt-node client and server on the kernel side, the Bolt proxy on the stack.
+#[test]
+fn bolt_rpc_through_the_tap_proxy() {
+    need_root!("bolt_rpc_through_the_tap_proxy");
+    let t = TapSluice::start(
+        |tap| {
+            let mut y = tap_section(tap, "");
+            y += &format!(
+                "admin:\n  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}\nstatic_resources:\n  listeners:\n  - name: rpc\n    address: {{socket_address: {{address: {STACK_IP}, port_value: 12200}}}}\n    filter_chains:\n    - filters:\n      - name: sluice.filters.network.rpc_proxy\n        typed_config:\n          \"@type\": type.googleapis.com/sluice.filters.network.rpc_proxy.v1.RpcProxy\n          stat_prefix: rpc\n          route_config:\n            virtual_hosts:\n            - name: all\n              services: [\"*\"]\n              routes:\n              - route: {{cluster: bolt}}\n  clusters:\n  - name: bolt\n    type: STATIC\n    connect_timeout: 2s\n    health_checks:\n    - timeout: 1s\n      interval: 1s\n      unhealthy_threshold: 1\n      healthy_threshold: 1\n      custom_health_check: {{name: sluice.health_checkers.bolt}}\n    load_assignment:\n      cluster_name: bolt\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: {NS_IP}, port_value: 12201}}}}}}\n"
+            );
+            y
+        },
+        &[],
+    );
+    let mut server = t.ns.cmd("node");
+    server
+        .arg(js_dir().join("bolt_server.js"))
+        .args(["--name", "tapside", "--port", "12201", "--host", NS_IP])
+        .stdout(Stdio::null());
+    let _server = Proc::spawn(server, "bolt_server.js");
+    t.ns.wait_listening(12201);
+    // The Bolt health check runs on the stack too: the endpoint turns healthy through the TAP.
+    assert!(
+        wait_until(Duration::from_secs(10), || t.sluice.stat("sluice_host_healthy{cluster=\"bolt\",address=\"10.99.0.1:12201\"}") == 1),
+        "the Bolt health check never passed through the stack"
+    );
+    let out = t.ns.run(
+        "node",
+        &[
+            js_dir().join("bolt_client.js").to_str().unwrap(),
+            "--host",
+            STACK_IP,
+            "--port",
+            "12200",
+            "--count",
+            "200",
+            "--concurrency",
+            "20",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], 200, "{v}");
+    assert_eq!(v["mismatched"], 0, "{v}");
+    assert_eq!(v["answers"]["tapside:sayHello"], 200, "{v}");
+    assert_eq!(t.sluice.stat("sluice_rpc_downstream_rq_total{stat_prefix=\"rpc\"}"), 200);
+}
+
+/// `sluice.io.pcap` records what the stack sends and receives; tcpdump reads it.
+#[test]
+fn pcap_switch_records_frames_tcpdump_can_read() {
+    need_root!("pcap_switch_records_frames_tcpdump_can_read");
+    let dir = TempDir::new("tap-pcap");
+    let pcap = dir.join("stack.pcap");
+    let io_extra = format!("    pcap: {}\n", pcap.display());
+    let t = TapSluice::start(|tap| tap_proxy_config(tap, &[("echo", 8088, "echo")], &[("echo", &[9088])], &io_extra), &[]);
+    let _echo = echo_in(&t.ns, 9088);
+    assert_eq!(socat_roundtrip(&t.ns, &format!("{STACK_IP}:8088"), "captured\n"), "captured\n");
+    require_program("tcpdump");
+    let read = || {
+        let out = Command::new("tcpdump").args(["-nn", "-r"]).arg(&pcap).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Written out when the stack goes idle; wait for the client's FIN exchange to land.
+    let mut text = String::new();
+    let complete = wait_until(Duration::from_secs(10), || {
+        text = read();
+        text.contains(&format!("{STACK_IP}.8088 > ")) && text.contains(&format!("> {NS_IP}.9088: Flags [F"))
+    });
+    assert!(complete, "capture lacks the proxied flows:\n{text}");
+    assert!(text.contains("ARP, Request") || text.contains("ARP, Reply"), "no ARP in capture:\n{text}");
+}
+
+#[test]
+fn listener_on_an_address_the_stack_does_not_own_is_refused() {
+    need_root!("listener_on_an_address_the_stack_does_not_own_is_refused");
+    let tap = unique("slt");
+    let yaml = tap_proxy_config(&tap, &[("x", 8089, "c")], &[("c", &[9089])], "").replace("address: 0.0.0.0, port_value: 8089", "address: 10.1.2.3, port_value: 8089");
+    Sluice::run_to_exit(&yaml, &[]).assert_fails_with(
+        "cannot listen on 10.1.2.3:8089: not an address of the userspace stack (sluice.io.tap.addresses: 10.99.0.2, fd99::2)",
+    );
+}
