@@ -44,6 +44,10 @@ pub trait PacketDevice {
     }
     /// The stack has nothing to do for now: a chance to write out anything buffered.
     fn idle(&mut self) {}
+    /// When the device itself needs to be polled again (a device that holds frames back).
+    fn next_timer(&self) -> Option<Instant> {
+        None
+    }
 }
 
 impl<D: PacketDevice + ?Sized> PacketDevice for Box<D> {
@@ -64,5 +68,8 @@ impl<D: PacketDevice + ?Sized> PacketDevice for Box<D> {
     }
     fn idle(&mut self) {
         (**self).idle()
+    }
+    fn next_timer(&self) -> Option<Instant> {
+        (**self).next_timer()
     }
 }

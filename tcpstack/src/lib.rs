@@ -6,11 +6,13 @@
 //! - [`socket`] and [`driver`]: tokio `AsyncRead`/`AsyncWrite` streams and the task that runs a
 //!   stack, so the dataplane's layers run on it unchanged.
 //! - [`pcap`]: recording any device to a pcap file, and reading captures for replay.
+//! - [`impair`]: loss and delay in front of any device, where the kernel has no netem.
 
 pub mod buffers;
 pub mod classify;
 pub mod device;
 pub mod driver;
+pub mod impair;
 pub mod memory;
 pub mod pcap;
 pub mod socket;

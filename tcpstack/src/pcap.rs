@@ -163,6 +163,10 @@ impl<D: PacketDevice> PacketDevice for Recorder<D> {
         }
         self.inner.idle()
     }
+
+    fn next_timer(&self) -> Option<Instant> {
+        self.inner.next_timer()
+    }
 }
 
 /// One captured frame and when it was seen, relative to the capture's first frame.

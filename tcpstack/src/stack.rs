@@ -389,7 +389,8 @@ impl<D: PacketDevice> Stack<D> {
         if !self.dirty.is_empty() {
             return Some(self.now);
         }
-        self.timers.next()
+        let device = self.device.next_timer();
+        self.timers.next().into_iter().chain(device).min()
     }
 
     fn ingress(&mut self, frame: &[u8]) {

@@ -97,7 +97,7 @@ fn parse_extension(node: Node<'_>) -> Result<SluiceExtension> {
     let mut ext = SluiceExtension::default();
     if let Some(io) = node.get("io") {
         let io = io.node();
-        io.expect_fields(&["backend", "splice", "tap", "tcp", "pcap"], &[])?;
+        io.expect_fields(&["backend", "splice", "tap", "tcp", "pcap", "impair"], &[])?;
         if let Some(b) = io.get("backend") {
             let b = b.node();
             ext.io_backend = IoBackend::from_name(b.as_str()?).map_err(|e| b.error(e))?;
@@ -118,6 +118,9 @@ fn parse_extension(node: Node<'_>) -> Result<SluiceExtension> {
                 return Err(p.error("must be a file path"));
             }
             ext.userspace.pcap = Some(path.into());
+        }
+        if let Some(i) = io.get("impair") {
+            ext.userspace.impair = Some(userspace::parse_impair(i.node())?);
         }
         ext.userspace
             .check(ext.io_backend)

@@ -72,6 +72,15 @@ impl Default for StackTcpConfig {
     }
 }
 
+/// `sluice.io.impair`: loss and delay the stack's device adds in both directions, as `tc netem`
+/// would on a kernel that has it. For tests and experiments, never for production traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImpairConfig {
+    /// Frames dropped per 10,000 (so 5% is 500).
+    pub loss_per_10k: u32,
+    pub delay: Duration,
+}
+
 /// Everything under `sluice.io` that concerns the userspace stack.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserspaceConfig {
@@ -79,6 +88,7 @@ pub struct UserspaceConfig {
     pub tcp: StackTcpConfig,
     /// Record every frame the stack sends and receives to this pcap file.
     pub pcap: Option<PathBuf>,
+    pub impair: Option<ImpairConfig>,
 }
 
 impl UserspaceConfig {
@@ -90,6 +100,9 @@ impl UserspaceConfig {
             ),
             IoBackend::Kernel if self.pcap.is_some() => Err(
                 "sluice.io.pcap records the userspace stack's frames; it needs backend tap".into(),
+            ),
+            IoBackend::Kernel if self.impair.is_some() => Err(
+                "sluice.io.impair acts on the userspace stack's device; it needs backend tap".into(),
             ),
             _ => Ok(()),
         }
@@ -204,6 +217,34 @@ pub fn parse_tcp(node: Node<'_>) -> Result<StackTcpConfig> {
         c.keepalive_interval = (!d.is_zero()).then_some(d);
     }
     Ok(c)
+}
+
+pub fn parse_impair(node: Node<'_>) -> Result<ImpairConfig> {
+    node.expect_fields(&["loss_percent", "delay"], &[])?;
+    let loss_per_10k = match node.get("loss_percent") {
+        Some(n) => {
+            let n = n.node();
+            let text = match n.as_u32() {
+                Ok(v) => v.to_string(),
+                Err(_) => n.as_str()?.to_string(),
+            };
+            let pct: f64 = text
+                .parse()
+                .ok()
+                .filter(|p: &f64| (0.0..=100.0).contains(p))
+                .ok_or_else(|| n.error("must be a percentage from 0 to 100"))?;
+            (pct * 100.0).round() as u32
+        }
+        None => 0,
+    };
+    let delay = match node.get("delay") {
+        Some(d) => parse_duration(d.node())?,
+        None => Duration::ZERO,
+    };
+    Ok(ImpairConfig {
+        loss_per_10k,
+        delay,
+    })
 }
 
 fn parse_cidr(s: &str) -> std::result::Result<(IpAddr, u8), String> {

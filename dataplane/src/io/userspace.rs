@@ -7,6 +7,7 @@
 
 use crate::config::{IoBackend, TapConfig, UserspaceConfig};
 use sluice_tcpstack::driver::{drive, Clock};
+use sluice_tcpstack::impair::{Impaired, Impairment};
 use sluice_tcpstack::pcap::{PcapSink, Recorder};
 use sluice_tcpstack::socket::SharedStack;
 use sluice_tcpstack::stats::StackStats;
@@ -58,6 +59,24 @@ pub fn start(plan: &StackPlan) -> Result<Arc<StackStats>, String> {
         max_flows: t.max_connections,
     };
     let device = TapDevice::open(&tap.name, tap.mtu).map_err(|e| e.to_string())?;
+    let device: Box<dyn PacketDevice> = match plan.config.impair {
+        Some(i) => {
+            tracing::warn!(
+                loss_percent = i.loss_per_10k as f64 / 100.0,
+                delay = ?i.delay,
+                "sluice.io.impair: dropping and delaying frames on purpose"
+            );
+            Box::new(Impaired::new(
+                device,
+                Impairment {
+                    loss: i.loss_per_10k as f64 / 10_000.0,
+                    delay: to_smol(i.delay),
+                    seed: seed(),
+                },
+            ))
+        }
+        None => Box::new(device),
+    };
     let device: Box<dyn PacketDevice> = match &plan.config.pcap {
         Some(path) => {
             let sink = PcapSink::create(path).map_err(|e| format!("sluice.io.pcap: {e}"))?;
