@@ -49,7 +49,12 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     // --io is refused with the same words the config file gets.
-    let io = match args.io.as_deref().map(config::IoBackend::from_name).transpose() {
+    let io = match args
+        .io
+        .as_deref()
+        .map(config::IoBackend::from_name)
+        .transpose()
+    {
         Ok(io) => io,
         Err(e) => {
             eprintln!("error: --io: {e}");
@@ -92,7 +97,11 @@ fn load(path: &Path, io: Option<config::IoBackend>) -> Result<config::Bootstrap,
     Ok(b)
 }
 
-fn serve(args: &Args, io: Option<config::IoBackend>, bootstrap: config::Bootstrap) -> Result<(), String> {
+fn serve(
+    args: &Args,
+    io: Option<config::IoBackend>,
+    bootstrap: config::Bootstrap,
+) -> Result<(), String> {
     // Bind the admin port first: a port in use there should fail before workers start.
     let admin_listener = match &bootstrap.admin {
         Some(a) => Some(std::net::TcpListener::bind(a.address).map_err(|source| {

@@ -331,7 +331,9 @@ impl Stats {
         if let Some(stack) = self.stack.get() {
             for (metric, _help, v) in stack.each() {
                 // Gauges by name: the stack's counters only ever grow, except these.
-                let kind = if metric.starts_with("flows_active") || metric.starts_with("flows_half_open") {
+                let kind = if metric.starts_with("flows_active")
+                    || metric.starts_with("flows_half_open")
+                {
                     Kind::Gauge
                 } else {
                     Kind::Counter

@@ -80,7 +80,10 @@ fn ipv4(bytes: &[u8], verify: bool) -> Class {
     if ip.next_header() != IpProtocol::Tcp {
         return Class::Other;
     }
-    let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
+    let (src, dst) = (
+        IpAddress::Ipv4(ip.src_addr()),
+        IpAddress::Ipv4(ip.dst_addr()),
+    );
     tcp(ip.payload(), src, dst, verify)
 }
 
@@ -91,7 +94,10 @@ fn ipv6(bytes: &[u8], verify: bool) -> Class {
     if ip.version() != 6 {
         return Class::Drop(DropReason::BadIpHeader);
     }
-    let (src, dst) = (IpAddress::Ipv6(ip.src_addr()), IpAddress::Ipv6(ip.dst_addr()));
+    let (src, dst) = (
+        IpAddress::Ipv6(ip.src_addr()),
+        IpAddress::Ipv6(ip.dst_addr()),
+    );
     match ip.next_header() {
         IpProtocol::Tcp => tcp(ip.payload(), src, dst, verify),
         IpProtocol::Icmpv6 => {

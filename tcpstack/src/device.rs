@@ -32,7 +32,8 @@ pub trait PacketDevice {
     /// returns its length, or `None` when nothing is waiting.
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>>;
     /// Sends one frame of `len` bytes that `fill` writes.
-    fn send(&mut self, now: Instant, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()>;
+    fn send(&mut self, now: Instant, len: usize, fill: &mut dyn FnMut(&mut [u8]))
+        -> io::Result<()>;
     /// The file descriptor that becomes readable when frames arrive, for devices that have one.
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         None
@@ -57,7 +58,12 @@ impl<D: PacketDevice + ?Sized> PacketDevice for Box<D> {
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
         (**self).recv(now, buf)
     }
-    fn send(&mut self, now: Instant, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
+    fn send(
+        &mut self,
+        now: Instant,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> io::Result<()> {
         (**self).send(now, len, fill)
     }
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {

@@ -6,8 +6,8 @@
 use crate::socket::SharedStack;
 use smoltcp::time::Instant;
 use std::future::poll_fn;
-use std::os::fd::RawFd;
 use std::future::Future;
+use std::os::fd::RawFd;
 use std::task::Poll;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;

@@ -53,7 +53,9 @@ impl<D: PacketDevice> Impaired<D> {
     fn release_tx(&mut self, now: Instant) {
         while self.tx.front().is_some_and(|(at, _)| *at <= now) {
             let (_, frame) = self.tx.pop_front().expect("checked");
-            let _ = self.inner.send(now, frame.len(), &mut |buf| buf.copy_from_slice(&frame));
+            let _ = self
+                .inner
+                .send(now, frame.len(), &mut |buf| buf.copy_from_slice(&frame));
         }
     }
 }
@@ -69,7 +71,8 @@ impl<D: PacketDevice> PacketDevice for Impaired<D> {
         let mut scratch = std::mem::take(&mut self.scratch);
         while let Some(n) = self.inner.recv(now, &mut scratch)? {
             if !self.lose() {
-                self.rx.push_back((now + self.cfg.delay, scratch[..n].to_vec()));
+                self.rx
+                    .push_back((now + self.cfg.delay, scratch[..n].to_vec()));
             }
         }
         self.scratch = scratch;
@@ -84,7 +87,12 @@ impl<D: PacketDevice> PacketDevice for Impaired<D> {
         }
     }
 
-    fn send(&mut self, now: Instant, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
+    fn send(
+        &mut self,
+        now: Instant,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> io::Result<()> {
         let mut frame = vec![0; len];
         fill(&mut frame);
         if !self.lose() {

@@ -15,6 +15,7 @@ pub mod driver;
 pub mod impair;
 pub mod memory;
 pub mod pcap;
+pub mod sim;
 pub mod socket;
 pub mod stack;
 pub mod stats;

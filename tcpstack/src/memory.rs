@@ -106,7 +106,12 @@ impl PacketDevice for MemoryDevice {
         Ok(Some(n))
     }
 
-    fn send(&mut self, _now: Instant, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
+    fn send(
+        &mut self,
+        _now: Instant,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> io::Result<()> {
         let mut wire = self.wire.borrow_mut();
         let mut frame = wire.spare.pop().unwrap_or_default();
         frame.clear();

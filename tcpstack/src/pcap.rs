@@ -5,11 +5,11 @@ use crate::device::{DeviceCaps, PacketDevice};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::DataLink;
 use smoltcp::time::Instant;
-use std::fs::File;
 use std::cell::RefCell;
+use std::fs::File;
 use std::io::{self, Write};
-use std::rc::Rc;
 use std::path::Path;
+use std::rc::Rc;
 use std::time::Duration;
 
 /// Largest frame a capture keeps whole (a 64 KiB IP packet plus its Ethernet header).
@@ -43,7 +43,10 @@ pub struct PcapSink {
 impl PcapSink {
     pub fn create(path: &Path) -> io::Result<PcapSink> {
         let file = File::create(path).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot create pcap file {}: {e}", path.display()))
+            io::Error::new(
+                e.kind(),
+                format!("cannot create pcap file {}: {e}", path.display()),
+            )
         })?;
         let header = PcapHeader {
             snaplen: SNAPLEN,
@@ -134,7 +137,12 @@ impl<D: PacketDevice> PacketDevice for Recorder<D> {
         Ok(got)
     }
 
-    fn send(&mut self, now: Instant, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
+    fn send(
+        &mut self,
+        now: Instant,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> io::Result<()> {
         let mut copy = Vec::new();
         self.inner.send(now, len, &mut |buf| {
             fill(buf);
@@ -169,7 +177,7 @@ impl<D: PacketDevice> PacketDevice for Recorder<D> {
     }
 }
 
-/// One captured frame and when it was seen, relative to the capture's first frame.
+/// One captured frame and its timestamp (for sluice's own captures: the stack clock).
 pub struct CapturedFrame {
     pub at: Duration,
     pub data: Vec<u8>,
@@ -182,14 +190,12 @@ pub fn read_frames(path: &Path) -> io::Result<Vec<CapturedFrame>> {
     let mut reader = PcapReader::new(file)
         .map_err(|e| io::Error::other(format!("{}: not a pcap file: {e}", path.display())))?;
     let mut out = Vec::new();
-    let mut first = None;
     while let Some(packet) = reader.next_packet() {
         let packet = packet.map_err(|e| {
             io::Error::other(format!("{}: packet {}: {e}", path.display(), out.len() + 1))
         })?;
-        let start = *first.get_or_insert(packet.timestamp);
         out.push(CapturedFrame {
-            at: packet.timestamp.saturating_sub(start),
+            at: packet.timestamp,
             data: packet.data.into_owned(),
         });
     }

@@ -52,11 +52,14 @@ impl TcpListener {
     }
 
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (flow, peer) = poll_fn(|cx| match self.stack.borrow_mut().accept(self.id, cx.waker()) {
-            Some(x) => Poll::Ready(x),
-            None => Poll::Pending,
-        })
-        .await;
+        let (flow, peer) =
+            poll_fn(
+                |cx| match self.stack.borrow_mut().accept(self.id, cx.waker()) {
+                    Some(x) => Poll::Ready(x),
+                    None => Poll::Pending,
+                },
+            )
+            .await;
         Ok((
             TcpStream {
                 stack: self.stack.clone(),
@@ -115,33 +118,49 @@ impl TcpStream {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.stack.borrow().endpoints(self.flow).map(|e| e.0).ok_or_else(gone)
+        self.stack
+            .borrow()
+            .endpoints(self.flow)
+            .map(|e| e.0)
+            .ok_or_else(gone)
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stack.borrow().endpoints(self.flow).map(|e| e.1).ok_or_else(gone)
+        self.stack
+            .borrow()
+            .endpoints(self.flow)
+            .map(|e| e.1)
+            .ok_or_else(gone)
     }
 
     /// Resets the connection (RST) instead of closing it.
     pub fn abort(&self) {
-        self.stack.borrow_mut().with_socket(self.flow, |s| s.abort());
+        self.stack
+            .borrow_mut()
+            .with_socket(self.flow, |s| s.abort());
     }
 }
 
 impl AsyncRead for TcpStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let mut stack = self.stack.borrow_mut();
-        let result = stack.inspect(self.flow, |s| match s.recv_slice(buf.initialize_unfilled()) {
-            Ok(0) => {
-                s.register_recv_waker(cx.waker());
-                Poll::Pending
+        let result = stack.inspect(self.flow, |s| {
+            match s.recv_slice(buf.initialize_unfilled()) {
+                Ok(0) => {
+                    s.register_recv_waker(cx.waker());
+                    Poll::Pending
+                }
+                Ok(n) => Poll::Ready(Ok(n)),
+                Err(RecvError::Finished) => Poll::Ready(Ok(0)),
+                Err(RecvError::InvalidState) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "connection reset",
+                ))),
             }
-            Ok(n) => Poll::Ready(Ok(n)),
-            Err(RecvError::Finished) => Poll::Ready(Ok(0)),
-            Err(RecvError::InvalidState) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionReset,
-                "connection reset",
-            ))),
         });
         match result {
             None => Poll::Ready(Err(gone())),
@@ -159,7 +178,11 @@ impl AsyncRead for TcpStream {
 }
 
 impl AsyncWrite for TcpStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let mut stack = self.stack.borrow_mut();
         let result = stack.inspect(self.flow, |s| match s.send_slice(data) {
             Ok(0) if !data.is_empty() => {
@@ -188,7 +211,9 @@ impl AsyncWrite for TcpStream {
 
     /// Half-close: sends FIN; reading goes on until the peer closes too.
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stack.borrow_mut().with_socket(self.flow, |s| s.close());
+        self.stack
+            .borrow_mut()
+            .with_socket(self.flow, |s| s.close());
         Poll::Ready(Ok(()))
     }
 }

@@ -25,7 +25,9 @@ use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Med
 use smoltcp::socket::tcp;
 pub use smoltcp::time::Duration;
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint,
+};
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -139,7 +141,10 @@ pub struct ListenerId(u32);
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Origin {
     /// Created by a SYN for a listener; `queued` once handed to its accept queue.
-    Passive { listener: u32, queued: bool },
+    Passive {
+        listener: u32,
+        queued: bool,
+    },
     Active,
 }
 
@@ -243,7 +248,9 @@ impl<D: PacketDevice> Stack<D> {
         let caps = device.caps();
         let mac = EthernetAddress(config.mac);
         if !mac.is_unicast() {
-            return Err(StackError::Config(format!("MAC address {mac} is not unicast")));
+            return Err(StackError::Config(format!(
+                "MAC address {mac} is not unicast"
+            )));
         }
         let smol_caps = smol_caps(&caps);
         let adapter = &mut Egress {
@@ -260,7 +267,9 @@ impl<D: PacketDevice> Stack<D> {
         for (addr, prefix) in &config.addresses {
             let max = if addr.is_ipv4() { 32 } else { 128 };
             if *prefix > max {
-                return Err(StackError::Config(format!("{addr}/{prefix}: prefix longer than {max}")));
+                return Err(StackError::Config(format!(
+                    "{addr}/{prefix}: prefix longer than {max}"
+                )));
             }
             cidrs.push(IpCidr::new(IpAddress::from(*addr), *prefix));
         }
@@ -271,7 +280,9 @@ impl<D: PacketDevice> Stack<D> {
             }
         });
         if overflow {
-            return Err(StackError::Config("too many addresses for the stack".into()));
+            return Err(StackError::Config(
+                "too many addresses for the stack".into(),
+            ));
         }
         for gw in &config.gateways {
             let added = match gw {
@@ -424,7 +435,8 @@ impl<D: PacketDevice> Stack<D> {
                 neighbor: &mut neighbor,
             },
         };
-        self.iface.poll_ingress_single(self.now, &mut dev, &mut none);
+        self.iface
+            .poll_ingress_single(self.now, &mut dev, &mut none);
     }
 
     fn tcp_ingress(&mut self, frame: &[u8], head: TcpHead) {
@@ -447,7 +459,9 @@ impl<D: PacketDevice> Stack<D> {
             }
         };
         self.stats.rx_tcp_segments.inc();
-        let flow = self.flows[idx as usize].as_mut().expect("keyed flow exists");
+        let flow = self.flows[idx as usize]
+            .as_mut()
+            .expect("keyed flow exists");
         let mut neighbor = false;
         let mut dev = Ingress {
             frame: Some(frame),
@@ -459,7 +473,8 @@ impl<D: PacketDevice> Stack<D> {
                 neighbor: &mut neighbor,
             },
         };
-        self.iface.poll_ingress_single(self.now, &mut dev, &mut flow.set);
+        self.iface
+            .poll_ingress_single(self.now, &mut dev, &mut flow.set);
         self.mark_dirty(idx);
         self.transition(idx);
     }
@@ -469,10 +484,14 @@ impl<D: PacketDevice> Stack<D> {
     fn passive_open(&mut self, head: &TcpHead) -> Option<u32> {
         let (addr, port) = head.key.local;
         let lid = *self.by_port.get(&port)?.iter().find(|&&lid| {
-            let l = self.listeners[lid as usize].as_ref().expect("indexed listener exists");
+            let l = self.listeners[lid as usize]
+                .as_ref()
+                .expect("indexed listener exists");
             l.endpoint.0.is_none_or(|a| a == addr)
         })?;
-        let listener = self.listeners[lid as usize].as_mut().expect("listener exists");
+        let listener = self.listeners[lid as usize]
+            .as_mut()
+            .expect("listener exists");
         if listener.half_open >= self.tuning.max_half_open {
             self.stats.syn_dropped_half_open_full.inc();
             return None;
@@ -508,8 +527,8 @@ impl<D: PacketDevice> Stack<D> {
     }
 
     fn new_socket(&self) -> Result<(Buffers, tcp::Socket<'static>), StackError> {
-        let mut buffers =
-            Buffers::new(self.tuning.rx_buffer, self.tuning.tx_buffer).map_err(StackError::Buffers)?;
+        let mut buffers = Buffers::new(self.tuning.rx_buffer, self.tuning.tx_buffer)
+            .map_err(StackError::Buffers)?;
         // SAFETY: the socket is stored in the same `Flow` as `buffers`, declared before it, so it
         // is dropped first; `rings` is called once.
         let (rx, tx) = unsafe { buffers.rings() };
@@ -529,7 +548,12 @@ impl<D: PacketDevice> Stack<D> {
         Ok((buffers, s))
     }
 
-    fn insert(&mut self, key: FlowKey, (buffers, socket): (Buffers, tcp::Socket<'static>), origin: Origin) -> u32 {
+    fn insert(
+        &mut self,
+        key: FlowKey,
+        (buffers, socket): (Buffers, tcp::Socket<'static>),
+        origin: Origin,
+    ) -> u32 {
         let mut set = SocketSet::new(Vec::<SocketStorage<'static>>::with_capacity(1));
         let handle = set.add(socket);
         let idx = match self.free.pop() {
@@ -572,7 +596,11 @@ impl<D: PacketDevice> Stack<D> {
             queued: false,
         } = flow.origin
         {
-            if let Some(l) = self.listeners.get_mut(listener as usize).and_then(|l| l.as_mut()) {
+            if let Some(l) = self
+                .listeners
+                .get_mut(listener as usize)
+                .and_then(|l| l.as_mut())
+            {
                 l.half_open -= 1;
             }
             self.stats.flows_half_open.sub(1);
@@ -639,7 +667,9 @@ impl<D: PacketDevice> Stack<D> {
                     };
                     let r = FlowRef { idx, gen: flow.gen };
                     self.stats.flows_half_open.sub(1);
-                    let l = self.listeners[listener as usize].as_mut().expect("listener exists");
+                    let l = self.listeners[listener as usize]
+                        .as_mut()
+                        .expect("listener exists");
                     l.half_open -= 1;
                     if l.ready.len() >= self.tuning.accept_backlog {
                         self.stats.accept_queue_overflow.inc();
@@ -664,7 +694,10 @@ impl<D: PacketDevice> Stack<D> {
         while let Some((at, idx, gen)) = self.timers.pop_due(self.now) {
             let current = matches!(&self.flows.get(idx as usize), Some(Some(f)) if f.gen == gen && f.timer_at == Some(at));
             if current {
-                self.flows[idx as usize].as_mut().expect("flow exists").timer_at = None;
+                self.flows[idx as usize]
+                    .as_mut()
+                    .expect("flow exists")
+                    .timer_at = None;
                 self.mark_dirty(idx);
                 fired = true;
             }
@@ -739,7 +772,9 @@ impl<D: PacketDevice> Stack<D> {
         }
         let taken = self.by_port.get(&addr.port()).is_some_and(|ids| {
             ids.iter().any(|&id| {
-                let l = self.listeners[id as usize].as_ref().expect("listener exists");
+                let l = self.listeners[id as usize]
+                    .as_ref()
+                    .expect("listener exists");
                 l.endpoint.0.is_none() || ip.is_none() || l.endpoint.0 == ip
             })
         });
@@ -824,7 +859,11 @@ impl<D: PacketDevice> Stack<D> {
         let mut key = None;
         for _ in 0..span {
             let port = self.next_port;
-            self.next_port = if port == *EPHEMERAL.end() { *EPHEMERAL.start() } else { port + 1 };
+            self.next_port = if port == *EPHEMERAL.end() {
+                *EPHEMERAL.start()
+            } else {
+                port + 1
+            };
             let k = FlowKey {
                 local: (local_ip, port),
                 remote: (remote_ip, remote.port()),
@@ -856,7 +895,11 @@ impl<D: PacketDevice> Stack<D> {
 
     /// Runs `op` on a connection's socket and schedules whatever it made necessary (data to
     /// send, a window update). `None` if the connection is gone.
-    pub fn with_socket<R>(&mut self, r: FlowRef, op: impl FnOnce(&mut tcp::Socket<'static>) -> R) -> Option<R> {
+    pub fn with_socket<R>(
+        &mut self,
+        r: FlowRef,
+        op: impl FnOnce(&mut tcp::Socket<'static>) -> R,
+    ) -> Option<R> {
         if !self.valid(r) {
             return None;
         }
@@ -867,7 +910,11 @@ impl<D: PacketDevice> Stack<D> {
 
     /// Runs `op` on a connection's socket without scheduling anything (reading state,
     /// registering wakers).
-    pub fn inspect<R>(&mut self, r: FlowRef, op: impl FnOnce(&mut tcp::Socket<'static>) -> R) -> Option<R> {
+    pub fn inspect<R>(
+        &mut self,
+        r: FlowRef,
+        op: impl FnOnce(&mut tcp::Socket<'static>) -> R,
+    ) -> Option<R> {
         if !self.valid(r) {
             return None;
         }
@@ -891,7 +938,10 @@ impl<D: PacketDevice> Stack<D> {
             socket.close();
             socket.set_timeout(Some(ORPHAN_TIMEOUT));
         }
-        self.flows[r.idx as usize].as_mut().expect("valid flow").attached = false;
+        self.flows[r.idx as usize]
+            .as_mut()
+            .expect("valid flow")
+            .attached = false;
         self.mark_dirty(r.idx);
     }
 
@@ -920,7 +970,11 @@ fn smol_caps(caps: &DeviceCaps) -> DeviceCapabilities {
     c.max_transmission_unit = caps.frame_mtu();
     // Receive checksums are verified (and counted) by the classifier before smoltcp sees a
     // frame, so smoltcp never checks them; it computes transmit ones unless the device does.
-    let tx = if caps.tx_checksum_offload { Checksum::None } else { Checksum::Tx };
+    let tx = if caps.tx_checksum_offload {
+        Checksum::None
+    } else {
+        Checksum::Tx
+    };
     let mut sums = ChecksumCapabilities::ignored();
     sums.ipv4 = tx;
     sums.tcp = tx;
@@ -1042,7 +1096,9 @@ fn is_solicitation(frame: &[u8]) -> bool {
     const NEIGHBOR_SOLICIT: u8 = 135;
     match frame.get(12..14) {
         Some(t) if t == ARP => true,
-        Some(t) if t == IPV6 => frame.get(20) == Some(&ICMPV6) && frame.get(54) == Some(&NEIGHBOR_SOLICIT),
+        Some(t) if t == IPV6 => {
+            frame.get(20) == Some(&ICMPV6) && frame.get(54) == Some(&NEIGHBOR_SOLICIT)
+        }
         _ => false,
     }
 }

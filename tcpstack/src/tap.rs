@@ -45,7 +45,10 @@ impl IfReq {
 }
 
 fn invalid(name: &str, why: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, format!("TAP device name {name:?}: {why}"))
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("TAP device name {name:?}: {why}"),
+    )
 }
 
 pub struct TapDevice {
@@ -81,14 +84,20 @@ impl TapDevice {
             )
         };
         if raw < 0 {
-            return Err(explain(io::Error::last_os_error(), "cannot open /dev/net/tun"));
+            return Err(explain(
+                io::Error::last_os_error(),
+                "cannot open /dev/net/tun",
+            ));
         }
         // SAFETY: `raw` is a descriptor we just opened and own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         req.value.flags = IFF_TAP | IFF_NO_PI;
         // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `req` is laid out as.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req) } < 0 {
-            return Err(explain(io::Error::last_os_error(), "cannot create or attach"));
+            return Err(explain(
+                io::Error::last_os_error(),
+                "cannot create or attach",
+            ));
         }
         configure_link(name, ip_mtu).map_err(|e| explain(e, "cannot set MTU and bring it up"))?;
         Ok(TapDevice {
@@ -156,7 +165,12 @@ impl PacketDevice for TapDevice {
         Ok(Some(n as usize))
     }
 
-    fn send(&mut self, _now: Instant, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
+    fn send(
+        &mut self,
+        _now: Instant,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> io::Result<()> {
         if self.scratch.len() < len {
             self.scratch.resize(len, 0);
         }

@@ -19,7 +19,9 @@ impl Timers {
 
     /// The earliest deadline, possibly a stale one (waking early is harmless).
     pub fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _, _))| Instant::from_micros(*at))
+        self.heap
+            .peek()
+            .map(|Reverse((at, _, _))| Instant::from_micros(*at))
     }
 
     /// Pops one entry due at or before `now`.

@@ -23,7 +23,11 @@ async fn echo_server(listener: TcpListener) {
     }
 }
 
-async fn round_trip(a: &sluice_tcpstack::socket::SharedStack, to: SocketAddr, data: &[u8]) -> Vec<u8> {
+async fn round_trip(
+    a: &sluice_tcpstack::socket::SharedStack,
+    to: SocketAddr,
+    data: &[u8],
+) -> Vec<u8> {
     let s = TcpStream::connect(a, to).await.unwrap();
     let (mut r, mut w) = tokio::io::split(s);
     let reader = async move {
@@ -44,10 +48,16 @@ async fn round_trip(a: &sluice_tcpstack::socket::SharedStack, to: SocketAddr, da
 fn echo_10_mib_over_ipv4_and_ipv6() {
     run(async {
         let (a, b) = spawn_pair(None);
-        tokio::task::spawn_local(echo_server(TcpListener::bind(&b, "0.0.0.0:7".parse().unwrap()).unwrap()));
+        tokio::task::spawn_local(echo_server(
+            TcpListener::bind(&b, "0.0.0.0:7".parse().unwrap()).unwrap(),
+        ));
         let data = pattern(10 << 20);
         let back = round_trip(&a, "10.0.0.2:7".parse().unwrap(), &data).await;
-        assert!(back == data, "echoed bytes differ (got {} bytes)", back.len());
+        assert!(
+            back == data,
+            "echoed bytes differ (got {} bytes)",
+            back.len()
+        );
         let back = round_trip(&a, "[fd00::2]:7".parse().unwrap(), &data[..1 << 20]).await;
         assert!(back == data[..1 << 20], "IPv6 echo differs");
     });
@@ -57,7 +67,10 @@ fn echo_10_mib_over_ipv4_and_ipv6() {
 fn connect_to_a_closed_port_is_refused_and_counted() {
     run(async {
         let (a, b) = spawn_pair(None);
-        let e = TcpStream::connect(&a, "10.0.0.2:9".parse().unwrap()).await.err().expect("refused");
+        let e = TcpStream::connect(&a, "10.0.0.2:9".parse().unwrap())
+            .await
+            .err()
+            .expect("refused");
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
         assert_eq!(b.borrow().stats().rx_unknown_flow.get(), 1);
         assert_eq!(a.borrow().stats().connect_failed.get(), 1);
@@ -74,7 +87,11 @@ fn many_pending_handshakes_on_one_listener_all_get_accepted() {
         for _ in 0..500 {
             clients.push(tokio::task::spawn_local({
                 let a = a.clone();
-                async move { TcpStream::connect(&a, "10.0.0.2:80".parse().unwrap()).await.unwrap() }
+                async move {
+                    TcpStream::connect(&a, "10.0.0.2:80".parse().unwrap())
+                        .await
+                        .unwrap()
+                }
             }));
         }
         let mut streams = Vec::new();

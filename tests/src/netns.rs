@@ -37,7 +37,9 @@ pub fn privileged(test: &str) -> bool {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -88,13 +90,25 @@ impl Netns {
         ip(&["link", "set", tap, "netns", &self.name]);
         let ns = self.name.as_str();
         ip(&["-n", ns, "addr", "add", &format!("{NS_IP}/24"), "dev", tap]);
-        ip(&["-n", ns, "addr", "add", &format!("{NS_IP6}/64"), "dev", tap, "nodad"]);
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{NS_IP6}/64"),
+            "dev",
+            tap,
+            "nodad",
+        ]);
         ip(&["-n", ns, "link", "set", tap, "up"]);
     }
 
     /// Whether something in the namespace listens on TCP `port`.
     pub fn is_listening(&self, port: u16) -> bool {
-        let out = self.cmd("ss").args(["-Htln", &format!("sport = :{port}")]).output();
+        let out = self
+            .cmd("ss")
+            .args(["-Htln", &format!("sport = :{port}")])
+            .output();
         out.map(|o| !o.stdout.is_empty()).unwrap_or(false)
     }
 
@@ -110,7 +124,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -143,7 +159,12 @@ impl TapSluice {
 
 /// A TCP-proxy listener `name` on the stack's port `port` to cluster `cluster`, and a STATIC
 /// cluster per `(name, [ports in the namespace])`, for TAP-mode configs.
-pub fn tap_proxy_config(tap: &str, listeners: &[(&str, u16, &str)], clusters: &[(&str, &[u16])], io_extra: &str) -> String {
+pub fn tap_proxy_config(
+    tap: &str,
+    listeners: &[(&str, u16, &str)],
+    clusters: &[(&str, &[u16])],
+    io_extra: &str,
+) -> String {
     let mut y = tap_section(tap, io_extra);
     y += "admin:\n  address: {socket_address: {address: 127.0.0.1, port_value: 0}}\nstatic_resources:\n  listeners:\n";
     for (name, port, cluster) in listeners {

@@ -61,7 +61,11 @@ fn curl_socat_iperf3_and_ping_through_the_tap_proxy() {
         |tap| {
             tap_proxy_config(
                 tap,
-                &[("web", 8080, "web"), ("echo", 8081, "echo"), ("iperf", 8082, "iperf")],
+                &[
+                    ("web", 8080, "web"),
+                    ("echo", 8081, "echo"),
+                    ("iperf", 8082, "iperf"),
+                ],
                 &[("web", &[9080]), ("echo", &[9081]), ("iperf", &[9082])],
                 "",
             )
@@ -79,7 +83,9 @@ fn curl_socat_iperf3_and_ping_through_the_tap_proxy() {
     t.ns.wait_listening(9080);
     let _echo = echo_in(&t.ns, 9081);
     let mut iperf = t.ns.cmd("iperf3");
-    iperf.args(["-s", "-p", "9082", "-B", NS_IP]).stdout(Stdio::null());
+    iperf
+        .args(["-s", "-p", "9082", "-B", NS_IP])
+        .stdout(Stdio::null());
     let _iperf = Proc::spawn(iperf, "iperf3 -s");
     t.ns.wait_listening(9082);
 
@@ -106,8 +112,14 @@ fn curl_socat_iperf3_and_ping_through_the_tap_proxy() {
     assert_eq!(sha256(&got), sha256(&dir.join("blob")));
 
     // socat over IPv4 and IPv6 to the stack (upstream over IPv4).
-    assert_eq!(socat_roundtrip(&t.ns, &format!("{STACK_IP}:8081"), "over v4\n"), "over v4\n");
-    assert_eq!(socat_roundtrip(&t.ns, &format!("[{STACK_IP6}]:8081"), "over v6\n"), "over v6\n");
+    assert_eq!(
+        socat_roundtrip(&t.ns, &format!("{STACK_IP}:8081"), "over v4\n"),
+        "over v4\n"
+    );
+    assert_eq!(
+        socat_roundtrip(&t.ns, &format!("[{STACK_IP6}]:8081"), "over v6\n"),
+        "over v6\n"
+    );
 
     // iperf3 both ways through the proxy.
     for reverse in [false, true] {
@@ -119,7 +131,10 @@ fn curl_socat_iperf3_and_ping_through_the_tap_proxy() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(v.get("error").is_none(), "iperf3: {}", v["error"]);
         let bytes = v["end"]["sum_received"]["bytes"].as_u64().unwrap();
-        assert!(bytes > 10 << 20, "iperf3 moved only {bytes} bytes (reverse: {reverse})");
+        assert!(
+            bytes > 10 << 20,
+            "iperf3 moved only {bytes} bytes (reverse: {reverse})"
+        );
     }
 
     let s = &t.sluice;
@@ -150,20 +165,49 @@ fn hundred_megabytes_each_way_byte_identical() {
     let _sink = socat_in(
         &t.ns,
         9083,
-        &["-u", &format!("TCP-LISTEN:9083,bind={NS_IP},reuseaddr"), &format!("CREATE:{}", sunk.display())],
+        &[
+            "-u",
+            &format!("TCP-LISTEN:9083,bind={NS_IP},reuseaddr"),
+            &format!("CREATE:{}", sunk.display()),
+        ],
     );
     let _source = socat_in(
         &t.ns,
         9084,
-        &["-u", &format!("OPEN:{},rdonly", src.display()), &format!("TCP-LISTEN:9084,bind={NS_IP},reuseaddr")],
+        &[
+            "-u",
+            &format!("OPEN:{},rdonly", src.display()),
+            &format!("TCP-LISTEN:9084,bind={NS_IP},reuseaddr"),
+        ],
     );
-    t.ns.run("socat", &["-u", "-T", "60", &format!("OPEN:{},rdonly", src.display()), &format!("TCP:{STACK_IP}:8083")]);
+    t.ns.run(
+        "socat",
+        &[
+            "-u",
+            "-T",
+            "60",
+            &format!("OPEN:{},rdonly", src.display()),
+            &format!("TCP:{STACK_IP}:8083"),
+        ],
+    );
     let fetched = dir.join("fetched");
-    t.ns.run("socat", &["-u", "-T", "60", &format!("TCP:{STACK_IP}:8084"), &format!("CREATE:{}", fetched.display())]);
+    t.ns.run(
+        "socat",
+        &[
+            "-u",
+            "-T",
+            "60",
+            &format!("TCP:{STACK_IP}:8084"),
+            &format!("CREATE:{}", fetched.display()),
+        ],
+    );
     let want = sha256(&src);
     // The sink writes until its peer's FIN arrives; wait for it to finish the file.
     assert!(
-        wait_until(Duration::from_secs(30), || std::fs::metadata(&sunk).map(|m| m.len()).ok() == Some(100_000_000)),
+        wait_until(Duration::from_secs(30), || std::fs::metadata(&sunk)
+            .map(|m| m.len())
+            .ok()
+            == Some(100_000_000)),
         "upload incomplete: {:?} bytes",
         std::fs::metadata(&sunk).map(|m| m.len())
     );
@@ -175,7 +219,9 @@ fn hundred_megabytes_each_way_byte_identical() {
 fn kernel_has_netem() -> bool {
     let ns = Netns::new();
     let out = Command::new("tc")
-        .args(["-n", &ns.name, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"])
+        .args([
+            "-n", &ns.name, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
+        ])
         .output();
     out.map(|o| o.status.success()).unwrap_or(false)
 }
@@ -194,37 +240,96 @@ fn lossy_delayed_link_still_delivers_intact() {
         "    impair: {loss_percent: 5, delay: 0.020s}\n".to_string()
     };
     let t = TapSluice::start(
-        |tap| tap_proxy_config(tap, &[("up", 8085, "sink"), ("down", 8086, "source")], &[("sink", &[9085]), ("source", &[9086])], &impair),
+        |tap| {
+            tap_proxy_config(
+                tap,
+                &[("up", 8085, "sink"), ("down", 8086, "source")],
+                &[("sink", &[9085]), ("source", &[9086])],
+                &impair,
+            )
+        },
         &[],
     );
     if netem {
         let ns = &t.ns.name;
         let tc = |args: &[&str]| {
-            let out = Command::new("tc").args(["-n", ns]).args(args).output().unwrap();
-            assert!(out.status.success(), "tc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("tc")
+                .args(["-n", ns])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "tc {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         // Towards the stack: netem on the TAP's egress.
-        tc(&["qdisc", "add", "dev", &t.tap, "root", "netem", "loss", "5%", "delay", "20ms"]);
+        tc(&[
+            "qdisc", "add", "dev", &t.tap, "root", "netem", "loss", "5%", "delay", "20ms",
+        ]);
         // From the stack: the TAP's ingress redirected through an ifb device with netem on it.
         let ifb = unique("slifb");
         t.ns.run("ip", &["link", "add", &ifb, "type", "ifb"]);
         t.ns.run("ip", &["link", "set", &ifb, "up"]);
         tc(&["qdisc", "add", "dev", &t.tap, "handle", "ffff:", "ingress"]);
-        tc(&["filter", "add", "dev", &t.tap, "parent", "ffff:", "matchall", "action", "mirred", "egress", "redirect", "dev", &ifb]);
-        tc(&["qdisc", "add", "dev", &ifb, "root", "netem", "loss", "5%", "delay", "20ms"]);
+        tc(&[
+            "filter", "add", "dev", &t.tap, "parent", "ffff:", "matchall", "action", "mirred",
+            "egress", "redirect", "dev", &ifb,
+        ]);
+        tc(&[
+            "qdisc", "add", "dev", &ifb, "root", "netem", "loss", "5%", "delay", "20ms",
+        ]);
     }
 
     let dir = TempDir::new("tap-lossy");
     let src = dir.join("src");
     random_file(&src, 2_000_000, 13);
     let sunk = dir.join("sunk");
-    let _sink = socat_in(&t.ns, 9085, &["-u", &format!("TCP-LISTEN:9085,bind={NS_IP},reuseaddr"), &format!("CREATE:{}", sunk.display())]);
-    let _source = socat_in(&t.ns, 9086, &["-u", &format!("OPEN:{},rdonly", src.display()), &format!("TCP-LISTEN:9086,bind={NS_IP},reuseaddr")]);
-    t.ns.run("socat", &["-u", "-T", "60", &format!("OPEN:{},rdonly", src.display()), &format!("TCP:{STACK_IP}:8085,connect-timeout=20")]);
+    let _sink = socat_in(
+        &t.ns,
+        9085,
+        &[
+            "-u",
+            &format!("TCP-LISTEN:9085,bind={NS_IP},reuseaddr"),
+            &format!("CREATE:{}", sunk.display()),
+        ],
+    );
+    let _source = socat_in(
+        &t.ns,
+        9086,
+        &[
+            "-u",
+            &format!("OPEN:{},rdonly", src.display()),
+            &format!("TCP-LISTEN:9086,bind={NS_IP},reuseaddr"),
+        ],
+    );
+    t.ns.run(
+        "socat",
+        &[
+            "-u",
+            "-T",
+            "60",
+            &format!("OPEN:{},rdonly", src.display()),
+            &format!("TCP:{STACK_IP}:8085,connect-timeout=20"),
+        ],
+    );
     let fetched = dir.join("fetched");
-    t.ns.run("socat", &["-u", "-T", "60", &format!("TCP:{STACK_IP}:8086,connect-timeout=20"), &format!("CREATE:{}", fetched.display())]);
+    t.ns.run(
+        "socat",
+        &[
+            "-u",
+            "-T",
+            "60",
+            &format!("TCP:{STACK_IP}:8086,connect-timeout=20"),
+            &format!("CREATE:{}", fetched.display()),
+        ],
+    );
     assert!(
-        wait_until(Duration::from_secs(60), || std::fs::metadata(&sunk).map(|m| m.len()).ok() == Some(2_000_000)),
+        wait_until(Duration::from_secs(60), || std::fs::metadata(&sunk)
+            .map(|m| m.len())
+            .ok()
+            == Some(2_000_000)),
         "upload incomplete"
     );
     let want = sha256(&src);
@@ -239,7 +344,10 @@ fn lossy_delayed_link_still_delivers_intact() {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    assert!(retrans > 10, "expected retransmissions under 5% loss, nstat says:\n{text}");
+    assert!(
+        retrans > 10,
+        "expected retransmissions under 5% loss, nstat says:\n{text}"
+    );
 }
 
 /// 10,000 connections open at once through the TAP-mode proxy (20,000 flows in the stack), all
@@ -247,10 +355,14 @@ fn lossy_delayed_link_still_delivers_intact() {
 #[test]
 fn ten_thousand_concurrent_connections() {
     need_root!("ten_thousand_concurrent_connections");
-    let t = TapSluice::start(|tap| tap_proxy_config(tap, &[("many", 8087, "echo")], &[("echo", &[9087])], ""), &[]);
+    let t = TapSluice::start(
+        |tap| tap_proxy_config(tap, &[("many", 8087, "echo")], &[("echo", &[9087])], ""),
+        &[],
+    );
     let boltbench = bin_dir().join("boltbench");
     let mut echo = t.ns.cmd(boltbench.to_str().unwrap());
-    echo.args(["echo", "--listen", &format!("{NS_IP}:9087")]).stdout(Stdio::null());
+    echo.args(["echo", "--listen", &format!("{NS_IP}:9087")])
+        .stdout(Stdio::null());
     let _echo = Proc::spawn(echo, "boltbench echo");
     t.ns.wait_listening(9087);
     let mut load = t.ns.cmd(boltbench.to_str().unwrap());
@@ -279,9 +391,15 @@ fn ten_thousand_concurrent_connections() {
     });
     let out = load.wait_with_output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("boltbench load: {e}: {}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "boltbench load: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
-    assert!(peak >= 20_000, "the stack never held 20,000 flows at once (peak {peak})");
+    assert!(
+        peak >= 20_000,
+        "the stack never held 20,000 flows at once (peak {peak})"
+    );
     assert_eq!(v["failed"], 0, "{v}");
     assert_eq!(v["connection_errors"], 0, "{v}");
     assert!(v["requests"].as_u64().unwrap() >= 10_000, "{v}");
@@ -310,7 +428,9 @@ fn bolt_rpc_through_the_tap_proxy() {
     t.ns.wait_listening(12201);
     // The Bolt health check runs on the stack too: the endpoint turns healthy through the TAP.
     assert!(
-        wait_until(Duration::from_secs(10), || t.sluice.stat("sluice_host_healthy{cluster=\"bolt\",address=\"10.99.0.1:12201\"}") == 1),
+        wait_until(Duration::from_secs(10), || t.sluice.stat(
+            "sluice_host_healthy{cluster=\"bolt\",address=\"10.99.0.1:12201\"}"
+        ) == 1),
         "the Bolt health check never passed through the stack"
     );
     let out = t.ns.run(
@@ -331,7 +451,11 @@ fn bolt_rpc_through_the_tap_proxy() {
     assert_eq!(v["ok"], 200, "{v}");
     assert_eq!(v["mismatched"], 0, "{v}");
     assert_eq!(v["answers"]["tapside:sayHello"], 200, "{v}");
-    assert_eq!(t.sluice.stat("sluice_rpc_downstream_rq_total{stat_prefix=\"rpc\"}"), 200);
+    assert_eq!(
+        t.sluice
+            .stat("sluice_rpc_downstream_rq_total{stat_prefix=\"rpc\"}"),
+        200
+    );
 }
 
 /// `sluice.io.pcap` records what the stack sends and receives; tcpdump reads it.
@@ -341,29 +465,53 @@ fn pcap_switch_records_frames_tcpdump_can_read() {
     let dir = TempDir::new("tap-pcap");
     let pcap = dir.join("stack.pcap");
     let io_extra = format!("    pcap: {}\n", pcap.display());
-    let t = TapSluice::start(|tap| tap_proxy_config(tap, &[("echo", 8088, "echo")], &[("echo", &[9088])], &io_extra), &[]);
+    let t = TapSluice::start(
+        |tap| {
+            tap_proxy_config(
+                tap,
+                &[("echo", 8088, "echo")],
+                &[("echo", &[9088])],
+                &io_extra,
+            )
+        },
+        &[],
+    );
     let _echo = echo_in(&t.ns, 9088);
-    assert_eq!(socat_roundtrip(&t.ns, &format!("{STACK_IP}:8088"), "captured\n"), "captured\n");
+    assert_eq!(
+        socat_roundtrip(&t.ns, &format!("{STACK_IP}:8088"), "captured\n"),
+        "captured\n"
+    );
     require_program("tcpdump");
     let read = || {
-        let out = Command::new("tcpdump").args(["-nn", "-r"]).arg(&pcap).output().unwrap();
+        let out = Command::new("tcpdump")
+            .args(["-nn", "-r"])
+            .arg(&pcap)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     // Written out when the stack goes idle; wait for the client's FIN exchange to land.
     let mut text = String::new();
     let complete = wait_until(Duration::from_secs(10), || {
         text = read();
-        text.contains(&format!("{STACK_IP}.8088 > ")) && text.contains(&format!("> {NS_IP}.9088: Flags [F"))
+        text.contains(&format!("{STACK_IP}.8088 > "))
+            && text.contains(&format!("> {NS_IP}.9088: Flags [F"))
     });
     assert!(complete, "capture lacks the proxied flows:\n{text}");
-    assert!(text.contains("ARP, Request") || text.contains("ARP, Reply"), "no ARP in capture:\n{text}");
+    assert!(
+        text.contains("ARP, Request") || text.contains("ARP, Reply"),
+        "no ARP in capture:\n{text}"
+    );
 }
 
 #[test]
 fn listener_on_an_address_the_stack_does_not_own_is_refused() {
     need_root!("listener_on_an_address_the_stack_does_not_own_is_refused");
     let tap = unique("slt");
-    let yaml = tap_proxy_config(&tap, &[("x", 8089, "c")], &[("c", &[9089])], "").replace("address: 0.0.0.0, port_value: 8089", "address: 10.1.2.3, port_value: 8089");
+    let yaml = tap_proxy_config(&tap, &[("x", 8089, "c")], &[("c", &[9089])], "").replace(
+        "address: 0.0.0.0, port_value: 8089",
+        "address: 10.1.2.3, port_value: 8089",
+    );
     Sluice::run_to_exit(&yaml, &[]).assert_fails_with(
         "cannot listen on 10.1.2.3:8089: not an address of the userspace stack (sluice.io.tap.addresses: 10.99.0.2, fd99::2)",
     );

@@ -96,13 +96,15 @@ impl UserspaceConfig {
     pub fn check(&self, backend: IoBackend) -> std::result::Result<(), String> {
         match backend {
             IoBackend::Tap if self.tap.is_none() => Err(
-                "sluice.io.backend tap needs a sluice.io.tap section with at least one address".into(),
+                "sluice.io.backend tap needs a sluice.io.tap section with at least one address"
+                    .into(),
             ),
             IoBackend::Kernel if self.pcap.is_some() => Err(
                 "sluice.io.pcap records the userspace stack's frames; it needs backend tap".into(),
             ),
             IoBackend::Kernel if self.impair.is_some() => Err(
-                "sluice.io.impair acts on the userspace stack's device; it needs backend tap".into(),
+                "sluice.io.impair acts on the userspace stack's device; it needs backend tap"
+                    .into(),
             ),
             _ => Ok(()),
         }
@@ -135,7 +137,10 @@ pub fn parse_tap(node: Node<'_>) -> Result<TapConfig> {
     if let Some(g) = node.get("gateways") {
         for item in g.node().items()? {
             let n = item.node();
-            let ip: IpAddr = n.as_str()?.parse().map_err(|_| n.error("not an IP address"))?;
+            let ip: IpAddr = n
+                .as_str()?
+                .parse()
+                .map_err(|_| n.error("not an IP address"))?;
             if gateways.iter().any(|x| x.is_ipv4() == ip.is_ipv4()) {
                 return Err(n.error("at most one gateway per address family"));
             }
@@ -193,7 +198,11 @@ pub fn parse_tcp(node: Node<'_>) -> Result<StackTcpConfig> {
             "cubic" => Congestion::Cubic,
             "reno" => Congestion::Reno,
             "none" => Congestion::None,
-            other => return Err(n.error(format!("unknown congestion control \"{other}\" (expected cubic, reno or none)"))),
+            other => {
+                return Err(n.error(format!(
+                    "unknown congestion control \"{other}\" (expected cubic, reno or none)"
+                )))
+            }
         };
     }
     let sized = |field: &str, min: u64, max: u64, into: &mut usize| -> Result<()> {
@@ -207,7 +216,12 @@ pub fn parse_tcp(node: Node<'_>) -> Result<StackTcpConfig> {
         }
         Ok(())
     };
-    sized("receive_buffer_bytes", 4096, 1 << 30, &mut c.receive_buffer_bytes)?;
+    sized(
+        "receive_buffer_bytes",
+        4096,
+        1 << 30,
+        &mut c.receive_buffer_bytes,
+    )?;
     sized("send_buffer_bytes", 4096, 1 << 30, &mut c.send_buffer_bytes)?;
     sized("max_half_open", 1, 1 << 24, &mut c.max_half_open)?;
     sized("accept_backlog", 1, 1 << 24, &mut c.accept_backlog)?;
@@ -251,7 +265,9 @@ fn parse_cidr(s: &str) -> std::result::Result<(IpAddr, u8), String> {
     let (ip, prefix) = s
         .split_once('/')
         .ok_or_else(|| format!("\"{s}\": expected address/prefix-length, such as 10.99.0.2/24"))?;
-    let ip: IpAddr = ip.parse().map_err(|_| format!("\"{ip}\" is not an IP address"))?;
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("\"{ip}\" is not an IP address"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let prefix: u8 = prefix
         .parse()
@@ -271,7 +287,8 @@ fn parse_mac(s: &str) -> std::result::Result<[u8; 6], String> {
         return Err(format!("\"{s}\": expected six hex bytes separated by ':'"));
     }
     for (d, p) in mac.iter_mut().zip(parts) {
-        *d = u8::from_str_radix(p, 16).map_err(|_| format!("\"{s}\": \"{p}\" is not a hex byte"))?;
+        *d =
+            u8::from_str_radix(p, 16).map_err(|_| format!("\"{s}\": \"{p}\" is not a hex byte"))?;
     }
     Ok(mac)
 }
@@ -291,13 +308,27 @@ mod tests {
 
     #[test]
     fn cidr_and_mac_errors_say_what_is_wrong() {
-        assert_eq!(parse_cidr("10.0.0.1/24").unwrap(), ("10.0.0.1".parse().unwrap(), 24));
-        assert!(parse_cidr("10.0.0.1").unwrap_err().contains("address/prefix-length"));
+        assert_eq!(
+            parse_cidr("10.0.0.1/24").unwrap(),
+            ("10.0.0.1".parse().unwrap(), 24)
+        );
+        assert!(parse_cidr("10.0.0.1")
+            .unwrap_err()
+            .contains("address/prefix-length"));
         assert!(parse_cidr("10.0.0.1/33").unwrap_err().contains("0 to 32"));
-        assert!(parse_cidr("0.0.0.0/8").unwrap_err().contains("cannot be an interface"));
+        assert!(parse_cidr("0.0.0.0/8")
+            .unwrap_err()
+            .contains("cannot be an interface"));
         assert_eq!(parse_mac("02:00:00:00:00:0a").unwrap(), [2, 0, 0, 0, 0, 10]);
-        assert!(parse_mac("02:00:00:00:00").unwrap_err().contains("six hex bytes"));
-        assert!(parse_mac("02:00:00:00:00:zz").unwrap_err().contains("not a hex byte"));
-        assert_eq!(derived_mac("10.99.0.2".parse().unwrap()), [2, 0x73, 10, 99, 0, 2]);
+        assert!(parse_mac("02:00:00:00:00")
+            .unwrap_err()
+            .contains("six hex bytes"));
+        assert!(parse_mac("02:00:00:00:00:zz")
+            .unwrap_err()
+            .contains("not a hex byte"));
+        assert_eq!(
+            derived_mac("10.99.0.2".parse().unwrap()),
+            [2, 0x73, 10, 99, 0, 2]
+        );
     }
 }

@@ -36,11 +36,7 @@ pub struct StackPlan {
 /// Builds the stack described by `plan` on this thread, installs it, and spawns its driver on
 /// the current `LocalSet`. Errors say what failed in words (missing privilege, bad device).
 pub fn start(plan: &StackPlan) -> Result<Arc<StackStats>, String> {
-    let tap: &TapConfig = plan
-        .config
-        .tap
-        .as_ref()
-        .ok_or("sluice.io.tap is missing")?;
+    let tap: &TapConfig = plan.config.tap.as_ref().ok_or("sluice.io.tap is missing")?;
     let t = &plan.config.tcp;
     let config = StackConfig {
         mac: tap.mac,
@@ -85,8 +81,8 @@ pub fn start(plan: &StackPlan) -> Result<Arc<StackStats>, String> {
         None => Box::new(device),
     };
     let clock = Clock::start();
-    let stack = Stack::new(&config, device, clock.now())
-        .map_err(|e| format!("sluice.io.tap: {e}"))?;
+    let stack =
+        Stack::new(&config, device, clock.now()).map_err(|e| format!("sluice.io.tap: {e}"))?;
     let stats = stack.stats();
     let shared: SharedStack = Rc::new(RefCell::new(stack));
     CURRENT.with(|c| *c.borrow_mut() = Some(shared.clone()));

@@ -8,9 +8,9 @@ pub mod snapshot;
 pub mod worker;
 
 use crate::config::{Bootstrap, Discovery, IoBackend};
-use crate::io::userspace::StackPlan;
 use crate::io::affinity::allowed_cpus;
 use crate::io::listener::bind_reuseport;
+use crate::io::userspace::StackPlan;
 use crate::proxy::hosts::ClusterHosts;
 use crate::stats::Stats;
 use arc_swap::ArcSwap;

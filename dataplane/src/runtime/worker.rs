@@ -8,13 +8,13 @@ use crate::config::{NetworkFilter, TcpRoute};
 use crate::io::affinity::pin_current_thread;
 use crate::io::listener::Acceptor;
 use crate::io::userspace::{self, StackPlan};
-use crate::proxy::health::HealthChecker;
-use arc_swap::ArcSwap;
 use crate::proxy::cluster::Cluster;
+use crate::proxy::health::HealthChecker;
 use crate::proxy::lb::Rng;
 use crate::proxy::rpc_proxy::RpcProxy;
 use crate::proxy::tcp_proxy::{Active, Route, TcpProxy};
 use crate::stats::{ListenerStats, Stats};
+use arc_swap::ArcSwap;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -216,7 +216,8 @@ fn apply(
         }
         let socket = match (update.sockets.remove(&key), userspace::current(), &key) {
             (Some(s), _, _) => Acceptor::Kernel(
-                tokio::net::TcpListener::from_std(s).map_err(|e| format!("listener {key:?}: {e}"))?,
+                tokio::net::TcpListener::from_std(s)
+                    .map_err(|e| format!("listener {key:?}: {e}"))?,
             ),
             (None, Some(stack), ListenerKey::Address(addr)) => Acceptor::Stack(
                 sluice_tcpstack::socket::TcpListener::bind(&stack, *addr)

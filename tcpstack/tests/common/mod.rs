@@ -11,7 +11,10 @@ use std::rc::Rc;
 pub fn config(last: u8) -> StackConfig {
     StackConfig {
         mac: [0x02, 0, 0, 0, 0, last],
-        addresses: vec![(format!("10.0.0.{last}").parse().unwrap(), 24), (format!("fd00::{last}").parse().unwrap(), 64)],
+        addresses: vec![
+            (format!("10.0.0.{last}").parse().unwrap(), 24),
+            (format!("fd00::{last}").parse().unwrap(), 64),
+        ],
         gateways: vec![],
         seed: last as u64,
         tcp: TcpTuning::default(),
@@ -37,11 +40,16 @@ pub fn spawn_pair(impairment: Option<Impairment>) -> (SharedStack, SharedStack) 
 }
 
 pub fn run<F: std::future::Future>(f: F) -> F::Output {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     tokio::task::LocalSet::new().block_on(&rt, f)
 }
 
 /// Deterministic filler so corruption shows as a mismatch.
 pub fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8).collect()
+    (0..len)
+        .map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8)
+        .collect()
 }
