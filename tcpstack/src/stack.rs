@@ -43,6 +43,9 @@ const TX_BURST: usize = 64;
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
 /// How long a connection the application has let go of may take to finish closing.
 const ORPHAN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a passive handshake may stay half-open (SYN-ACKs retransmitted meanwhile) before
+/// its slot is freed; Linux gives up after about a minute, a shorter bound caps a SYN flood.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Congestion control for every connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -518,6 +521,7 @@ impl<D: PacketDevice> Stack<D> {
         if socket.1.listen(endpoint).is_err() {
             return None;
         }
+        socket.1.set_timeout(Some(HANDSHAKE_TIMEOUT));
         let idx = self.insert(head.key, socket, origin);
         if let Some(l) = self.listeners[lid as usize].as_mut() {
             l.half_open += 1;
@@ -666,6 +670,8 @@ impl<D: PacketDevice> Stack<D> {
                         queued: true,
                     };
                     let r = FlowRef { idx, gen: flow.gen };
+                    // Established: the handshake's time limit no longer applies.
+                    flow.set.get_mut::<tcp::Socket>(flow.handle).set_timeout(None);
                     self.stats.flows_half_open.sub(1);
                     let l = self.listeners[listener as usize]
                         .as_mut()
