@@ -141,6 +141,14 @@ pub struct FlowRef {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ListenerId(u32);
 
+/// What a SYN for no known flow found.
+enum Passive {
+    Opened(u32),
+    /// A listener, but its half-open queue (or the flow table) is full.
+    Full,
+    NoListener,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Origin {
     /// Created by a SYN for a listener; `queued` once handed to its accept queue.
@@ -445,21 +453,14 @@ impl<D: PacketDevice> Stack<D> {
     fn tcp_ingress(&mut self, frame: &[u8], head: TcpHead) {
         let idx = match self.by_key.get(&head.key) {
             Some(&idx) => idx,
-            None => {
-                let opened = if head.syn && !head.ack && !head.rst {
-                    self.passive_open(&head)
-                } else {
-                    None
-                };
-                match opened {
-                    Some(idx) => idx,
-                    None => {
-                        self.stats.rx_unknown_flow.inc();
-                        self.ingress_unowned(frame);
-                        return;
-                    }
-                }
-            }
+            None if head.syn && !head.ack && !head.rst => match self.passive_open(&head) {
+                Passive::Opened(idx) => idx,
+                // A listener wants it but has no room: drop without a word; the client
+                // retransmits its SYN, as it would after a loss.
+                Passive::Full => return,
+                Passive::NoListener => return self.unknown_flow(frame),
+            },
+            None => return self.unknown_flow(frame),
         };
         self.stats.rx_tcp_segments.inc();
         let flow = self.flows[idx as usize]
@@ -482,26 +483,33 @@ impl<D: PacketDevice> Stack<D> {
         self.transition(idx);
     }
 
+    /// A segment for no connection: smoltcp answers it with RST (unless it is one).
+    fn unknown_flow(&mut self, frame: &[u8]) {
+        self.stats.rx_unknown_flow.inc();
+        self.ingress_unowned(frame);
+    }
+
     /// A SYN for no known flow: if a listener wants it and there is room, a fresh socket in
     /// LISTEN for this one peer.
-    fn passive_open(&mut self, head: &TcpHead) -> Option<u32> {
+    fn passive_open(&mut self, head: &TcpHead) -> Passive {
         let (addr, port) = head.key.local;
-        let lid = *self.by_port.get(&port)?.iter().find(|&&lid| {
-            let l = self.listeners[lid as usize]
-                .as_ref()
-                .expect("indexed listener exists");
-            l.endpoint.0.is_none_or(|a| a == addr)
-        })?;
-        let listener = self.listeners[lid as usize]
-            .as_mut()
-            .expect("listener exists");
+        let found = self.by_port.get(&port).and_then(|ids| {
+            ids.iter().copied().find(|&lid| {
+                let l = self.listeners[lid as usize].as_ref().expect("indexed listener exists");
+                l.endpoint.0.is_none_or(|a| a == addr)
+            })
+        });
+        let Some(lid) = found else {
+            return Passive::NoListener;
+        };
+        let listener = self.listeners[lid as usize].as_mut().expect("listener exists");
         if listener.half_open >= self.tuning.max_half_open {
             self.stats.syn_dropped_half_open_full.inc();
-            return None;
+            return Passive::Full;
         }
         if self.live >= self.max_flows {
             self.stats.syn_dropped_flow_limit.inc();
-            return None;
+            return Passive::Full;
         }
         let origin = Origin::Passive {
             listener: lid,
@@ -511,7 +519,7 @@ impl<D: PacketDevice> Stack<D> {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("dropping SYN: {e}");
-                return None;
+                return Passive::Full;
             }
         };
         let endpoint = IpListenEndpoint {
@@ -519,7 +527,7 @@ impl<D: PacketDevice> Stack<D> {
             port,
         };
         if socket.1.listen(endpoint).is_err() {
-            return None;
+            return Passive::NoListener;
         }
         socket.1.set_timeout(Some(HANDSHAKE_TIMEOUT));
         let idx = self.insert(head.key, socket, origin);
@@ -527,7 +535,7 @@ impl<D: PacketDevice> Stack<D> {
             l.half_open += 1;
         }
         self.stats.flows_half_open.inc();
-        Some(idx)
+        Passive::Opened(idx)
     }
 
     fn new_socket(&self) -> Result<(Buffers, tcp::Socket<'static>), StackError> {
@@ -731,6 +739,7 @@ impl<D: PacketDevice> Stack<D> {
         };
         flow.dirty = false;
         let mut neighbor = false;
+        let mut sent_any = false;
         for _ in 0..TX_BURST {
             let mut dev = Egress {
                 dev: &mut self.device,
@@ -742,11 +751,21 @@ impl<D: PacketDevice> Stack<D> {
             if self.iface.poll_egress(self.now, &mut dev, &mut flow.set) == PollResult::None {
                 break;
             }
-        }
-        if neighbor {
-            self.neighbor_wait.push(idx);
+            sent_any = true;
         }
         let next = self.iface.poll_at(self.now, &flow.set);
+        // smoltcp sends one neighbour solicitation at a time and keeps every other connection
+        // that needs the same address silent for a second. A connection that has something to
+        // send yet sent nothing is such a one: it goes on as soon as any ARP/NDP answer arrives.
+        let socket = flow.set.get::<tcp::Socket>(flow.handle);
+        let has_work = socket.send_queue() > 0
+            || matches!(
+                socket.state(),
+                tcp::State::SynSent | tcp::State::SynReceived | tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck
+            );
+        if neighbor || (!sent_any && has_work && next.is_some_and(|t| t > self.now)) {
+            self.neighbor_wait.push(idx);
+        }
         match next {
             // Still wants to send now after a full burst: another turn, after everyone else.
             Some(at) if at <= self.now => {
