@@ -217,6 +217,11 @@ fn packets(connections: usize, active: usize, seconds: f64) {
     let frames = sa.rx_frames.get() + sb.rx_frames.get() - frames0;
     // After the exchanges: connections that carried data hold the pages their rings touched.
     let per_flow_after_kib = (rss_kib() - rss0) as f64 / (2 * connections) as f64;
+    // Then a quiet spell (the clock jumped forward): empty rings hand their pages back.
+    let later = now(t0) + sluice_tcpstack::stack::Duration::from_secs(12);
+    a.advance(later);
+    b.advance(later);
+    let per_flow_quiet_kib = (rss_kib() - rss0) as f64 / (2 * connections) as f64;
     println!(
         "{}",
         serde_json::json!({
@@ -229,6 +234,7 @@ fn packets(connections: usize, active: usize, seconds: f64) {
             "ns_per_frame": used * 1e9 / frames as f64,
             "kib_per_idle_flow": per_flow_kib,
             "kib_per_flow_after_exchanges": per_flow_after_kib,
+            "kib_per_flow_after_quiet": per_flow_quiet_kib,
         })
     );
 }

@@ -6,7 +6,8 @@
 //! written, so an idle connection that carried a few small messages holds a few pages, not the
 //! whole window. The send ring rewinds to its start whenever it empties (smoltcp does this), so
 //! request/response traffic keeps touching the same first pages. The receive ring walks on, so
-//! a connection that has received more than its window holds the whole receive ring.
+//! the stack hands a quiet connection's pages back (`trim_rx`, `trim_tx`) when their contents
+//! no longer matter: resident memory follows data in flight, not the window size.
 
 use std::io;
 use std::ptr::NonNull;
@@ -53,6 +54,28 @@ impl Buffers {
         let rx = std::slice::from_raw_parts_mut(self.base.as_ptr(), self.rx_len);
         let tx = std::slice::from_raw_parts_mut(self.base.as_ptr().add(self.rx_len), self.tx_len);
         (rx, tx)
+    }
+}
+
+impl Buffers {
+    /// Returns the receive ring's pages to the kernel; they read as zeroes afterwards. Only for
+    /// a ring holding nothing, out-of-order data included.
+    pub fn trim_rx(&mut self) {
+        self.discard(0, self.rx_len);
+    }
+
+    /// Returns the send ring's pages to the kernel. Only for a ring holding nothing unsent and
+    /// nothing unacknowledged.
+    pub fn trim_tx(&mut self) {
+        self.discard(self.rx_len, self.tx_len);
+    }
+
+    fn discard(&mut self, offset: usize, len: usize) {
+        // SAFETY: the range lies inside our mapping. MADV_DONTNEED on private anonymous memory
+        // only drops contents (later reads see zeroes); callers only do it to empty rings.
+        unsafe {
+            libc::madvise(self.base.as_ptr().add(offset).cast(), len, libc::MADV_DONTNEED);
+        }
     }
 }
 

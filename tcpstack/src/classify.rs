@@ -22,6 +22,8 @@ pub struct TcpHead {
     pub syn: bool,
     pub ack: bool,
     pub rst: bool,
+    /// Sequence number just past this segment (its data, SYN and FIN counted).
+    pub seq_end: u32,
 }
 
 /// Why a frame was dropped before any socket saw it.
@@ -145,5 +147,7 @@ fn tcp(bytes: &[u8], src: IpAddress, dst: IpAddress, verify: bool) -> Class {
         syn: seg.syn(),
         ack: seg.ack(),
         rst: seg.rst(),
+        seq_end: (seg.seq_number().0 as u32)
+            .wrapping_add(seg.payload().len() as u32 + seg.syn() as u32 + seg.fin() as u32),
     })
 }

@@ -43,6 +43,10 @@ const TX_BURST: usize = 64;
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
 /// How long a connection the application has let go of may take to finish closing.
 const ORPHAN_TIMEOUT: Duration = Duration::from_secs(60);
+/// A connection quiet this long has the pages of its empty rings handed back.
+const TRIM_AFTER: Duration = Duration::from_secs(2);
+/// How often the stack looks for such connections (off the per-packet path).
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// How long a passive handshake may stay half-open (SYN-ACKs retransmitted meanwhile) before
 /// its slot is freed; Linux gives up after about a minute, a shorter bound caps a SYN flood.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -173,8 +177,15 @@ struct Flow {
     dirty: bool,
     /// The deadline currently scheduled in the timer heap.
     timer_at: Option<Instant>,
-    /// The socket's rings; only held, never touched directly.
-    _buffers: Buffers,
+    /// The socket's rings; only trimmed here, read and written by smoltcp.
+    buffers: Buffers,
+    /// Sequence number just past the furthest segment received (wrapping).
+    rcv_high: u32,
+    /// The last acknowledgement number this stack sent on the connection.
+    ack_sent: Option<u32>,
+    /// The rings may hold resident pages worth handing back once the connection is quiet.
+    touched: bool,
+    last_active: Instant,
 }
 
 struct Listener {
@@ -251,6 +262,8 @@ pub struct Stack<D: PacketDevice> {
     rx_buf: Vec<u8>,
     /// Woken when the application gives the stack work (data to send, a window to reopen).
     kick: Option<Waker>,
+    /// When quiet connections' pages are next handed back, while any may hold some.
+    next_trim: Option<Instant>,
     stats: Arc<StackStats>,
 }
 
@@ -269,7 +282,7 @@ impl<D: PacketDevice> Stack<D> {
             now,
             caps: &smol_caps,
             stats: None,
-            neighbor: &mut false,
+            seen: &mut Seen::default(),
         };
         let mut iface_config = Config::new(HardwareAddress::Ethernet(mac));
         iface_config.random_seed = config.seed;
@@ -325,6 +338,7 @@ impl<D: PacketDevice> Stack<D> {
             now,
             rx_buf: vec![0; caps.frame_mtu().max(1514)],
             kick: None,
+            next_trim: None,
             stats: Arc::new(StackStats::default()),
         })
     }
@@ -383,6 +397,7 @@ impl<D: PacketDevice> Stack<D> {
         self.rx_buf = buf;
         work |= self.fire_timers();
         work |= self.flush();
+        self.trim_quiet();
         if !work {
             self.device.idle();
         }
@@ -403,6 +418,7 @@ impl<D: PacketDevice> Stack<D> {
         self.set_now(now);
         self.fire_timers();
         self.flush();
+        self.trim_quiet();
     }
 
     /// When `poll` must run next even if no frame arrives: now if work is pending, else the
@@ -412,7 +428,8 @@ impl<D: PacketDevice> Stack<D> {
             return Some(self.now);
         }
         let device = self.device.next_timer();
-        self.timers.next().into_iter().chain(device).min()
+        let timers = self.timers.next().into_iter().chain(device);
+        timers.chain(self.next_trim).min()
     }
 
     fn ingress(&mut self, frame: &[u8]) {
@@ -435,7 +452,7 @@ impl<D: PacketDevice> Stack<D> {
     /// answers ARP, NDP and ICMP echo, and resets TCP segments nobody owns.
     fn ingress_unowned(&mut self, frame: &[u8]) {
         let mut none = SocketSet::new(Vec::new());
-        let mut neighbor = false;
+        let mut seen = Seen::default();
         let mut dev = Ingress {
             frame: Some(frame),
             tx: Egress {
@@ -443,7 +460,7 @@ impl<D: PacketDevice> Stack<D> {
                 now: self.now,
                 caps: &self.smol_caps,
                 stats: Some(&self.stats),
-                neighbor: &mut neighbor,
+                seen: &mut seen,
             },
         };
         self.iface
@@ -466,7 +483,13 @@ impl<D: PacketDevice> Stack<D> {
         let flow = self.flows[idx as usize]
             .as_mut()
             .expect("keyed flow exists");
-        let mut neighbor = false;
+        if seq_after(head.seq_end, flow.rcv_high) || !flow.touched {
+            flow.rcv_high = head.seq_end;
+        }
+        flow.touched = true;
+        flow.last_active = self.now;
+        self.next_trim.get_or_insert(self.now + TRIM_EVERY);
+        let mut seen = Seen::default();
         let mut dev = Ingress {
             frame: Some(frame),
             tx: Egress {
@@ -474,11 +497,14 @@ impl<D: PacketDevice> Stack<D> {
                 now: self.now,
                 caps: &self.smol_caps,
                 stats: Some(&self.stats),
-                neighbor: &mut neighbor,
+                seen: &mut seen,
             },
         };
         self.iface
             .poll_ingress_single(self.now, &mut dev, &mut flow.set);
+        if let Some(ack) = seen.ack {
+            flow.ack_sent = Some(ack);
+        }
         self.mark_dirty(idx);
         self.transition(idx);
     }
@@ -587,7 +613,11 @@ impl<D: PacketDevice> Stack<D> {
             attached: false,
             dirty: false,
             timer_at: None,
-            _buffers: buffers,
+            buffers,
+            rcv_high: 0,
+            ack_sent: None,
+            touched: false,
+            last_active: self.now,
         });
         self.by_key.insert(key, idx);
         self.live += 1;
@@ -703,6 +733,44 @@ impl<D: PacketDevice> Stack<D> {
         }
     }
 
+    /// Hands back the ring pages of connections quiet for a while whose rings are empty. Runs
+    /// every few seconds while any connection may hold such pages; it walks the flow table, so
+    /// it stays off the per-packet path.
+    fn trim_quiet(&mut self) {
+        match self.next_trim {
+            Some(at) if self.now >= at => {}
+            _ => return,
+        }
+        let mut pending = false;
+        for flow in self.flows.iter_mut().flatten() {
+            if !flow.touched {
+                continue;
+            }
+            if self.now - flow.last_active < TRIM_AFTER {
+                pending = true;
+                continue;
+            }
+            let socket = flow.set.get::<tcp::Socket>(flow.handle);
+            // Nothing buffered for the application, and everything received acknowledged: no
+            // out-of-order data is parked in the ring either.
+            let rx_empty = socket.recv_queue() == 0
+                && flow.ack_sent.is_some_and(|ack| !seq_after(flow.rcv_high, ack));
+            let tx_empty = socket.send_queue() == 0;
+            if rx_empty {
+                flow.buffers.trim_rx();
+            }
+            if tx_empty {
+                flow.buffers.trim_tx();
+            }
+            if rx_empty && tx_empty {
+                flow.touched = false;
+            } else {
+                pending = true;
+            }
+        }
+        self.next_trim = pending.then(|| self.now + TRIM_EVERY);
+    }
+
     fn fire_timers(&mut self) -> bool {
         let mut fired = false;
         while let Some((at, idx, gen)) = self.timers.pop_due(self.now) {
@@ -738,7 +806,7 @@ impl<D: PacketDevice> Stack<D> {
             return;
         };
         flow.dirty = false;
-        let mut neighbor = false;
+        let mut seen = Seen::default();
         let mut sent_any = false;
         for _ in 0..TX_BURST {
             let mut dev = Egress {
@@ -746,7 +814,7 @@ impl<D: PacketDevice> Stack<D> {
                 now: self.now,
                 caps: &self.smol_caps,
                 stats: Some(&self.stats),
-                neighbor: &mut neighbor,
+                seen: &mut seen,
             };
             if self.iface.poll_egress(self.now, &mut dev, &mut flow.set) == PollResult::None {
                 break;
@@ -763,7 +831,10 @@ impl<D: PacketDevice> Stack<D> {
                 socket.state(),
                 tcp::State::SynSent | tcp::State::SynReceived | tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck
             );
-        if neighbor || (!sent_any && has_work && next.is_some_and(|t| t > self.now)) {
+        if let Some(ack) = seen.ack {
+            flow.ack_sent = Some(ack);
+        }
+        if seen.solicitation || (!sent_any && has_work && next.is_some_and(|t| t > self.now)) {
             self.neighbor_wait.push(idx);
         }
         match next {
@@ -929,6 +1000,11 @@ impl<D: PacketDevice> Stack<D> {
             return None;
         }
         let out = op(self.socket(r.idx));
+        let now = self.now;
+        let flow = self.flows[r.idx as usize].as_mut().expect("valid flow");
+        flow.touched = true;
+        flow.last_active = now;
+        self.next_trim.get_or_insert(now + TRIM_EVERY);
         self.mark_dirty(r.idx);
         Some(out)
     }
@@ -1015,8 +1091,17 @@ struct Egress<'a, D: PacketDevice> {
     now: Instant,
     caps: &'a DeviceCapabilities,
     stats: Option<&'a StackStats>,
-    /// Set when a neighbour solicitation (ARP request, NDP NS) went out instead of data.
-    neighbor: &'a mut bool,
+    /// What went out, as far as the flow table cares.
+    seen: &'a mut Seen,
+}
+
+/// What the frames a connection's turn produced said.
+#[derive(Default)]
+struct Seen {
+    /// A neighbour solicitation (ARP request, NDP NS) went out instead of data.
+    solicitation: bool,
+    /// The acknowledgement number of the last TCP segment sent.
+    ack: Option<u32>,
 }
 
 impl<D: PacketDevice> phy::TxToken for Egress<'_, D> {
@@ -1028,7 +1113,9 @@ impl<D: PacketDevice> phy::TxToken for Egress<'_, D> {
                 out = Some(f(buf));
             }
             if is_solicitation(buf) {
-                *self.neighbor = true;
+                self.seen.solicitation = true;
+            } else if let Some(ack) = tcp_ack(buf) {
+                self.seen.ack = Some(ack);
             }
         });
         if let Some(stats) = self.stats {
@@ -1066,7 +1153,7 @@ impl<D: PacketDevice> phy::Device for Egress<'_, D> {
             now: self.now,
             caps: self.caps,
             stats: self.stats,
-            neighbor: self.neighbor,
+            seen: self.seen,
         })
     }
 
@@ -1111,6 +1198,27 @@ impl<'a, 'f, D: PacketDevice> phy::Device for Ingress<'a, 'f, D> {
     fn capabilities(&self) -> DeviceCapabilities {
         self.tx.caps.clone()
     }
+}
+
+/// The acknowledgement number of a TCP segment in an Ethernet frame (IPv4 or IPv6 without
+/// extension headers), if it carries one.
+fn tcp_ack(frame: &[u8]) -> Option<u32> {
+    let tcp = match frame.get(12..14)? {
+        [0x08, 0x00] => {
+            let ihl = (*frame.get(14)? & 0x0f) as usize * 4;
+            (*frame.get(23)? == 6).then_some(14 + ihl)?
+        }
+        [0x86, 0xdd] => (*frame.get(20)? == 6).then_some(54)?,
+        _ => return None,
+    };
+    let flags = *frame.get(tcp + 13)?;
+    let ack = frame.get(tcp + 8..tcp + 12)?;
+    (flags & 0x10 != 0).then(|| u32::from_be_bytes([ack[0], ack[1], ack[2], ack[3]]))
+}
+
+/// Whether sequence number `a` is after `b` (modulo 2^32).
+fn seq_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
 }
 
 /// An ARP request or an NDP neighbour solicitation.
