@@ -4,6 +4,7 @@
 #
 #   scripts/bench/run.sh tcp [--runs N] [--seconds S]
 #   scripts/bench/run.sh bolt [--runs N] [--seconds S] [--shapes 50x20,500x2]
+#   scripts/bench/run.sh stack [--runs N] [--seconds S] [--parts a,b,c] [--tap-mtu 1500]
 #
 # Results (medians of the runs, and the proxy's CPU time per GB read from /proc) are printed and
 # written into docs/benchmarks.md together with a description of the machine.
@@ -11,7 +12,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 scenario=${1:-}
-[ -n "$scenario" ] || { echo "usage: $0 SCENARIO [--runs N] [--seconds S]   (scenarios: tcp, bolt)" >&2; exit 2; }
+[ -n "$scenario" ] || { echo "usage: $0 SCENARIO [--runs N] [--seconds S]   (scenarios: tcp, bolt, stack)" >&2; exit 2; }
 shift
 
 case "$scenario" in
@@ -25,5 +26,10 @@ case "$scenario" in
     (cd "$root" && cargo build --release --bin sluice --bin boltbench)
     exec python3 "$here/bolt.py" --root "$root" "$@"
     ;;
-  *) echo "unknown scenario '$scenario' (known: tcp, bolt)" >&2; exit 2 ;;
+  stack)
+    "$root/scripts/setup/deps.sh" bench
+    (cd "$root" && cargo build --release --bin sluice --bin stackbench)
+    exec python3 "$here/stack.py" --root "$root" "$@"
+    ;;
+  *) echo "unknown scenario '$scenario' (known: tcp, bolt, stack)" >&2; exit 2 ;;
 esac

@@ -12,7 +12,7 @@ pub struct DeviceCaps {
     /// The device delivers frames whose checksums it has already verified (TAP with a virtio
     /// header saying so, a NIC with rx checksum offload, an in-memory wire that cannot corrupt).
     pub rx_checksum_verified: bool,
-    /// The device fills in or does not need transmit checksums.
+    /// The device fills in (or does not need) TCP transmit checksums.
     pub tx_checksum_offload: bool,
 }
 
@@ -43,6 +43,11 @@ pub trait PacketDevice {
     fn register_rx(&mut self, _waker: &std::task::Waker) -> bool {
         false
     }
+    /// Whether the frame `recv` returned last is known to carry valid (or locally generated,
+    /// not yet computed) checksums, so the stack need not verify them.
+    fn last_rx_checksum_ok(&self) -> bool {
+        false
+    }
     /// The stack has nothing to do for now: a chance to write out anything buffered.
     fn idle(&mut self) {}
     /// When the device itself needs to be polled again (a device that holds frames back).
@@ -71,6 +76,9 @@ impl<D: PacketDevice + ?Sized> PacketDevice for Box<D> {
     }
     fn register_rx(&mut self, waker: &std::task::Waker) -> bool {
         (**self).register_rx(waker)
+    }
+    fn last_rx_checksum_ok(&self) -> bool {
+        (**self).last_rx_checksum_ok()
     }
     fn idle(&mut self) {
         (**self).idle()

@@ -21,8 +21,10 @@ pub struct Impaired<D> {
     inner: D,
     cfg: Impairment,
     rng: u64,
-    /// Frames received from the device, held until their time.
-    rx: VecDeque<(Instant, Vec<u8>)>,
+    /// Frames received from the device (and whether their checksums are known good), held
+    /// until their time.
+    rx: VecDeque<(Instant, Vec<u8>, bool)>,
+    last_ok: bool,
     /// Frames the stack sent, held until their time.
     tx: VecDeque<(Instant, Vec<u8>)>,
     scratch: Vec<u8>,
@@ -37,6 +39,7 @@ impl<D: PacketDevice> Impaired<D> {
             rng: cfg.seed | 1,
             rx: VecDeque::new(),
             tx: VecDeque::new(),
+            last_ok: false,
             scratch: vec![0; frame],
         }
     }
@@ -70,15 +73,16 @@ impl<D: PacketDevice> PacketDevice for Impaired<D> {
         // Take in everything the device has, deciding each frame's fate on arrival.
         let mut scratch = std::mem::take(&mut self.scratch);
         while let Some(n) = self.inner.recv(now, &mut scratch)? {
+            let ok = self.inner.last_rx_checksum_ok();
             if !self.lose() {
-                self.rx
-                    .push_back((now + self.cfg.delay, scratch[..n].to_vec()));
+                self.rx.push_back((now + self.cfg.delay, scratch[..n].to_vec(), ok));
             }
         }
         self.scratch = scratch;
         match self.rx.front() {
-            Some((at, _)) if *at <= now => {
-                let (_, frame) = self.rx.pop_front().expect("checked");
+            Some((at, _, _)) if *at <= now => {
+                let (_, frame, ok) = self.rx.pop_front().expect("checked");
+                self.last_ok = ok;
                 let n = frame.len().min(buf.len());
                 buf[..n].copy_from_slice(&frame[..n]);
                 Ok(Some(n))
@@ -112,6 +116,10 @@ impl<D: PacketDevice> PacketDevice for Impaired<D> {
 
     fn idle(&mut self) {
         self.inner.idle()
+    }
+
+    fn last_rx_checksum_ok(&self) -> bool {
+        self.last_ok
     }
 
     fn next_timer(&self) -> Option<Instant> {

@@ -175,6 +175,10 @@ impl<D: PacketDevice> PacketDevice for Recorder<D> {
     fn next_timer(&self) -> Option<Instant> {
         self.inner.next_timer()
     }
+
+    fn last_rx_checksum_ok(&self) -> bool {
+        self.inner.last_rx_checksum_ok()
+    }
 }
 
 /// One captured frame and its timestamp (for sluice's own captures: the stack clock).

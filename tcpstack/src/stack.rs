@@ -385,7 +385,8 @@ impl<D: PacketDevice> Stack<D> {
             match self.device.recv(self.now, &mut buf) {
                 Ok(Some(n)) => {
                     work = true;
-                    self.ingress(&buf[..n]);
+                    let verify = self.verify_rx && !self.device.last_rx_checksum_ok();
+                    self.ingress(&buf[..n], verify);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -408,7 +409,7 @@ impl<D: PacketDevice> Stack<D> {
     /// This is how pcap replay and the fuzz target feed the stack.
     pub fn receive_frame(&mut self, now: Instant, frame: &[u8]) {
         self.set_now(now);
-        self.ingress(frame);
+        self.ingress(frame, self.verify_rx);
         self.fire_timers();
         self.flush();
     }
@@ -432,9 +433,9 @@ impl<D: PacketDevice> Stack<D> {
         timers.chain(self.next_trim).min()
     }
 
-    fn ingress(&mut self, frame: &[u8]) {
+    fn ingress(&mut self, frame: &[u8], verify: bool) {
         self.stats.rx_frames.inc();
-        match classify(frame, self.verify_rx) {
+        match classify(frame, verify) {
             Class::Drop(reason) => self.stats.dropped(reason),
             Class::Tcp(head) => self.tcp_ingress(frame, head),
             Class::Neighbor => {
@@ -1070,17 +1071,17 @@ fn smol_caps(caps: &DeviceCaps) -> DeviceCapabilities {
     c.medium = Medium::Ethernet;
     c.max_transmission_unit = caps.frame_mtu();
     // Receive checksums are verified (and counted) by the classifier before smoltcp sees a
-    // frame, so smoltcp never checks them; it computes transmit ones unless the device does.
-    let tx = if caps.tx_checksum_offload {
+    // frame, so smoltcp never checks them. It computes transmit ones, except TCP's when the
+    // device does (TCP payload is where the cost is; headers and ICMP are cheap).
+    let mut sums = ChecksumCapabilities::ignored();
+    sums.ipv4 = Checksum::Tx;
+    sums.icmpv4 = Checksum::Tx;
+    sums.icmpv6 = Checksum::Tx;
+    sums.tcp = if caps.tx_checksum_offload {
         Checksum::None
     } else {
         Checksum::Tx
     };
-    let mut sums = ChecksumCapabilities::ignored();
-    sums.ipv4 = tx;
-    sums.tcp = tx;
-    sums.icmpv4 = tx;
-    sums.icmpv6 = tx;
     c.checksum = sums;
     c
 }

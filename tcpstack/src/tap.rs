@@ -9,8 +9,21 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+/// TUNSETOFFLOAD flag: this end takes frames whose checksum the kernel left to be computed.
+const TUN_F_CSUM: libc::c_uint = 0x01;
+
+/// `struct virtio_net_hdr` (without `num_buffers`): 10 bytes before every frame on a TAP
+/// opened with IFF_VNET_HDR. Native byte order on little-endian hosts.
+const VNET_HDR_LEN: usize = 10;
+/// virtio_net_hdr.flags: the checksum from `csum_start` on is still to be computed.
+const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+/// virtio_net_hdr.flags: the kernel has already verified the checksum.
+const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
 
 /// `struct ifreq` with the two union members used here.
 #[repr(C)]
@@ -56,12 +69,17 @@ pub struct TapDevice {
     name: String,
     ip_mtu: usize,
     scratch: Vec<u8>,
+    /// Frames carry a virtio-net header: TCP checksums are neither computed nor verified on
+    /// this link (the kernel marks frames it made or checked; we mark ours as partial).
+    vnet: bool,
+    last_rx_ok: bool,
 }
 
 impl TapDevice {
     /// Creates the TAP device `name` (or attaches to an existing one of that name), sets its
-    /// MTU and brings it up. Needs CAP_NET_ADMIN.
-    pub fn open(name: &str, ip_mtu: usize) -> io::Result<TapDevice> {
+    /// MTU and brings it up. Needs CAP_NET_ADMIN. With `checksum_offload`, frames carry a
+    /// virtio-net header so TCP checksums cost nothing on either side of the TAP.
+    pub fn open(name: &str, ip_mtu: usize, checksum_offload: bool) -> io::Result<TapDevice> {
         let explain = |e: io::Error, what: &str| -> io::Error {
             let hint = match e.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => {
@@ -91,7 +109,7 @@ impl TapDevice {
         }
         // SAFETY: `raw` is a descriptor we just opened and own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        req.value.flags = IFF_TAP | IFF_NO_PI;
+        req.value.flags = IFF_TAP | IFF_NO_PI | if checksum_offload { IFF_VNET_HDR } else { 0 };
         // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `req` is laid out as.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req) } < 0 {
             return Err(explain(
@@ -99,12 +117,25 @@ impl TapDevice {
                 "cannot create or attach",
             ));
         }
+        if checksum_offload {
+            let size: libc::c_int = VNET_HDR_LEN as libc::c_int;
+            // SAFETY: TUNSETVNETHDRSZ reads one int; TUNSETOFFLOAD takes its flags by value.
+            let ok = unsafe {
+                libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ as _, &size) == 0
+                    && libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, TUN_F_CSUM) == 0
+            };
+            if !ok {
+                return Err(explain(io::Error::last_os_error(), "cannot enable checksum offload"));
+            }
+        }
         configure_link(name, ip_mtu).map_err(|e| explain(e, "cannot set MTU and bring it up"))?;
         Ok(TapDevice {
             fd,
             name: name.to_string(),
             ip_mtu,
             scratch: vec![0; ip_mtu + DeviceCaps::ETHERNET_HEADER],
+            vnet: checksum_offload,
+            last_rx_ok: false,
         })
     }
 
@@ -148,13 +179,25 @@ impl PacketDevice for TapDevice {
         DeviceCaps {
             ip_mtu: self.ip_mtu,
             rx_checksum_verified: false,
-            tx_checksum_offload: false,
+            tx_checksum_offload: self.vnet,
         }
     }
 
     fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        // SAFETY: reading into a buffer we own, bounded by its length.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_mut_ptr().cast(),
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            },
+        ];
+        let parts = if self.vnet { &iov[..] } else { &iov[1..] };
+        // SAFETY: scattering into buffers we own, each bounded by its length.
+        let n = unsafe { libc::readv(self.fd.as_raw_fd(), parts.as_ptr(), parts.len() as i32) };
         if n < 0 {
             let e = io::Error::last_os_error();
             return match e.kind() {
@@ -162,7 +205,16 @@ impl PacketDevice for TapDevice {
                 _ => Err(e),
             };
         }
-        Ok(Some(n as usize))
+        let mut n = n as usize;
+        if self.vnet {
+            n = n.saturating_sub(VNET_HDR_LEN);
+            self.last_rx_ok = hdr[0] & (VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID) != 0;
+        }
+        Ok(Some(n))
+    }
+
+    fn last_rx_checksum_ok(&self) -> bool {
+        self.last_rx_ok
     }
 
     fn send(
@@ -176,9 +228,28 @@ impl PacketDevice for TapDevice {
         }
         let frame = &mut self.scratch[..len];
         fill(frame);
-        // SAFETY: writing `len` bytes we own. A full TAP queue drops the frame (EAGAIN): TCP
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        if self.vnet {
+            if let Some((start, offset)) = partial_tcp_checksum(frame) {
+                hdr[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+                hdr[6..8].copy_from_slice(&(start as u16).to_ne_bytes());
+                hdr[8..10].copy_from_slice(&(offset as u16).to_ne_bytes());
+            }
+        }
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_mut_ptr().cast(),
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_mut_ptr().cast(),
+                iov_len: len,
+            },
+        ];
+        let parts = if self.vnet { &iov[..] } else { &iov[1..] };
+        // SAFETY: gathering from buffers we own. A full TAP queue drops the frame (EAGAIN): TCP
         // retransmits it, as it would after a drop on a wire.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), len) };
+        let n = unsafe { libc::writev(self.fd.as_raw_fd(), parts.as_ptr(), parts.len() as i32) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -188,4 +259,41 @@ impl PacketDevice for TapDevice {
     fn raw_fd(&self) -> Option<RawFd> {
         Some(self.fd.as_raw_fd())
     }
+}
+
+/// For a TCP segment whose checksum smoltcp left out: stores the pseudo-header sum in the
+/// checksum field (what a device completing the checksum starts from) and returns where the
+/// checksummed range starts and where, relative to that, the checksum goes.
+fn partial_tcp_checksum(frame: &mut [u8]) -> Option<(usize, usize)> {
+    const TCP: u8 = 6;
+    const CHECKSUM_AT: usize = 16;
+    let (start, mut sum) = match frame.get(12..14)? {
+        [0x08, 0x00] => {
+            let ihl = (*frame.get(14)? & 0x0f) as usize * 4;
+            if *frame.get(23)? != TCP {
+                return None;
+            }
+            let total = u16::from_be_bytes([frame[16], frame[17]]) as usize;
+            let tcp_len = total.checked_sub(ihl)?;
+            (14 + ihl, words(frame.get(26..34)?) + TCP as u32 + tcp_len as u32)
+        }
+        [0x86, 0xdd] => {
+            if *frame.get(20)? != TCP {
+                return None;
+            }
+            let tcp_len = u16::from_be_bytes([frame[18], frame[19]]) as u32;
+            (54, words(frame.get(22..54)?) + TCP as u32 + tcp_len)
+        }
+        _ => return None,
+    };
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    frame.get_mut(start + CHECKSUM_AT..start + CHECKSUM_AT + 2)?.copy_from_slice(&(sum as u16).to_be_bytes());
+    Some((start, CHECKSUM_AT))
+}
+
+/// Sum of big-endian 16-bit words.
+fn words(b: &[u8]) -> u32 {
+    b.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32).sum()
 }

@@ -43,6 +43,9 @@ pub struct TapConfig {
     pub mac: [u8; 6],
     /// Link MTU on both sides of the TAP (default 1500).
     pub mtu: usize,
+    /// TCP checksums left to the kernel through a virtio-net header (default true); off, the
+    /// stack computes and verifies them in software.
+    pub checksum_offload: bool,
 }
 
 /// `sluice.io.tcp`: the userspace stack's TCP settings.
@@ -112,7 +115,7 @@ impl UserspaceConfig {
 }
 
 pub fn parse_tap(node: Node<'_>) -> Result<TapConfig> {
-    node.expect_fields(&["name", "addresses", "gateways", "mac", "mtu"], &[])?;
+    node.expect_fields(&["name", "addresses", "gateways", "mac", "mtu", "checksum_offload"], &[])?;
     let name = match node.get("name") {
         Some(n) => {
             let n = n.node();
@@ -169,12 +172,17 @@ pub fn parse_tap(node: Node<'_>) -> Result<TapConfig> {
         }
         None => 1500,
     };
+    let checksum_offload = match node.get("checksum_offload") {
+        Some(c) => c.node().as_bool()?,
+        None => true,
+    };
     Ok(TapConfig {
         name,
         addresses,
         gateways,
         mac,
         mtu,
+        checksum_offload,
     })
 }
 

@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""The `stack` benchmark: sluice's userspace TCP/IP stack.
+
+(a) Stack to stack over the in-memory wire, one connection, one core doing both ends
+    (`stackbench throughput`), at MTU 1500, 9000 and 65521.
+(b) CPU time per frame with 100 and with 10,000 connections open (`stackbench packets`): the
+    exchanges go to 100 of them while the rest sit idle, and, as a second reading, to all of
+    them (random access over the whole flow table, which measures cache misses as much as work).
+(c) A TCP proxy on the stack behind a TAP device (sluice --io tap) next to sluice on kernel
+    sockets and Envoy 1.40, all proxying iperf3 inside one network namespace: throughput and the
+    proxy's CPU time per GB (utime + stime from /proc). Needs root.
+
+Each proxy is pinned to its own core; iperf3 client and server share the other.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+
+from common import cpu_seconds, machine, stop_all, write_markdown
+
+NS_IP, STACK_IP = "10.99.0.1", "10.99.0.2"
+
+
+def stackbench(args, *cmd):
+    out = subprocess.run(["taskset", "-c", str(args.proxy_cpu), args.stackbench, *cmd],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def part_a(args):
+    rows = []
+    for mtu in (1500, 9000, 65521):
+        runs = [stackbench(args, "throughput", "--mtu", str(mtu), "--seconds", str(args.seconds))
+                for _ in range(args.runs)]
+        g = median(r["gbit_per_cpu_second"] for r in runs)
+        print(f"(a) mtu {mtu}: {g:.1f} Gbit/s per core", flush=True)
+        rows.append(f"| {mtu} | {g:.1f} |")
+    return ["**(a) stack to stack, in memory, one core for both ends**", "",
+            "| MTU | Gbit/s of payload per CPU-second |", "|---:|---:|", *rows, ""]
+
+
+def part_b(args):
+    res = {}
+    for active in ("100", "all"):
+        for conns in (100, 10000):
+            extra = [] if active == "all" else ["--active", active]
+            runs = [stackbench(args, "packets", "--connections", str(conns), "--seconds",
+                               str(args.seconds), *extra) for _ in range(args.runs)]
+            res[(active, conns)] = runs
+            print(f"(b) active={active} connections={conns}: "
+                  f"{median(r['ns_per_frame'] for r in runs):.0f} ns/frame", flush=True)
+    lines = ["**(b) CPU time per frame against open connections** (64-byte request/response, "
+             "both stacks on one core; frames counted at both receivers)", "",
+             "| exchanges go to | 100 open | 10,000 open | ratio |", "|---|---:|---:|---:|"]
+    for active, label in (("100", "100 of them (the rest idle)"), ("all", "all of them, at random")):
+        a = median(r["ns_per_frame"] for r in res[(active, 100)])
+        b = median(r["ns_per_frame"] for r in res[(active, 10000)])
+        lines.append(f"| {label} | {a:.0f} ns | {b:.0f} ns | {b / a:.2f}× |")
+    r = res[("all", 10000)][0]
+    lines += ["", f"Memory per connection (resident set growth per flow, 20,000 flows): "
+              f"{r['kib_per_idle_flow']:.1f} KiB established and idle; "
+              f"{r['kib_per_flow_after_exchanges']:.1f} KiB right after carrying data; "
+              f"{r['kib_per_flow_after_quiet']:.1f} KiB once quiet for a few seconds "
+              "(empty rings hand their pages back).", ""]
+    return lines
+
+
+def sh(*cmd):
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def proxy_yaml(listen_ip, port, upstream, tap=None):
+    head = ""
+    if tap:
+        head = (f"sluice:\n  io:\n    backend: tap\n    tap:\n      name: {tap}\n"
+                f"      addresses: [\"{STACK_IP}/24\"]\n      mtu: {args_mtu}\n")
+    return head + f"""admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+static_resources:
+  listeners:
+  - name: bench
+    address: {{socket_address: {{address: {listen_ip}, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: bench
+          cluster: upstream
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: {NS_IP}, port_value: {upstream}}}}}}}
+"""
+
+
+args_mtu = 1500
+
+
+def part_c(args, tmp):
+    global args_mtu
+    args_mtu = args.tap_mtu
+    ns, tap = f"slbench{os.getpid() % 10000}", f"slbt{os.getpid() % 10000}"
+    procs = []
+    sh("ip", "netns", "add", ns)
+    try:
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        inns = ["ip", "netns", "exec", ns]
+        pin = ["taskset", "-c", str(args.proxy_cpu)]
+        # sluice on its stack: the TAP is created in this namespace, then moved into `ns`.
+        path = os.path.join(tmp, "tap.yaml")
+        open(path, "w").write(proxy_yaml("0.0.0.0", 8080, 5201, tap=tap))
+        tapped = subprocess.Popen(pin + [args.sluice, "-c", path, "-l", "warning"])
+        procs.append(("sluice (tap)", f"{STACK_IP}:8080", tapped))
+        deadline = time.time() + 20
+        while subprocess.run(["ip", "link", "show", tap], capture_output=True).returncode != 0:
+            if time.time() > deadline or tapped.poll() is not None:
+                raise RuntimeError("sluice did not create its TAP device")
+            time.sleep(0.05)
+        sh("ip", "link", "set", tap, "netns", ns)
+        sh("ip", "-n", ns, "addr", "add", f"{NS_IP}/24", "dev", tap)
+        sh("ip", "-n", ns, "link", "set", tap, "up")
+        # sluice on kernel sockets and Envoy, inside the namespace.
+        path = os.path.join(tmp, "kernel.yaml")
+        open(path, "w").write(proxy_yaml(NS_IP, 8081, 5201))
+        procs.append(("sluice (kernel)", f"{NS_IP}:8081",
+                      subprocess.Popen(inns + pin + [args.sluice, "-c", path, "--concurrency", "1",
+                                                     "-l", "warning"])))
+        path = os.path.join(tmp, "envoy.yaml")
+        open(path, "w").write(proxy_yaml(NS_IP, 8082, 5201))
+        procs.append(("envoy", f"{NS_IP}:8082",
+                      subprocess.Popen(inns + pin + [args.envoy, "-c", path, "--concurrency", "1",
+                                                     "-l", "error", "--base-id",
+                                                     str(os.getpid() % 60000)],
+                                       stdout=subprocess.DEVNULL)))
+        server = subprocess.Popen(inns + ["taskset", "-c", str(args.load_cpu), "iperf3", "-s",
+                                          "-B", NS_IP, "-p", "5201"], stdout=subprocess.DEVNULL)
+        procs.append(("iperf3 -s", "", server))
+        time.sleep(1)  # iperf3 and Envoy print no readiness line we could wait on
+        results = {}
+        for run in range(args.runs):
+            for name, target, p in procs[:3]:
+                ip, port = target.split(":")
+                before = cpu_seconds(p.pid)
+                out = subprocess.run(inns + ["taskset", "-c", str(args.load_cpu), "iperf3", "-c", ip,
+                                             "-p", port, "-t", str(args.seconds), "-J"],
+                                     capture_output=True, text=True)
+                cpu = cpu_seconds(p.pid) - before
+                end = json.loads(out.stdout)["end"]["sum_received"]
+                results.setdefault(name, []).append((end["bytes"], end["bits_per_second"], cpu))
+                print(f"(c) run={run + 1} {name:15s} {end['bits_per_second'] / 1e9:6.2f} Gbit/s "
+                      f"{cpu / (end['bytes'] / 1e9):.3f} cpu-s/GB", flush=True)
+    finally:
+        stop_all([p for _, _, p in procs], tmp)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    base = results["envoy"]
+    base_bps = median(r[1] for r in base)
+    base_cpg = median(c / (b / 1e9) for b, _, c in base)
+    lines = [f"**(c) TCP proxy, iperf3 through it, inside one network namespace** (TAP MTU "
+             f"{args.tap_mtu}; sluice (tap) reaches the namespace's kernel through the TAP, the "
+             "others use the namespace's own TCP)", "",
+             "| proxy | Gbit/s | CPU s per GB | throughput vs Envoy | CPU/GB vs Envoy |",
+             "|---|---:|---:|---:|---:|"]
+    for name, runs in results.items():
+        bps = median(r[1] for r in runs)
+        cpg = median(c / (b / 1e9) for b, _, c in runs)
+        lines.append(f"| {name} | {bps / 1e9:.2f} | {cpg:.3f} | {bps / base_bps:.2f}× | "
+                     f"{cpg / base_cpg:.2f}× |")
+    return lines + [""]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--parts", default="a,b,c")
+    ap.add_argument("--tap-mtu", type=int, default=1500)
+    ap.add_argument("--proxy-cpu", type=int, default=1)
+    ap.add_argument("--load-cpu", type=int, default=0)
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
+    args = ap.parse_args()
+    args.sluice = os.path.join(args.root, "target/release/sluice")
+    args.stackbench = os.path.join(args.root, "target/release/stackbench")
+    args.envoy = os.environ.get("SLUICE_ENVOY", os.path.join(args.root, ".tools/venv/bin/envoy"))
+    parts = args.parts.split(",")
+    lines = [f"### stack — the userspace TCP/IP stack ({time.strftime('%Y-%m-%d')})", "",
+             f"Machine: {machine()}. {args.runs} runs of {args.seconds} s per measurement; medians.",
+             ""]
+    if "a" in parts:
+        lines += part_a(args)
+    if "b" in parts:
+        lines += part_b(args)
+    if "c" in parts:
+        if os.geteuid() != 0:
+            lines += ["(c) skipped: needs root for TAP devices and namespaces.", ""]
+        else:
+            tmp = tempfile.mkdtemp(prefix="sluice-bench-")
+            lines += part_c(args, tmp)
+    text = "\n".join(lines)
+    print("\n" + text)
+    if not args.no_write:
+        write_markdown(os.path.join(args.root, "docs/benchmarks.md"), "stack", text)
+
+
+if __name__ == "__main__":
+    main()
