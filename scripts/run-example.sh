@@ -5,6 +5,9 @@
 #                                 on 127.0.0.1:8080 (examples/envoy.yaml)
 #   scripts/run-example.sh bolt   SOFARPC/Bolt routed at L7 on 127.0.0.1:12200 in front of two
 #                                 Bolt echo servers on 127.0.0.1:12201-12202 (examples/bolt.yaml)
+#   scripts/run-example.sh tap    (root) the TCP proxy on sluice's own TCP/IP stack behind a TAP
+#                                 device, clients in a network namespace (examples/tap.yaml);
+#                                 sets up the topology and tears it down on exit
 #
 # The admin API is on 127.0.0.1:9901 in both.
 set -euo pipefail
@@ -48,5 +51,23 @@ MSG
 MSG
     target/release/sluice -c examples/bolt.yaml
     ;;
-  *) echo "usage: $0 [tcp|bolt]" >&2; exit 2 ;;
+  tap)
+    cargo build --release --bin sluice
+    scripts/tap-topology.sh up
+    www=$(mktemp -d)
+    echo "hello from the host, through sluice's own TCP/IP stack" > "$www/index.html"
+    python3 -m http.server 9080 --bind 10.99.0.1 --directory "$www" >/dev/null 2>&1 &
+    upstream=$!
+    trap 'kill $upstream 2>/dev/null; rm -rf "$www"; scripts/tap-topology.sh down' EXIT
+    cat <<MSG
+
+  sluice is starting with examples/tap.yaml (its stack owns 10.99.0.2 behind TAP sluice0):
+    proxy:  ip netns exec sluice-clients curl http://10.99.0.2:8080/
+    ping:   ip netns exec sluice-clients ping -c 2 10.99.0.2     (answered by sluice's stack)
+    admin:  curl http://127.0.0.1:9901/stats | grep sluice_stack
+
+MSG
+    target/release/sluice -c examples/tap.yaml
+    ;;
+  *) echo "usage: $0 [tcp|bolt|tap]" >&2; exit 2 ;;
 esac

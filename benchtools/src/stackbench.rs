@@ -18,7 +18,10 @@ use std::task::Waker;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "stackbench", about = "The userspace TCP stack, stack to stack in memory")]
+#[command(
+    name = "stackbench",
+    about = "The userspace TCP stack, stack to stack in memory"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

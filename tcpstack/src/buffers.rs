@@ -74,7 +74,11 @@ impl Buffers {
         // SAFETY: the range lies inside our mapping. MADV_DONTNEED on private anonymous memory
         // only drops contents (later reads see zeroes); callers only do it to empty rings.
         unsafe {
-            libc::madvise(self.base.as_ptr().add(offset).cast(), len, libc::MADV_DONTNEED);
+            libc::madvise(
+                self.base.as_ptr().add(offset).cast(),
+                len,
+                libc::MADV_DONTNEED,
+            );
         }
     }
 }

@@ -75,7 +75,8 @@ impl<D: PacketDevice> PacketDevice for Impaired<D> {
         while let Some(n) = self.inner.recv(now, &mut scratch)? {
             let ok = self.inner.last_rx_checksum_ok();
             if !self.lose() {
-                self.rx.push_back((now + self.cfg.delay, scratch[..n].to_vec(), ok));
+                self.rx
+                    .push_back((now + self.cfg.delay, scratch[..n].to_vec(), ok));
             }
         }
         self.scratch = scratch;

@@ -522,14 +522,18 @@ impl<D: PacketDevice> Stack<D> {
         let (addr, port) = head.key.local;
         let found = self.by_port.get(&port).and_then(|ids| {
             ids.iter().copied().find(|&lid| {
-                let l = self.listeners[lid as usize].as_ref().expect("indexed listener exists");
+                let l = self.listeners[lid as usize]
+                    .as_ref()
+                    .expect("indexed listener exists");
                 l.endpoint.0.is_none_or(|a| a == addr)
             })
         });
         let Some(lid) = found else {
             return Passive::NoListener;
         };
-        let listener = self.listeners[lid as usize].as_mut().expect("listener exists");
+        let listener = self.listeners[lid as usize]
+            .as_mut()
+            .expect("listener exists");
         if listener.half_open >= self.tuning.max_half_open {
             self.stats.syn_dropped_half_open_full.inc();
             return Passive::Full;
@@ -710,7 +714,9 @@ impl<D: PacketDevice> Stack<D> {
                     };
                     let r = FlowRef { idx, gen: flow.gen };
                     // Established: the handshake's time limit no longer applies.
-                    flow.set.get_mut::<tcp::Socket>(flow.handle).set_timeout(None);
+                    flow.set
+                        .get_mut::<tcp::Socket>(flow.handle)
+                        .set_timeout(None);
                     self.stats.flows_half_open.sub(1);
                     let l = self.listeners[listener as usize]
                         .as_mut()
@@ -755,7 +761,9 @@ impl<D: PacketDevice> Stack<D> {
             // Nothing buffered for the application, and everything received acknowledged: no
             // out-of-order data is parked in the ring either.
             let rx_empty = socket.recv_queue() == 0
-                && flow.ack_sent.is_some_and(|ack| !seq_after(flow.rcv_high, ack));
+                && flow
+                    .ack_sent
+                    .is_some_and(|ack| !seq_after(flow.rcv_high, ack));
             let tx_empty = socket.send_queue() == 0;
             if rx_empty {
                 flow.buffers.trim_rx();
@@ -830,7 +838,11 @@ impl<D: PacketDevice> Stack<D> {
         let has_work = socket.send_queue() > 0
             || matches!(
                 socket.state(),
-                tcp::State::SynSent | tcp::State::SynReceived | tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck
+                tcp::State::SynSent
+                    | tcp::State::SynReceived
+                    | tcp::State::FinWait1
+                    | tcp::State::Closing
+                    | tcp::State::LastAck
             );
         if let Some(ack) = seen.ack {
             flow.ack_sent = Some(ack);

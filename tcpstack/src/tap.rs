@@ -125,7 +125,10 @@ impl TapDevice {
                     && libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, TUN_F_CSUM) == 0
             };
             if !ok {
-                return Err(explain(io::Error::last_os_error(), "cannot enable checksum offload"));
+                return Err(explain(
+                    io::Error::last_os_error(),
+                    "cannot enable checksum offload",
+                ));
             }
         }
         configure_link(name, ip_mtu).map_err(|e| explain(e, "cannot set MTU and bring it up"))?;
@@ -208,7 +211,8 @@ impl PacketDevice for TapDevice {
         let mut n = n as usize;
         if self.vnet {
             n = n.saturating_sub(VNET_HDR_LEN);
-            self.last_rx_ok = hdr[0] & (VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID) != 0;
+            self.last_rx_ok =
+                hdr[0] & (VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID) != 0;
         }
         Ok(Some(n))
     }
@@ -275,7 +279,10 @@ fn partial_tcp_checksum(frame: &mut [u8]) -> Option<(usize, usize)> {
             }
             let total = u16::from_be_bytes([frame[16], frame[17]]) as usize;
             let tcp_len = total.checked_sub(ihl)?;
-            (14 + ihl, words(frame.get(26..34)?) + TCP as u32 + tcp_len as u32)
+            (
+                14 + ihl,
+                words(frame.get(26..34)?) + TCP as u32 + tcp_len as u32,
+            )
         }
         [0x86, 0xdd] => {
             if *frame.get(20)? != TCP {
@@ -289,11 +296,15 @@ fn partial_tcp_checksum(frame: &mut [u8]) -> Option<(usize, usize)> {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    frame.get_mut(start + CHECKSUM_AT..start + CHECKSUM_AT + 2)?.copy_from_slice(&(sum as u16).to_be_bytes());
+    frame
+        .get_mut(start + CHECKSUM_AT..start + CHECKSUM_AT + 2)?
+        .copy_from_slice(&(sum as u16).to_be_bytes());
     Some((start, CHECKSUM_AT))
 }
 
 /// Sum of big-endian 16-bit words.
 fn words(b: &[u8]) -> u32 {
-    b.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32).sum()
+    b.chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+        .sum()
 }

@@ -12,13 +12,23 @@ use std::path::PathBuf;
 use std::task::Waker;
 
 fn golden_input() -> Vec<Vec<u8>> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata/replay/handshake_data_fin.in.pcap");
-    read_frames(&p).unwrap().into_iter().map(|f| f.data).collect()
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/replay/handshake_data_fin.in.pcap");
+    read_frames(&p)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.data)
+        .collect()
 }
 
 /// The server of the replay scenarios (10.0.0.2, listening on 7), with checksums verified.
 fn server() -> (Stack<QueueDevice>, ListenerId) {
-    let mut s = Stack::new(&common::config(2), QueueDevice::new(1500), Instant::from_millis(0)).unwrap();
+    let mut s = Stack::new(
+        &common::config(2),
+        QueueDevice::new(1500),
+        Instant::from_millis(0),
+    )
+    .unwrap();
     let l = s.listen("10.0.0.2:7".parse().unwrap()).unwrap();
     (s, l)
 }
@@ -43,7 +53,10 @@ fn edit_tcp(frame: &[u8], edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
     let mut f = frame.to_vec();
     let (src, dst) = {
         let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
-        (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()))
+        (
+            IpAddress::Ipv4(ip.src_addr()),
+            IpAddress::Ipv4(ip.dst_addr()),
+        )
     };
     let ihl = (f[14] & 0x0f) as usize * 4;
     edit(&mut f[14 + ihl..]);
@@ -117,7 +130,11 @@ fn segments_for_unknown_flows_get_rst_and_never_create_state() {
         let ip = Ipv4Packet::new_checked(&f[14..]).ok()?;
         TcpPacket::new_checked(ip.payload()).ok().map(|t| t.rst())
     });
-    assert_eq!(rst.collect::<Vec<_>>(), vec![true], "expected exactly one RST");
+    assert_eq!(
+        rst.collect::<Vec<_>>(),
+        vec![true],
+        "expected exactly one RST"
+    );
     assert_eq!(s.stats().rx_unknown_flow.get(), 1);
     assert_eq!(s.flow_count(), 0);
     // An unknown RST gets nothing back.
@@ -163,7 +180,9 @@ fn a_syn_flood_is_bounded_by_the_half_open_cap() {
     s.listen("10.0.0.2:7".parse().unwrap()).unwrap();
     // 1,000 SYNs from different ports, none completing the handshake.
     for port in 0..1000u16 {
-        let f = edit_tcp(&syn, |tcp| tcp[0..2].copy_from_slice(&(20_000 + port).to_be_bytes()));
+        let f = edit_tcp(&syn, |tcp| {
+            tcp[0..2].copy_from_slice(&(20_000 + port).to_be_bytes())
+        });
         s.receive_frame(Instant::from_millis(1), &f);
     }
     assert_eq!(s.flow_count(), 100);

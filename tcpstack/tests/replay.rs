@@ -23,7 +23,7 @@ use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
 use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::task::Waker;
 
@@ -210,7 +210,7 @@ fn testdata(name: &str, side: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("testdata/replay/{name}.{side}.pcap"))
 }
 
-fn write_pcap(path: &PathBuf, frames: &Frames) {
+fn write_pcap(path: &Path, frames: &Frames) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut sink = PcapSink::create(path).unwrap();
     for (at, f) in frames {
@@ -219,7 +219,7 @@ fn write_pcap(path: &PathBuf, frames: &Frames) {
     sink.flush().unwrap();
 }
 
-fn load_pcap(path: &PathBuf) -> Frames {
+fn load_pcap(path: &Path) -> Frames {
     read_frames(path)
         .unwrap_or_else(|e| panic!("{e} (SLUICE_BLESS=1 writes the golden captures)"))
         .into_iter()

@@ -66,7 +66,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 impl Netns {
-    pub fn new() -> Netns {
+    pub fn create() -> Netns {
         let name = unique("slns");
         ip(&["netns", "add", &name]);
         ip(&["-n", &name, "link", "set", "lo", "up"]);
@@ -150,7 +150,7 @@ impl TapSluice {
     /// `build`) and wires its TAP into a fresh namespace.
     pub fn start(build: impl FnOnce(&str) -> String, extra: &[&str]) -> TapSluice {
         let tap = unique("slt");
-        let ns = Netns::new();
+        let ns = Netns::create();
         let sluice = Sluice::start(&build(&tap), extra);
         ns.adopt_tap(&tap);
         TapSluice { ns, tap, sluice }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 #[test]
 fn validate_mode_accepts_the_example_and_rejects_bad_files() {
-    for example in ["envoy.yaml", "bolt.yaml"] {
+    for example in ["envoy.yaml", "bolt.yaml", "tap.yaml"] {
         let path = format!("{}/../examples/{example}", env!("CARGO_MANIFEST_DIR"));
         let ok = run_to_exit(Command::new(sluice_bin()).args(["--mode", "validate", "-c", &path]));
         assert!(ok.status.success(), "{example}: {}", ok.stderr);

@@ -217,7 +217,7 @@ fn hundred_megabytes_each_way_byte_identical() {
 
 /// Whether this kernel has netem (the CI machine's does not: CONFIG_NET_SCH_NETEM is unset).
 fn kernel_has_netem() -> bool {
-    let ns = Netns::new();
+    let ns = Netns::create();
     let out = Command::new("tc")
         .args([
             "-n", &ns.name, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
@@ -514,5 +514,121 @@ fn listener_on_an_address_the_stack_does_not_own_is_refused() {
     );
     Sluice::run_to_exit(&yaml, &[]).assert_fails_with(
         "cannot listen on 10.1.2.3:8089: not an address of the userspace stack (sluice.io.tap.addresses: 10.99.0.2, fd99::2)",
+    );
+}
+
+/// scripts/tap-topology.sh up, examples/tap.yaml, a client in the clients' namespace reaching
+/// sluice's stack through the host's routing; then down leaves nothing behind.
+#[test]
+fn laptop_topology_script_runs_the_tap_example() {
+    need_root!("laptop_topology_script_runs_the_tap_example");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (tap, ns, veth) = (unique("slt"), unique("slcl"), unique("slv"));
+    let script = |verb: &str| {
+        let out = Command::new(root.join("scripts/tap-topology.sh"))
+            .arg(verb)
+            .env("SLUICE_TAP", &tap)
+            .env("SLUICE_NS", &ns)
+            .env("SLUICE_VETH", &veth)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tap-topology.sh {verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let forward_before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    script("up");
+    let result = std::panic::catch_unwind(|| {
+        let dir = TempDir::new("tap-example");
+        std::fs::write(dir.join("index.html"), "through the laptop topology\n").unwrap();
+        let mut web = Command::new("python3");
+        web.args(["-m", "http.server", "9080", "--bind", NS_IP, "--directory"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _web = Proc::spawn(web, "http.server");
+        assert!(wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect((NS_IP, 9080)).is_ok()
+        }));
+        let yaml = std::fs::read_to_string(root.join("examples/tap.yaml"))
+            .unwrap()
+            .replace("name: sluice0", &format!("name: {tap}"))
+            .replace("port_value: 9901", "port_value: 0");
+        let s = Sluice::start(&yaml, &[]);
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "curl",
+                "-sS",
+                "--max-time",
+                "10",
+                &format!("http://{STACK_IP}:8080/index.html"),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "through the laptop topology\n",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(s.stat("sluice_stack_rx_tcp_segments") > 0);
+    });
+    script("down");
+    assert!(
+        Command::new("ip")
+            .args(["link", "show", &tap])
+            .output()
+            .unwrap()
+            .stdout
+            .is_empty(),
+        "TAP left behind"
+    );
+    let namespaces = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&namespaces.stdout).contains(&ns),
+        "namespace left behind"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        forward_before
+    );
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// Without CAP_NET_ADMIN (dropped from the bounding set, so even root's sluice lacks it), TAP
+/// mode refuses to start and says why; `--io tap` on a file without a tap section says what is
+/// missing.
+#[test]
+fn missing_privilege_and_missing_tap_section_are_explained() {
+    need_root!("missing_privilege_and_missing_tap_section_are_explained");
+    require_program("setpriv");
+    let tap = unique("slt");
+    let dir = TempDir::new("tap-noperm");
+    let cfg = dir.join("sluice.yaml");
+    std::fs::write(
+        &cfg,
+        tap_proxy_config(&tap, &[("x", 8090, "c")], &[("c", &[9090])], ""),
+    )
+    .unwrap();
+    let exit = run_to_exit(
+        Command::new("setpriv")
+            .arg("--bounding-set=-net_admin")
+            .arg(sluice_bin())
+            .arg("-c")
+            .arg(&cfg),
+    );
+    exit.assert_fails_with(&format!(
+        "TAP device {tap}: cannot create or attach: Operation not permitted (os error 1) (TAP mode needs root or CAP_NET_ADMIN)"
+    ));
+    let kernel_only = front_to(1);
+    Sluice::run_to_exit(&kernel_only, &["--io", "tap"]).assert_fails_with(
+        "with --io: sluice.io.backend tap needs a sluice.io.tap section with at least one address",
     );
 }

@@ -956,11 +956,103 @@ mod tests {
         let b = parse_bootstrap(&d).unwrap();
         assert!(!b.sluice.splice);
         assert_eq!(b.sluice.worker_cpus, Some(vec![1]));
-        d["sluice"] = json!({"io": {"backend": "tap"}});
+        d["sluice"] = json!({"io": {"backend": "dpdk"}});
         let e = parse_bootstrap(&d).unwrap_err().to_string();
         assert!(
-            e.starts_with("sluice.io.backend: IO backend \"tap\" is not available"),
+            e.starts_with("sluice.io.backend: IO backend \"dpdk\" is not available"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn userspace_stack_section() {
+        let mut d = minimal();
+        d["sluice"] = json!({"io": {
+            "backend": "tap",
+            "tap": {"name": "sl0", "addresses": ["10.99.0.2/24", "fd99::2/64"], "gateways": ["10.99.0.1"], "mtu": 9000},
+            "tcp": {"congestion": "reno", "receive_buffer_bytes": 65536, "keepalive_interval": "30s", "max_half_open": 128},
+            "pcap": "/tmp/x.pcap",
+            "impair": {"loss_percent": "2.5", "delay": "0.010s"}
+        }});
+        let b = parse_bootstrap(&d).unwrap();
+        let u = &b.sluice.userspace;
+        let tap = u.tap.as_ref().unwrap();
+        assert_eq!(tap.name, "sl0");
+        assert_eq!(tap.addresses.len(), 2);
+        assert_eq!(tap.mtu, 9000);
+        assert!(tap.checksum_offload);
+        assert_eq!(tap.mac, [2, 0x73, 10, 99, 0, 2]);
+        assert_eq!(u.tcp.congestion, super::userspace::Congestion::Reno);
+        assert_eq!(u.tcp.receive_buffer_bytes, 65536);
+        assert_eq!(u.tcp.keepalive_interval, Some(Duration::from_secs(30)));
+        assert_eq!(u.tcp.max_half_open, 128);
+        assert_eq!(u.impair.unwrap().loss_per_10k, 250);
+
+        let err = |io: serde_json::Value| {
+            let mut d = minimal();
+            d["sluice"] = json!({ "io": io });
+            parse_bootstrap(&d).unwrap_err().to_string()
+        };
+        let e = err(json!({"backend": "tap"}));
+        assert_eq!(e, "sluice.io: sluice.io.backend tap needs a sluice.io.tap section with at least one address");
+        let e = err(json!({"backend": "tap", "tap": {"addresses": []}}));
+        assert_eq!(
+            e,
+            "sluice.io.tap.addresses: the stack needs at least one address"
+        );
+        let e = err(json!({"backend": "tap", "tap": {"addresses": ["10.0.0.1/40"]}}));
+        assert_eq!(
+            e,
+            "sluice.io.tap.addresses[0]: \"40\": prefix length must be 0 to 32"
+        );
+        let e = err(
+            json!({"backend": "tap", "tap": {"addresses": ["10.0.0.1/24"], "name": "a-very-long-interface"}}),
+        );
+        assert!(
+            e.starts_with("sluice.io.tap.name: an interface name is 1 to 15"),
+            "{e}"
+        );
+        let e = err(json!({"backend": "tap", "tap": {"addresses": ["10.0.0.1/24"], "mtu": 100}}));
+        assert_eq!(e, "sluice.io.tap.mtu: mtu must be between 1280 and 65521");
+        let e = err(
+            json!({"backend": "tap", "tap": {"addresses": ["10.0.0.1/24"], "gateways": ["10.0.0.9", "10.0.0.8"]}}),
+        );
+        assert_eq!(
+            e,
+            "sluice.io.tap.gateways[1]: at most one gateway per address family"
+        );
+        let e = err(
+            json!({"backend": "tap", "tap": {"addresses": ["10.0.0.1/24"], "mac": "01:00:00:00:00:01"}}),
+        );
+        assert_eq!(
+            e,
+            "sluice.io.tap.mac: a multicast MAC address cannot be an interface's"
+        );
+        let e = err(
+            json!({"backend": "tap", "tap": {"addresses": ["10.0.0.1/24"]}, "tcp": {"congestion": "bbr"}}),
+        );
+        assert!(
+            e.starts_with("sluice.io.tcp.congestion: unknown congestion control \"bbr\""),
+            "{e}"
+        );
+        let e = err(
+            json!({"backend": "tap", "tap": {"addresses": ["10.0.0.1/24"]}, "tcp": {"receive_buffer_bytes": 10}}),
+        );
+        assert_eq!(
+            e,
+            "sluice.io.tcp.receive_buffer_bytes: must be between 4096 and 1073741824"
+        );
+        let e = err(
+            json!({"backend": "tap", "tap": {"addresses": ["10.0.0.1/24"]}, "impair": {"loss_percent": 150}}),
+        );
+        assert_eq!(
+            e,
+            "sluice.io.impair.loss_percent: must be a percentage from 0 to 100"
+        );
+        let e = err(json!({"backend": "kernel", "pcap": "/tmp/x.pcap"}));
+        assert_eq!(
+            e,
+            "sluice.io: sluice.io.pcap records the userspace stack's frames; it needs backend tap"
         );
     }
 

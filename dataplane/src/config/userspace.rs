@@ -115,7 +115,17 @@ impl UserspaceConfig {
 }
 
 pub fn parse_tap(node: Node<'_>) -> Result<TapConfig> {
-    node.expect_fields(&["name", "addresses", "gateways", "mac", "mtu", "checksum_offload"], &[])?;
+    node.expect_fields(
+        &[
+            "name",
+            "addresses",
+            "gateways",
+            "mac",
+            "mtu",
+            "checksum_offload",
+        ],
+        &[],
+    )?;
     let name = match node.get("name") {
         Some(n) => {
             let n = n.node();

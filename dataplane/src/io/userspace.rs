@@ -54,7 +54,8 @@ pub fn start(plan: &StackPlan) -> Result<Arc<StackStats>, String> {
         },
         max_flows: t.max_connections,
     };
-    let device = TapDevice::open(&tap.name, tap.mtu, tap.checksum_offload).map_err(|e| e.to_string())?;
+    let device =
+        TapDevice::open(&tap.name, tap.mtu, tap.checksum_offload).map_err(|e| e.to_string())?;
     let device: Box<dyn PacketDevice> = match plan.config.impair {
         Some(i) => {
             tracing::warn!(
