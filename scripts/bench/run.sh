@@ -4,7 +4,7 @@
 #
 #   scripts/bench/run.sh tcp [--runs N] [--seconds S]
 #   scripts/bench/run.sh bolt [--runs N] [--seconds S] [--shapes 50x20,500x2]
-#   scripts/bench/run.sh stack [--runs N] [--seconds S] [--parts a,b,c] [--tap-mtu 1500]
+#   scripts/bench/run.sh stack [--runs N] [--seconds S] [--parts a,b,c] [--tap-mtus 1500,65521]
 #
 # Results (medians of the runs, and the proxy's CPU time per GB read from /proc) are printed and
 # written into docs/benchmarks.md together with a description of the machine.

@@ -188,7 +188,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--parts", default="a,b,c")
-    ap.add_argument("--tap-mtu", type=int, default=1500)
+    ap.add_argument("--tap-mtus", default="1500,65521", help="TAP MTUs for part (c), comma list")
     ap.add_argument("--proxy-cpu", type=int, default=1)
     ap.add_argument("--load-cpu", type=int, default=0)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
@@ -208,8 +208,9 @@ def main():
         if os.geteuid() != 0:
             lines += ["(c) skipped: needs root for TAP devices and namespaces.", ""]
         else:
-            tmp = tempfile.mkdtemp(prefix="sluice-bench-")
-            lines += part_c(args, tmp)
+            for mtu in args.tap_mtus.split(","):
+                args.tap_mtu = int(mtu)
+                lines += part_c(args, tempfile.mkdtemp(prefix="sluice-bench-"))
     text = "\n".join(lines)
     print("\n" + text)
     if not args.no_write:
