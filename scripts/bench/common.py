@@ -44,14 +44,15 @@ TCP_PROXY_FILTER = """      - name: envoy.filters.network.tcp_proxy
           cluster: upstream"""
 
 
-def envoy_yaml(listen, upstream, admin, extra="", filter_yaml=TCP_PROXY_FILTER):
+def envoy_yaml(listen, upstream, admin, extra="", filter_yaml=TCP_PROXY_FILTER,
+               listen_ip="127.0.0.1", upstream_ip="127.0.0.1"):
     """One listener with `filter_yaml` as its filter, in front of cluster `upstream`."""
     return f"""admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
 static_resources:
   listeners:
   - name: bench
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    address: {{socket_address: {{address: {listen_ip}, port_value: {listen}}}}}
     filter_chains:
     - filters:
 {filter_yaml}
@@ -63,7 +64,7 @@ static_resources:
       cluster_name: upstream
       endpoints:
       - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {upstream}}}}}}}
+        - endpoint: {{address: {{socket_address: {{address: {upstream_ip}, port_value: {upstream}}}}}}}
 {extra}"""
 
 

@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 
-from common import cpu_seconds, machine, stop_all, write_markdown
+from common import cpu_seconds, envoy_yaml, machine, stop_all, write_markdown
 
 NS_IP, STACK_IP = "10.99.0.1", "10.99.0.2"
 
@@ -77,42 +77,16 @@ def sh(*cmd):
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def proxy_yaml(listen_ip, port, upstream, tap=None):
+def proxy_yaml(listen_ip, port, upstream, tap=None, mtu=1500):
+    """A tcp_proxy from listen_ip:port to the namespace's upstream; on a TAP stack if `tap`."""
     head = ""
     if tap:
         head = (f"sluice:\n  io:\n    backend: tap\n    tap:\n      name: {tap}\n"
-                f"      addresses: [\"{STACK_IP}/24\"]\n      mtu: {args_mtu}\n")
-    return head + f"""admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-static_resources:
-  listeners:
-  - name: bench
-    address: {{socket_address: {{address: {listen_ip}, port_value: {port}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: bench
-          cluster: upstream
-  clusters:
-  - name: upstream
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{address: {{socket_address: {{address: {NS_IP}, port_value: {upstream}}}}}}}
-"""
-
-
-args_mtu = 1500
+                f"      addresses: [\"{STACK_IP}/24\"]\n      mtu: {mtu}\n")
+    return head + envoy_yaml(port, upstream, 0, listen_ip=listen_ip, upstream_ip=NS_IP)
 
 
 def part_c(args, tmp):
-    global args_mtu
-    args_mtu = args.tap_mtu
     ns, tap = f"slbench{os.getpid() % 10000}", f"slbt{os.getpid() % 10000}"
     procs = []
     sh("ip", "netns", "add", ns)
@@ -122,7 +96,7 @@ def part_c(args, tmp):
         pin = ["taskset", "-c", str(args.proxy_cpu)]
         # sluice on its stack: the TAP is created in this namespace, then moved into `ns`.
         path = os.path.join(tmp, "tap.yaml")
-        open(path, "w").write(proxy_yaml("0.0.0.0", 8080, 5201, tap=tap))
+        open(path, "w").write(proxy_yaml("0.0.0.0", 8080, 5201, tap=tap, mtu=args.tap_mtu))
         tapped = subprocess.Popen(pin + [args.sluice, "-c", path, "-l", "warning"])
         procs.append(("sluice (tap)", f"{STACK_IP}:8080", tapped))
         deadline = time.time() + 20

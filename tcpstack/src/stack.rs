@@ -453,6 +453,12 @@ impl<D: PacketDevice> Stack<D> {
     /// answers ARP, NDP and ICMP echo, and resets TCP segments nobody owns.
     fn ingress_unowned(&mut self, frame: &[u8]) {
         let mut none = SocketSet::new(Vec::new());
+        self.ingress_into(frame, &mut none);
+    }
+
+    /// Lets smoltcp process `frame` against the sockets of `set` (one connection's, or none);
+    /// anything it answers directly goes out at once. Returns what went out.
+    fn ingress_into(&mut self, frame: &[u8], set: &mut SocketSet<'static>) -> Seen {
         let mut seen = Seen::default();
         let mut dev = Ingress {
             frame: Some(frame),
@@ -464,8 +470,8 @@ impl<D: PacketDevice> Stack<D> {
                 seen: &mut seen,
             },
         };
-        self.iface
-            .poll_ingress_single(self.now, &mut dev, &mut none);
+        self.iface.poll_ingress_single(self.now, &mut dev, set);
+        seen
     }
 
     fn tcp_ingress(&mut self, frame: &[u8], head: TcpHead) {
@@ -490,19 +496,13 @@ impl<D: PacketDevice> Stack<D> {
         flow.touched = true;
         flow.last_active = self.now;
         self.next_trim.get_or_insert(self.now + TRIM_EVERY);
-        let mut seen = Seen::default();
-        let mut dev = Ingress {
-            frame: Some(frame),
-            tx: Egress {
-                dev: &mut self.device,
-                now: self.now,
-                caps: &self.smol_caps,
-                stats: Some(&self.stats),
-                seen: &mut seen,
-            },
-        };
-        self.iface
-            .poll_ingress_single(self.now, &mut dev, &mut flow.set);
+        // The set is taken out for the call so the stack can be borrowed whole.
+        let mut set = std::mem::replace(&mut flow.set, SocketSet::new(Vec::new()));
+        let seen = self.ingress_into(frame, &mut set);
+        let flow = self.flows[idx as usize]
+            .as_mut()
+            .expect("keyed flow exists");
+        flow.set = set;
         if let Some(ack) = seen.ack {
             flow.ack_sent = Some(ack);
         }

@@ -143,6 +143,71 @@ fn curl_socat_iperf3_and_ping_through_the_tap_proxy() {
     assert!(s.stat("sluice_tcp_downstream_cx_total{stat_prefix=\"web\"}") >= 1);
 }
 
+/// Uploads and downloads `len` pseudo-random bytes through the proxy (listeners `up` and `down`
+/// on the stack, a socat sink and source behind them in the namespace) and compares sha256s.
+fn transfer_both_ways(
+    t: &TapSluice,
+    [up, down, sink_port, source_port]: [u16; 4],
+    len: u64,
+    within: Duration,
+) {
+    let dir = TempDir::new("tap-transfer");
+    let src = dir.join("src");
+    random_file(&src, len as usize, len);
+    let sunk = dir.join("sunk");
+    let fetched = dir.join("fetched");
+    let listen = |port: u16| format!("TCP-LISTEN:{port},bind={NS_IP},reuseaddr");
+    let _sink = socat_in(
+        &t.ns,
+        sink_port,
+        &[
+            "-u",
+            &listen(sink_port),
+            &format!("CREATE:{}", sunk.display()),
+        ],
+    );
+    let _source = socat_in(
+        &t.ns,
+        source_port,
+        &[
+            "-u",
+            &format!("OPEN:{},rdonly", src.display()),
+            &listen(source_port),
+        ],
+    );
+    let client = |port: u16| format!("TCP:{STACK_IP}:{port},connect-timeout=20");
+    t.ns.run(
+        "socat",
+        &[
+            "-u",
+            "-T",
+            "60",
+            &format!("OPEN:{},rdonly", src.display()),
+            &client(up),
+        ],
+    );
+    t.ns.run(
+        "socat",
+        &[
+            "-u",
+            "-T",
+            "60",
+            &client(down),
+            &format!("CREATE:{}", fetched.display()),
+        ],
+    );
+    // The sink writes until its peer's FIN arrives; wait for it to finish the file.
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).ok();
+    assert!(
+        wait_until(within, || size(&sunk) == Some(len)),
+        "upload incomplete: {:?} bytes",
+        size(&sunk)
+    );
+    let want = sha256(&src);
+    assert_eq!(sha256(&sunk), want, "upload corrupted");
+    assert_eq!(sha256(&fetched), want, "download corrupted");
+}
+
 /// 100 MB up and 100 MB down through the TAP-mode proxy, compared by sha256.
 #[test]
 fn hundred_megabytes_each_way_byte_identical() {
@@ -158,61 +223,12 @@ fn hundred_megabytes_each_way_byte_identical() {
         },
         &[],
     );
-    let dir = TempDir::new("tap-100m");
-    let src = dir.join("src");
-    random_file(&src, 100_000_000, 11);
-    let sunk = dir.join("sunk");
-    let _sink = socat_in(
-        &t.ns,
-        9083,
-        &[
-            "-u",
-            &format!("TCP-LISTEN:9083,bind={NS_IP},reuseaddr"),
-            &format!("CREATE:{}", sunk.display()),
-        ],
+    transfer_both_ways(
+        &t,
+        [8083, 8084, 9083, 9084],
+        100_000_000,
+        Duration::from_secs(30),
     );
-    let _source = socat_in(
-        &t.ns,
-        9084,
-        &[
-            "-u",
-            &format!("OPEN:{},rdonly", src.display()),
-            &format!("TCP-LISTEN:9084,bind={NS_IP},reuseaddr"),
-        ],
-    );
-    t.ns.run(
-        "socat",
-        &[
-            "-u",
-            "-T",
-            "60",
-            &format!("OPEN:{},rdonly", src.display()),
-            &format!("TCP:{STACK_IP}:8083"),
-        ],
-    );
-    let fetched = dir.join("fetched");
-    t.ns.run(
-        "socat",
-        &[
-            "-u",
-            "-T",
-            "60",
-            &format!("TCP:{STACK_IP}:8084"),
-            &format!("CREATE:{}", fetched.display()),
-        ],
-    );
-    let want = sha256(&src);
-    // The sink writes until its peer's FIN arrives; wait for it to finish the file.
-    assert!(
-        wait_until(Duration::from_secs(30), || std::fs::metadata(&sunk)
-            .map(|m| m.len())
-            .ok()
-            == Some(100_000_000)),
-        "upload incomplete: {:?} bytes",
-        std::fs::metadata(&sunk).map(|m| m.len())
-    );
-    assert_eq!(sha256(&sunk), want, "upload corrupted");
-    assert_eq!(sha256(&fetched), want, "download corrupted");
 }
 
 /// Whether this kernel has netem (the CI machine's does not: CONFIG_NET_SCH_NETEM is unset).
@@ -282,59 +298,12 @@ fn lossy_delayed_link_still_delivers_intact() {
         ]);
     }
 
-    let dir = TempDir::new("tap-lossy");
-    let src = dir.join("src");
-    random_file(&src, 2_000_000, 13);
-    let sunk = dir.join("sunk");
-    let _sink = socat_in(
-        &t.ns,
-        9085,
-        &[
-            "-u",
-            &format!("TCP-LISTEN:9085,bind={NS_IP},reuseaddr"),
-            &format!("CREATE:{}", sunk.display()),
-        ],
+    transfer_both_ways(
+        &t,
+        [8085, 8086, 9085, 9086],
+        2_000_000,
+        Duration::from_secs(60),
     );
-    let _source = socat_in(
-        &t.ns,
-        9086,
-        &[
-            "-u",
-            &format!("OPEN:{},rdonly", src.display()),
-            &format!("TCP-LISTEN:9086,bind={NS_IP},reuseaddr"),
-        ],
-    );
-    t.ns.run(
-        "socat",
-        &[
-            "-u",
-            "-T",
-            "60",
-            &format!("OPEN:{},rdonly", src.display()),
-            &format!("TCP:{STACK_IP}:8085,connect-timeout=20"),
-        ],
-    );
-    let fetched = dir.join("fetched");
-    t.ns.run(
-        "socat",
-        &[
-            "-u",
-            "-T",
-            "60",
-            &format!("TCP:{STACK_IP}:8086,connect-timeout=20"),
-            &format!("CREATE:{}", fetched.display()),
-        ],
-    );
-    assert!(
-        wait_until(Duration::from_secs(60), || std::fs::metadata(&sunk)
-            .map(|m| m.len())
-            .ok()
-            == Some(2_000_000)),
-        "upload incomplete"
-    );
-    let want = sha256(&src);
-    assert_eq!(sha256(&sunk), want, "upload corrupted");
-    assert_eq!(sha256(&fetched), want, "download corrupted");
     // The loss was real: the kernel side had to retransmit.
     let out = t.ns.run("nstat", &["-az", "TcpRetransSegs"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -603,11 +572,10 @@ fn laptop_topology_script_runs_the_tap_example() {
 }
 
 /// Without CAP_NET_ADMIN (dropped from the bounding set, so even root's sluice lacks it), TAP
-/// mode refuses to start and says why; `--io tap` on a file without a tap section says what is
-/// missing.
+/// mode refuses to start and says why.
 #[test]
-fn missing_privilege_and_missing_tap_section_are_explained() {
-    need_root!("missing_privilege_and_missing_tap_section_are_explained");
+fn missing_privilege_is_explained() {
+    need_root!("missing_privilege_is_explained");
     require_program("setpriv");
     let tap = unique("slt");
     let dir = TempDir::new("tap-noperm");
@@ -627,8 +595,4 @@ fn missing_privilege_and_missing_tap_section_are_explained() {
     exit.assert_fails_with(&format!(
         "TAP device {tap}: cannot create or attach: Operation not permitted (os error 1) (TAP mode needs root or CAP_NET_ADMIN)"
     ));
-    let kernel_only = front_to(1);
-    Sluice::run_to_exit(&kernel_only, &["--io", "tap"]).assert_fails_with(
-        "with --io: sluice.io.backend tap needs a sluice.io.tap section with at least one address",
-    );
 }
