@@ -18,6 +18,9 @@ pub struct DeviceCaps {
 
 impl DeviceCaps {
     pub const ETHERNET_HEADER: usize = 14;
+    /// The largest frame a device may deliver: one IP packet of 64 KiB. Devices that coalesce
+    /// segments (TAP with segmentation offload) deliver frames larger than their MTU.
+    pub const MAX_RX_FRAME: usize = 65_535 + Self::ETHERNET_HEADER;
 
     pub fn frame_mtu(&self) -> usize {
         self.ip_mtu + Self::ETHERNET_HEADER
@@ -28,7 +31,7 @@ impl DeviceCaps {
 /// wrappers such as the pcap recorder stamp frames with the time the stack acted on them.
 pub trait PacketDevice {
     fn caps(&self) -> DeviceCaps;
-    /// Copies the next received frame into `buf` (sized to `caps().frame_mtu()` at least) and
+    /// Copies the next received frame into `buf` (`DeviceCaps::MAX_RX_FRAME` long) and
     /// returns its length, or `None` when nothing is waiting.
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>>;
     /// Sends one frame of `len` bytes that `fill` writes.

@@ -32,7 +32,6 @@ pub struct Impaired<D> {
 
 impl<D: PacketDevice> Impaired<D> {
     pub fn new(inner: D, cfg: Impairment) -> Self {
-        let frame = inner.caps().frame_mtu();
         Impaired {
             inner,
             cfg,
@@ -40,7 +39,7 @@ impl<D: PacketDevice> Impaired<D> {
             rx: VecDeque::new(),
             tx: VecDeque::new(),
             last_ok: false,
-            scratch: vec![0; frame],
+            scratch: vec![0; DeviceCaps::MAX_RX_FRAME],
         }
     }
 

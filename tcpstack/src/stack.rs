@@ -336,7 +336,7 @@ impl<D: PacketDevice> Stack<D> {
             max_flows: config.max_flows,
             next_port: seed_port,
             now,
-            rx_buf: vec![0; caps.frame_mtu().max(1514)],
+            rx_buf: vec![0; DeviceCaps::MAX_RX_FRAME],
             kick: None,
             next_trim: None,
             stats: Arc::new(StackStats::default()),
@@ -385,6 +385,9 @@ impl<D: PacketDevice> Stack<D> {
             match self.device.recv(self.now, &mut buf) {
                 Ok(Some(n)) => {
                     work = true;
+                    if n > self.smol_caps.max_transmission_unit {
+                        self.stats.rx_coalesced_frames.inc();
+                    }
                     let verify = self.verify_rx && !self.device.last_rx_checksum_ok();
                     self.ingress(&buf[..n], verify);
                 }

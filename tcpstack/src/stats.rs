@@ -40,6 +40,7 @@ macro_rules! stack_stats {
 
 stack_stats! {
     rx_frames: "frames received",
+    rx_coalesced_frames: "frames larger than the MTU: TCP segments the device coalesced",
     tx_frames: "frames sent",
     tx_errors: "frames the device refused to send",
     rx_tcp_segments: "TCP segments delivered to a connection",

@@ -14,8 +14,12 @@ const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
-/// TUNSETOFFLOAD flag: this end takes frames whose checksum the kernel left to be computed.
+/// TUNSETOFFLOAD flags: this end takes frames whose checksum the kernel left to be computed,
+/// and TCP segments coalesced beyond the MTU (IPv4, IPv6): the kernel hands over up to 64 KiB
+/// of a flow in one frame instead of one frame per MSS.
 const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
 
 /// `struct virtio_net_hdr` (without `num_buffers`): 10 bytes before every frame on a TAP
 /// opened with IFF_VNET_HDR. Native byte order on little-endian hosts.
@@ -122,7 +126,11 @@ impl TapDevice {
             // SAFETY: TUNSETVNETHDRSZ reads one int; TUNSETOFFLOAD takes its flags by value.
             let ok = unsafe {
                 libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ as _, &size) == 0
-                    && libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, TUN_F_CSUM) == 0
+                    && libc::ioctl(
+                        fd.as_raw_fd(),
+                        TUNSETOFFLOAD as _,
+                        TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6,
+                    ) == 0
             };
             if !ok {
                 return Err(explain(
