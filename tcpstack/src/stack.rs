@@ -922,18 +922,25 @@ impl<D: PacketDevice> Stack<D> {
         if let Some(ids) = self.by_port.get_mut(&l.endpoint.1) {
             ids.retain(|&x| x != id.0);
         }
-        for r in l.ready {
-            if self.valid(r) {
-                self.socket(r.idx).abort();
-                self.mark_dirty(r.idx);
-            }
-        }
         let pending: Vec<u32> = (0..self.flows.len() as u32)
             .filter(|&i| {
                 matches!(&self.flows[i as usize], Some(f) if f.origin == Origin::Passive { listener: id.0, queued: false })
             })
             .collect();
-        for idx in pending {
+        self.stats.flows_half_open.sub(pending.len() as u64);
+        let unaccepted = l
+            .ready
+            .into_iter()
+            .filter(|r| self.valid(*r))
+            .map(|r| r.idx);
+        for idx in unaccepted.collect::<Vec<_>>().into_iter().chain(pending) {
+            // Detached from the listener first: its slot may be reused at once (a reload that
+            // moves a listener), and these connections must not count against the new one.
+            // Nobody holds them, so they go as soon as their RST is out.
+            self.flows[idx as usize]
+                .as_mut()
+                .expect("flow exists")
+                .origin = Origin::Active;
             self.socket(idx).abort();
             self.mark_dirty(idx);
         }

@@ -195,3 +195,29 @@ fn a_syn_flood_is_bounded_by_the_half_open_cap() {
     assert_eq!(s.flow_count(), 0, "half-open connections were never reaped");
     assert_eq!(s.stats().flows_half_open.get(), 0);
 }
+
+#[test]
+fn a_listener_replaced_at_once_does_not_inherit_its_predecessors_handshakes() {
+    let frames = golden_input();
+    let syn = first_tcp(&frames, |t| t.syn() && !t.ack());
+    let mut config = common::config(2);
+    config.tcp.max_half_open = 1;
+    let mut s = Stack::new(&config, QueueDevice::new(1500), Instant::from_millis(0)).unwrap();
+    let old = s.listen("10.0.0.2:7".parse().unwrap()).unwrap();
+    s.receive_frame(Instant::from_millis(1), &syn);
+    assert_eq!(s.stats().flows_half_open.get(), 1);
+    // A reload: the old listener goes and a new one takes its place before the stack runs.
+    s.unlisten(old);
+    let new = s.listen("10.0.0.2:7".parse().unwrap()).unwrap();
+    s.advance(Instant::from_millis(2));
+    assert_eq!(s.flow_count(), 0, "the aborted handshake was not removed");
+    assert_eq!(s.stats().flows_half_open.get(), 0);
+    // The new listener has its whole half-open allowance (1): a fresh SYN is taken.
+    let again = edit_tcp(&syn, |tcp| {
+        tcp[0..2].copy_from_slice(&40_000u16.to_be_bytes())
+    });
+    s.receive_frame(Instant::from_millis(3), &again);
+    assert_eq!(s.flow_count(), 1);
+    assert_eq!(s.stats().syn_dropped_half_open_full.get(), 0);
+    let _ = new;
+}
