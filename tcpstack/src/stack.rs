@@ -987,7 +987,8 @@ impl<D: PacketDevice> Stack<D> {
                 local: (local_ip, port),
                 remote: (remote_ip, remote.port()),
             };
-            if !self.by_key.contains_key(&k) && !self.by_port.contains_key(&port) {
+            if !self.by_key.contains_key(&k) && self.by_port.get(&port).is_none_or(|l| l.is_empty())
+            {
                 key = Some(k);
                 break;
             }
