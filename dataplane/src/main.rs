@@ -1,6 +1,6 @@
 //! `sluice`: the dataplane binary. Flags follow Envoy's where Envoy has one.
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use sluice::admin::{self, Admin};
 use sluice::config;
 use sluice::io::listener::BindError;
@@ -16,16 +16,40 @@ enum Mode {
     Validate,
 }
 
+/// Tools beside serving.
+#[derive(Subcommand, Debug)]
+enum Tool {
+    /// The DPDK hardware layout (`sluice.io.dpdk`).
+    #[command(subcommand)]
+    Hwconfig(HwTool),
+}
+
+#[derive(Subcommand, Debug)]
+enum HwTool {
+    /// Checks this machine against the layout in the config file and says what is missing and
+    /// how to fix it; exits 0 if it can run, 1 if not. Changes nothing unless --apply.
+    Check {
+        #[arg(short = 'c', long = "config-path")]
+        config: PathBuf,
+        /// Reserve the hugepages the layout needs and mount hugetlbfs (needs root).
+        #[arg(long)]
+        apply: bool,
+    },
+}
+
 #[derive(Parser, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 #[command(
     name = "sluice",
     version,
     about = "sluice: a per-core, kernel-bypass-ready service-mesh data plane"
 )]
 struct Args {
+    #[command(subcommand)]
+    tool: Option<Tool>,
     /// Envoy v3 bootstrap file (YAML, or JSON if it ends in .json).
-    #[arg(short = 'c', long = "config-path")]
-    config: PathBuf,
+    #[arg(short = 'c', long = "config-path", required = true)]
+    config: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "serve")]
     mode: Mode,
     /// trace, debug, info, warning, error, critical or off (default: RUST_LOG, else info).
@@ -43,7 +67,11 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Tool::Hwconfig(HwTool::Check { config, apply })) = &args.tool {
+        return hwconfig_check(config, *apply);
+    }
+    let config_path = args.config.take().expect("clap requires -c without a tool");
     if let Err(e) = sluice::logging::init(args.log_level.as_deref()) {
         eprintln!("error: -l: {e}");
         return ExitCode::from(1);
@@ -61,19 +89,19 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let bootstrap = match load(&args.config, io) {
+    let bootstrap = match load(&config_path, io) {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("error: {}: {e}", args.config.display());
+            eprintln!("error: {}: {e}", config_path.display());
             return ExitCode::from(1);
         }
     };
     match args.mode {
         Mode::Validate => {
-            println!("configuration '{}' OK", args.config.display());
+            println!("configuration '{}' OK", config_path.display());
             ExitCode::SUCCESS
         }
-        Mode::Serve => match serve(&args, io, bootstrap) {
+        Mode::Serve => match serve(&args, &config_path, io, bootstrap) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -99,6 +127,7 @@ fn load(path: &Path, io: Option<config::IoBackend>) -> Result<config::Bootstrap,
 
 fn serve(
     args: &Args,
+    config_path: &Path,
     io: Option<config::IoBackend>,
     bootstrap: config::Bootstrap,
 ) -> Result<(), String> {
@@ -144,7 +173,7 @@ fn serve(
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the main event loop: {e}"))?;
-    rt.block_on(signals(&args.config, io, &mut dataplane))
+    rt.block_on(signals(config_path, io, &mut dataplane))
 }
 
 /// Waits for signals: SIGHUP reloads the config file; SIGINT and SIGTERM stop sluice.
@@ -186,4 +215,46 @@ fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, content)?;
     std::fs::rename(&tmp, path)
+}
+
+/// `sluice hwconfig check -c FILE [--apply]`.
+fn hwconfig_check(path: &Path, apply: bool) -> ExitCode {
+    use sluice_hwconfig::check::{apply as apply_layout, check, report, Machine};
+    let layout = match config::load_file(path) {
+        Ok(b) => match b.sluice.userspace.dpdk {
+            Some(d) => d,
+            None => {
+                eprintln!(
+                    "error: {}: no sluice.io.dpdk section to check",
+                    path.display()
+                );
+                return ExitCode::from(1);
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    };
+    let machine = Machine::current();
+    if apply {
+        match apply_layout(&layout, &machine) {
+            Ok(done) => done.iter().for_each(|d| println!("applied {d}")),
+            Err(e) => {
+                eprintln!("error: --apply: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let (text, usable) = report(&check(&layout, &machine));
+    print!("{text}");
+    println!(
+        "EAL arguments: {}",
+        sluice_hwconfig::eal::eal_args(&layout).join(" ")
+    );
+    if usable {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -1,3 +1,15 @@
-//! The hardware side of sluice (DPDK EAL options, ports, queues, RSS, lcores, hugepages, and a
-//! machine check that says what is missing): not implemented yet. The crate is empty on purpose
-//! so nothing pretends to work before the DPDK dataplane exists.
+//! The hardware side of sluice's DPDK dataplane, as data: the EAL options, the ports with their
+//! queues, descriptors, MTU and RSS, which lcore polls which queue, and the mempools
+//! ([`model`]); the rules a valid layout follows ([`model::HwConfig::validate`]); the EAL
+//! argument list it turns into ([`eal`]); and a check of the machine against it ([`check`]) that
+//! says in plain words what is missing and how to fix it, changing nothing unless asked.
+//!
+//! The YAML is read by the dataplane's config reader (`sluice.io.dpdk`), which gives errors
+//! their path; this crate holds no parser. The DPDK bindings and the poll-mode loop are not
+//! here yet.
+
+pub mod check;
+pub mod eal;
+pub mod model;
+
+pub use model::HwConfig;

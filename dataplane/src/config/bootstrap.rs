@@ -97,7 +97,10 @@ fn parse_extension(node: Node<'_>) -> Result<SluiceExtension> {
     let mut ext = SluiceExtension::default();
     if let Some(io) = node.get("io") {
         let io = io.node();
-        io.expect_fields(&["backend", "splice", "tap", "tcp", "pcap", "impair"], &[])?;
+        io.expect_fields(
+            &["backend", "splice", "tap", "tcp", "pcap", "impair", "dpdk"],
+            &[],
+        )?;
         if let Some(b) = io.get("backend") {
             let b = b.node();
             ext.io_backend = IoBackend::from_name(b.as_str()?).map_err(|e| b.error(e))?;
@@ -118,6 +121,9 @@ fn parse_extension(node: Node<'_>) -> Result<SluiceExtension> {
                 return Err(p.error("must be a file path"));
             }
             ext.userspace.pcap = Some(path.into());
+        }
+        if let Some(d) = io.get("dpdk") {
+            ext.userspace.dpdk = Some(super::dpdk::parse_dpdk(d.node())?);
         }
         if let Some(i) = io.get("impair") {
             ext.userspace.impair = Some(userspace::parse_impair(i.node())?);

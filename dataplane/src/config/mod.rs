@@ -2,6 +2,7 @@
 
 pub mod bootstrap;
 pub mod cluster_extras;
+pub mod dpdk;
 pub mod duration;
 pub mod model;
 pub mod reader;

@@ -92,6 +92,9 @@ pub struct UserspaceConfig {
     /// Record every frame the stack sends and receives to this pcap file.
     pub pcap: Option<PathBuf>,
     pub impair: Option<ImpairConfig>,
+    /// `sluice.io.dpdk`: the DPDK hardware layout (checked by `sluice hwconfig check`; the
+    /// poll-mode dataplane that runs it is not implemented yet).
+    pub dpdk: Option<sluice_hwconfig::HwConfig>,
 }
 
 impl UserspaceConfig {
