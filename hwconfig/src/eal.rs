@@ -14,7 +14,13 @@ pub fn eal_args(cfg: &HwConfig) -> Vec<String> {
         a.extend(["--no-huge".into(), "-m".into(), megabytes.to_string()]);
     }
     if e.in_memory {
-        a.push("--in-memory".into());
+        // DPDK 22.11 treats --no-huge as legacy memory, which --in-memory refuses; --no-shconf
+        // gives the same "no files in /var/run" there.
+        let flag = match e.memory {
+            Memory::NoHuge { .. } => "--no-shconf",
+            Memory::Hugepages { .. } => "--in-memory",
+        };
+        a.push(flag.into());
     }
     for v in &e.vdevs {
         a.extend(["--vdev".into(), v.clone()]);

@@ -5,10 +5,12 @@
 //! says in plain words what is missing and how to fix it, changing nothing unless asked.
 //!
 //! The YAML is read by the dataplane's config reader (`sluice.io.dpdk`), which gives errors
-//! their path; this crate holds no parser. The DPDK bindings and the poll-mode loop are not
-//! here yet.
+//! their path; this crate holds no parser. With the `dpdk` feature, [`dpdk`] binds the system's
+//! DPDK 22.11 (EAL, mempools, ports, bursts); the poll-mode loop on top is not here yet.
 
 pub mod check;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod eal;
 pub mod model;
 

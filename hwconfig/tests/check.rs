@@ -255,7 +255,7 @@ fn eal_arguments() {
     );
     assert_eq!(
         eal_args(&c).join(" "),
-        "sluice -l 1,2 -n 4 --no-huge -m 256 --in-memory --vdev net_ring0 --no-pci"
+        "sluice -l 1,2 -n 4 --no-huge -m 256 --no-shconf --vdev net_ring0 --no-pci"
     );
     let c = layout(
         Memory::Hugepages {

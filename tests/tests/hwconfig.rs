@@ -34,7 +34,7 @@ fn a_virtual_device_layout_without_hugepages_passes() {
     );
     assert!(
         out.stdout.contains(
-            "EAL arguments: sluice -l 0 --no-huge -m 256 --in-memory --vdev net_ring0 --no-pci"
+            "EAL arguments: sluice -l 0 --no-huge -m 256 --no-shconf --vdev net_ring0 --no-pci"
         ),
         "{}",
         out.stdout
