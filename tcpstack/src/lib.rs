@@ -11,6 +11,8 @@
 pub mod buffers;
 pub mod classify;
 pub mod device;
+#[cfg(feature = "dpdk")]
+pub mod dpdk_port;
 pub mod driver;
 pub mod impair;
 pub mod memory;

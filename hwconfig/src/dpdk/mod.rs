@@ -175,18 +175,35 @@ impl Port {
 
     /// Sends one frame (copied into an mbuf from `pool`); false if the queue was full.
     pub fn send(&self, queue: u16, pool: &Mempool, frame: &[u8]) -> Result<bool, String> {
-        // SAFETY: pool is valid; the mbuf is either handed to the driver or freed here.
+        self.send_with(queue, pool, frame.len(), &mut |buf| {
+            buf.copy_from_slice(frame)
+        })
+    }
+
+    /// Sends one frame of `len` bytes that `fill` writes straight into an mbuf from `pool`;
+    /// false if the queue was full (the frame is dropped).
+    pub fn send_with(
+        &self,
+        queue: u16,
+        pool: &Mempool,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<bool, String> {
+        let len16 =
+            u16::try_from(len).map_err(|_| format!("a {len}-byte frame does not fit an mbuf"))?;
+        // SAFETY: pool is valid; the mbuf is either handed to the driver or freed here, and
+        // `fill` writes only inside the `len` bytes appended.
         unsafe {
             let m = sys::sluice_pktmbuf_alloc(pool.0);
             if m.is_null() {
                 return Err("mempool exhausted".into());
             }
-            let dst = sys::sluice_mbuf_append(m, frame.len() as u16);
+            let dst = sys::sluice_mbuf_append(m, len16);
             if dst.is_null() {
                 sys::sluice_pktmbuf_free(m);
-                return Err(format!("a {}-byte frame does not fit an mbuf", frame.len()));
+                return Err(format!("a {len}-byte frame does not fit an mbuf"));
             }
-            std::ptr::copy_nonoverlapping(frame.as_ptr(), dst as *mut u8, frame.len());
+            fill(std::slice::from_raw_parts_mut(dst as *mut u8, len));
             let mut one = [m];
             if sys::sluice_tx_burst(self.id, queue, one.as_mut_ptr(), 1) == 1 {
                 Ok(true)
