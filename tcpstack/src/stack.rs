@@ -277,13 +277,9 @@ impl<D: PacketDevice> Stack<D> {
             )));
         }
         let smol_caps = smol_caps(&caps);
-        let adapter = &mut Egress {
-            dev: &mut device,
-            now,
-            caps: &smol_caps,
-            stats: None,
-            seen: &mut Seen::default(),
-        };
+        let stats = Arc::new(StackStats::default());
+        let mut seen = Seen::default();
+        let adapter = &mut SmolDevice::new(&mut device, now, &smol_caps, &stats, &mut seen, None);
         let mut iface_config = Config::new(HardwareAddress::Ethernet(mac));
         iface_config.random_seed = config.seed;
         let mut iface = Interface::new(iface_config, adapter, now);
@@ -339,7 +335,7 @@ impl<D: PacketDevice> Stack<D> {
             rx_buf: vec![0; DeviceCaps::MAX_RX_FRAME],
             kick: None,
             next_trim: None,
-            stats: Arc::new(StackStats::default()),
+            stats,
         })
     }
 
@@ -399,9 +395,7 @@ impl<D: PacketDevice> Stack<D> {
             }
         }
         self.rx_buf = buf;
-        work |= self.fire_timers();
-        work |= self.flush();
-        self.trim_quiet();
+        work |= self.run_due();
         if !work {
             self.device.idle();
         }
@@ -413,16 +407,21 @@ impl<D: PacketDevice> Stack<D> {
     pub fn receive_frame(&mut self, now: Instant, frame: &[u8]) {
         self.set_now(now);
         self.ingress(frame, self.verify_rx);
-        self.fire_timers();
-        self.flush();
+        self.run_due();
     }
 
     /// Advances the clock to `now`, firing the timers due by then.
     pub fn advance(&mut self, now: Instant) {
         self.set_now(now);
-        self.fire_timers();
-        self.flush();
+        self.run_due();
+    }
+
+    /// What follows every event: due timers fire, pending sends go out, quiet connections'
+    /// pages are handed back. Returns whether anything was sent or fired.
+    fn run_due(&mut self) -> bool {
+        let work = self.fire_timers() | self.flush();
         self.trim_quiet();
+        work
     }
 
     /// When `poll` must run next even if no frame arrives: now if work is pending, else the
@@ -463,16 +462,14 @@ impl<D: PacketDevice> Stack<D> {
     /// anything it answers directly goes out at once. Returns what went out.
     fn ingress_into(&mut self, frame: &[u8], set: &mut SocketSet<'static>) -> Seen {
         let mut seen = Seen::default();
-        let mut dev = Ingress {
-            frame: Some(frame),
-            tx: Egress {
-                dev: &mut self.device,
-                now: self.now,
-                caps: &self.smol_caps,
-                stats: Some(&self.stats),
-                seen: &mut seen,
-            },
-        };
+        let mut dev = SmolDevice::new(
+            &mut self.device,
+            self.now,
+            &self.smol_caps,
+            &self.stats,
+            &mut seen,
+            Some(frame),
+        );
         self.iface.poll_ingress_single(self.now, &mut dev, set);
         seen
     }
@@ -496,9 +493,10 @@ impl<D: PacketDevice> Stack<D> {
         if seq_after(head.seq_end, flow.rcv_high) || !flow.touched {
             flow.rcv_high = head.seq_end;
         }
-        flow.touched = true;
-        flow.last_active = self.now;
-        self.next_trim.get_or_insert(self.now + TRIM_EVERY);
+        self.touch(idx);
+        let flow = self.flows[idx as usize]
+            .as_mut()
+            .expect("keyed flow exists");
         // The set is taken out for the call so the stack can be borrowed whole.
         let mut set = std::mem::replace(&mut flow.set, SocketSet::new(Vec::new()));
         let seen = self.ingress_into(frame, &mut set);
@@ -743,6 +741,14 @@ impl<D: PacketDevice> Stack<D> {
         }
     }
 
+    /// Notes that a connection's rings were just used, so a later sweep may trim them.
+    fn touch(&mut self, idx: u32) {
+        let flow = self.flows[idx as usize].as_mut().expect("flow exists");
+        flow.touched = true;
+        flow.last_active = self.now;
+        self.next_trim.get_or_insert(self.now + TRIM_EVERY);
+    }
+
     /// Hands back the ring pages of connections quiet for a while whose rings are empty. Runs
     /// every few seconds while any connection may hold such pages; it walks the flow table, so
     /// it stays off the per-packet path.
@@ -821,13 +827,14 @@ impl<D: PacketDevice> Stack<D> {
         let mut seen = Seen::default();
         let mut sent_any = false;
         for _ in 0..TX_BURST {
-            let mut dev = Egress {
-                dev: &mut self.device,
-                now: self.now,
-                caps: &self.smol_caps,
-                stats: Some(&self.stats),
-                seen: &mut seen,
-            };
+            let mut dev = SmolDevice::new(
+                &mut self.device,
+                self.now,
+                &self.smol_caps,
+                &self.stats,
+                &mut seen,
+                None,
+            );
             if self.iface.poll_egress(self.now, &mut dev, &mut flow.set) == PollResult::None {
                 break;
             }
@@ -1024,11 +1031,7 @@ impl<D: PacketDevice> Stack<D> {
             return None;
         }
         let out = op(self.socket(r.idx));
-        let now = self.now;
-        let flow = self.flows[r.idx as usize].as_mut().expect("valid flow");
-        flow.touched = true;
-        flow.last_active = now;
-        self.next_trim.get_or_insert(now + TRIM_EVERY);
+        self.touch(r.idx);
         self.mark_dirty(r.idx);
         Some(out)
     }
@@ -1114,7 +1117,7 @@ struct Egress<'a, D: PacketDevice> {
     dev: &'a mut D,
     now: Instant,
     caps: &'a DeviceCapabilities,
-    stats: Option<&'a StackStats>,
+    stats: &'a StackStats,
     /// What went out, as far as the flow table cares.
     seen: &'a mut Seen,
 }
@@ -1142,11 +1145,9 @@ impl<D: PacketDevice> phy::TxToken for Egress<'_, D> {
                 self.seen.ack = Some(ack);
             }
         });
-        if let Some(stats) = self.stats {
-            match sent {
-                Ok(()) => stats.tx_frames.inc(),
-                Err(_) => stats.tx_errors.inc(),
-            }
+        match sent {
+            Ok(()) => self.stats.tx_frames.inc(),
+            Err(_) => self.stats.tx_errors.inc(),
         }
         match out {
             Some(r) => r,
@@ -1157,39 +1158,45 @@ impl<D: PacketDevice> phy::TxToken for Egress<'_, D> {
     }
 }
 
-impl<D: PacketDevice> phy::Device for Egress<'_, D> {
-    type RxToken<'b>
-        = FrameRx<'b>
-    where
-        Self: 'b;
-    type TxToken<'b>
-        = Egress<'b, D>
-    where
-        Self: 'b;
-
-    fn receive(&mut self, _: Instant) -> Option<(FrameRx<'_>, Egress<'_, D>)> {
-        None
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<Egress<'_, D>> {
-        Some(Egress {
+impl<D: PacketDevice> Egress<'_, D> {
+    fn reborrow(&mut self) -> Egress<'_, D> {
+        Egress {
             dev: self.dev,
             now: self.now,
             caps: self.caps,
             stats: self.stats,
             seen: self.seen,
-        })
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        self.caps.clone()
+        }
     }
 }
 
-/// smoltcp's view of our device while it processes one frame we already hold.
-struct Ingress<'a, 'f, D: PacketDevice> {
+/// smoltcp's view of our device: at most one frame we already hold to receive (none while
+/// sending), and every frame smoltcp sends straight to the device.
+struct SmolDevice<'a, 'f, D: PacketDevice> {
     frame: Option<&'f [u8]>,
     tx: Egress<'a, D>,
+}
+
+impl<'a, 'f, D: PacketDevice> SmolDevice<'a, 'f, D> {
+    fn new(
+        dev: &'a mut D,
+        now: Instant,
+        caps: &'a DeviceCapabilities,
+        stats: &'a StackStats,
+        seen: &'a mut Seen,
+        frame: Option<&'f [u8]>,
+    ) -> Self {
+        SmolDevice {
+            frame,
+            tx: Egress {
+                dev,
+                now,
+                caps,
+                stats,
+                seen,
+            },
+        }
+    }
 }
 
 struct FrameRx<'f>(&'f [u8]);
@@ -1200,7 +1207,7 @@ impl phy::RxToken for FrameRx<'_> {
     }
 }
 
-impl<'a, 'f, D: PacketDevice> phy::Device for Ingress<'a, 'f, D> {
+impl<'a, 'f, D: PacketDevice> phy::Device for SmolDevice<'a, 'f, D> {
     type RxToken<'b>
         = FrameRx<'f>
     where
@@ -1210,13 +1217,13 @@ impl<'a, 'f, D: PacketDevice> phy::Device for Ingress<'a, 'f, D> {
     where
         Self: 'b;
 
-    fn receive(&mut self, now: Instant) -> Option<(FrameRx<'f>, Egress<'_, D>)> {
+    fn receive(&mut self, _: Instant) -> Option<(FrameRx<'f>, Egress<'_, D>)> {
         let frame = self.frame.take()?;
-        Some((FrameRx(frame), self.tx.transmit(now)?))
+        Some((FrameRx(frame), self.tx.reborrow()))
     }
 
-    fn transmit(&mut self, now: Instant) -> Option<Egress<'_, D>> {
-        self.tx.transmit(now)
+    fn transmit(&mut self, _: Instant) -> Option<Egress<'_, D>> {
+        Some(self.tx.reborrow())
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

@@ -196,17 +196,8 @@ impl PacketDevice for TapDevice {
 
     fn recv(&mut self, _now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
         let mut hdr = [0u8; VNET_HDR_LEN];
-        let iov = [
-            libc::iovec {
-                iov_base: hdr.as_mut_ptr().cast(),
-                iov_len: hdr.len(),
-            },
-            libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
-            },
-        ];
-        let parts = if self.vnet { &iov[..] } else { &iov[1..] };
+        let iov = iovecs(self.vnet, &mut hdr, buf);
+        let parts = &iov.0[iov.1..];
         // SAFETY: scattering into buffers we own, each bounded by its length.
         let n = unsafe { libc::readv(self.fd.as_raw_fd(), parts.as_ptr(), parts.len() as i32) };
         if n < 0 {
@@ -248,17 +239,8 @@ impl PacketDevice for TapDevice {
                 hdr[8..10].copy_from_slice(&(offset as u16).to_ne_bytes());
             }
         }
-        let iov = [
-            libc::iovec {
-                iov_base: hdr.as_mut_ptr().cast(),
-                iov_len: hdr.len(),
-            },
-            libc::iovec {
-                iov_base: frame.as_mut_ptr().cast(),
-                iov_len: len,
-            },
-        ];
-        let parts = if self.vnet { &iov[..] } else { &iov[1..] };
+        let iov = iovecs(self.vnet, &mut hdr, frame);
+        let parts = &iov.0[iov.1..];
         // SAFETY: gathering from buffers we own. A full TAP queue drops the frame (EAGAIN): TCP
         // retransmits it, as it would after a drop on a wire.
         let n = unsafe { libc::writev(self.fd.as_raw_fd(), parts.as_ptr(), parts.len() as i32) };
@@ -271,6 +253,22 @@ impl PacketDevice for TapDevice {
     fn raw_fd(&self) -> Option<RawFd> {
         Some(self.fd.as_raw_fd())
     }
+}
+
+/// The I/O vector for one frame: the virtio-net header (when the TAP carries one), then the
+/// frame. Returns the vector and the index of its first part in use.
+fn iovecs(vnet: bool, hdr: &mut [u8; VNET_HDR_LEN], frame: &mut [u8]) -> ([libc::iovec; 2], usize) {
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_mut_ptr().cast(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: frame.as_mut_ptr().cast(),
+            iov_len: frame.len(),
+        },
+    ];
+    (iov, if vnet { 0 } else { 1 })
 }
 
 /// For a TCP segment whose checksum smoltcp left out: stores the pseudo-header sum in the
