@@ -15,13 +15,20 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 which=${1:-tcp}
 scripts/setup/deps.sh run >/dev/null
+
+# A small web server for the examples' upstream: web_server PORT BIND-ADDRESS PAGE-TEXT.
+# Sets $upstream (its pid) and $www (its folder) for the caller's clean-up.
+web_server() {
+  www=$(mktemp -d)
+  echo "$3" > "$www/index.html"
+  python3 -m http.server "$1" --bind "$2" --directory "$www" >/dev/null 2>&1 &
+  upstream=$!
+}
+
 case "$which" in
   tcp)
     cargo build --release --bin sluice
-    www=$(mktemp -d)
-    echo "hello from the upstream behind sluice" > "$www/index.html"
-    python3 -m http.server 8080 --bind 127.0.0.1 --directory "$www" >/dev/null 2>&1 &
-    upstream=$!
+    web_server 8080 127.0.0.1 "hello from the upstream behind sluice"
     trap 'kill $upstream 2>/dev/null; rm -rf "$www"' EXIT
     cat <<MSG
 
@@ -54,10 +61,7 @@ MSG
   tap)
     cargo build --release --bin sluice
     scripts/tap-topology.sh up
-    www=$(mktemp -d)
-    echo "hello from the host, through sluice's own TCP/IP stack" > "$www/index.html"
-    python3 -m http.server 9080 --bind 10.99.0.1 --directory "$www" >/dev/null 2>&1 &
-    upstream=$!
+    web_server 9080 10.99.0.1 "hello from the host, through sluice's own TCP/IP stack"
     trap 'kill $upstream 2>/dev/null; rm -rf "$www"; scripts/tap-topology.sh down' EXIT
     cat <<MSG
 

@@ -5,7 +5,7 @@
 //! (`Rc`): code above the IO layer keeps calling `io::connect::connect` and never learns which
 //! transport it got.
 
-use crate::config::{IoBackend, TapConfig, UserspaceConfig};
+use crate::config::{TapConfig, UserspaceConfig};
 use sluice_tcpstack::driver::{drive, Clock};
 use sluice_tcpstack::impair::{Impaired, Impairment};
 use sluice_tcpstack::pcap::{PcapSink, Recorder};
@@ -26,18 +26,11 @@ pub fn current() -> Option<SharedStack> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
-/// What a worker needs to build its stack.
-#[derive(Clone, Debug)]
-pub struct StackPlan {
-    pub backend: IoBackend,
-    pub config: UserspaceConfig,
-}
-
-/// Builds the stack described by `plan` on this thread, installs it, and spawns its driver on
+/// Builds the stack `sluice.io` describes on this thread, installs it, and spawns its driver on
 /// the current `LocalSet`. Errors say what failed in words (missing privilege, bad device).
-pub fn start(plan: &StackPlan) -> Result<Arc<StackStats>, String> {
-    let tap: &TapConfig = plan.config.tap.as_ref().ok_or("sluice.io.tap is missing")?;
-    let t = &plan.config.tcp;
+pub fn start(io: &UserspaceConfig) -> Result<Arc<StackStats>, String> {
+    let tap: &TapConfig = io.tap.as_ref().ok_or("sluice.io.tap is missing")?;
+    let t = &io.tcp;
     let config = StackConfig {
         mac: tap.mac,
         addresses: tap.addresses.clone(),
@@ -56,7 +49,7 @@ pub fn start(plan: &StackPlan) -> Result<Arc<StackStats>, String> {
     };
     let device =
         TapDevice::open(&tap.name, tap.mtu, tap.checksum_offload).map_err(|e| e.to_string())?;
-    let device: Box<dyn PacketDevice> = match plan.config.impair {
+    let device: Box<dyn PacketDevice> = match io.impair {
         Some(i) => {
             tracing::warn!(
                 loss_percent = i.loss_per_10k as f64 / 100.0,
@@ -74,7 +67,7 @@ pub fn start(plan: &StackPlan) -> Result<Arc<StackStats>, String> {
         }
         None => Box::new(device),
     };
-    let device: Box<dyn PacketDevice> = match &plan.config.pcap {
+    let device: Box<dyn PacketDevice> = match &io.pcap {
         Some(path) => {
             let sink = PcapSink::create(path).map_err(|e| format!("sluice.io.pcap: {e}"))?;
             Box::new(Recorder::new(device, sink))

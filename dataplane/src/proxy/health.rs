@@ -31,15 +31,15 @@ pub enum Verdict {
 
 /// Runs one check of `kind` against `addr`.
 pub async fn check_once(kind: HealthCheckKind, addr: SocketAddr, timeout: Duration) -> Verdict {
-    match tokio::time::timeout(timeout, probe(kind, addr)).await {
+    match tokio::time::timeout(timeout, probe(kind, addr, timeout)).await {
         Ok(v) => v,
         Err(_) => Verdict::Unhealthy(format!("no answer within {timeout:?}")),
     }
 }
 
-async fn probe(kind: HealthCheckKind, addr: SocketAddr) -> Verdict {
+async fn probe(kind: HealthCheckKind, addr: SocketAddr, timeout: Duration) -> Verdict {
     // Through the same transport as the traffic: on a userspace-stack worker, through its stack.
-    let mut stream = match crate::io::connect::connect(addr, Duration::from_secs(3600)).await {
+    let mut stream = match crate::io::connect::connect(addr, timeout).await {
         Ok(s) => s,
         Err(e) => return Verdict::Unhealthy(format!("connect: {e}")),
     };

@@ -10,7 +10,6 @@ pub mod worker;
 use crate::config::{Bootstrap, Discovery, IoBackend};
 use crate::io::affinity::allowed_cpus;
 use crate::io::listener::bind_reuseport;
-use crate::io::userspace::StackPlan;
 use crate::proxy::hosts::ClusterHosts;
 use crate::stats::Stats;
 use arc_swap::ArcSwap;
@@ -123,10 +122,7 @@ impl Dataplane {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for (id, cpu) in cpus.iter().enumerate() {
             let stack = tap.as_ref().map(|_| worker::StackWorker {
-                plan: StackPlan {
-                    backend: ext.io_backend,
-                    config: ext.userspace.clone(),
-                },
+                io: ext.userspace.clone(),
                 current: current.clone(),
             });
             let w = worker::spawn(id, Some(*cpu), stats.clone(), stack, ready_tx.clone())

@@ -4,10 +4,11 @@
 //! this worker's own shard. Config arrives as [`WorkerUpdate`]s between events.
 
 use super::snapshot::{ListenerKey, Snapshot};
+use crate::config::UserspaceConfig;
 use crate::config::{NetworkFilter, TcpRoute};
 use crate::io::affinity::pin_current_thread;
 use crate::io::listener::Acceptor;
-use crate::io::userspace::{self, StackPlan};
+use crate::io::userspace;
 use crate::proxy::cluster::Cluster;
 use crate::proxy::health::HealthChecker;
 use crate::proxy::lb::Rng;
@@ -57,7 +58,7 @@ struct ActiveListener {
 /// A worker that runs the userspace stack: what to build, and the config its health checks
 /// follow (they run on the worker, through the stack).
 pub struct StackWorker {
-    pub plan: StackPlan,
+    pub io: UserspaceConfig,
     pub current: Arc<ArcSwap<Snapshot>>,
 }
 
@@ -107,7 +108,7 @@ async fn run(
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
     let _health = match stack {
-        Some(s) => match userspace::start(&s.plan) {
+        Some(s) => match userspace::start(&s.io) {
             Ok(stack_stats) => {
                 let _ = stats.stack.set(stack_stats);
                 let _ = ready.send(Ok(()));
