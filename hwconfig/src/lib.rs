@@ -6,12 +6,14 @@
 //!
 //! The YAML is read by the dataplane's config reader (`sluice.io.dpdk`), which gives errors
 //! their path; this crate holds no parser. With the `dpdk` feature, [`dpdk`] binds the system's
-//! DPDK 22.11 (EAL, mempools, ports, bursts); the poll-mode loop on top is not here yet.
+//! DPDK 22.11 (EAL, mempools, ports with RSS, bursts); [`rss`] computes the Toeplitz hash and
+//! queue a NIC gives a flow, so connections can be opened on ports that come back to their core.
 
 pub mod check;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod eal;
 pub mod model;
+pub mod rss;
 
 pub use model::HwConfig;

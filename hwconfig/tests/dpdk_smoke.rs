@@ -4,7 +4,20 @@
 //! process.
 #![cfg(feature = "dpdk")]
 
-use sluice_hwconfig::dpdk::{Eal, Mempool, Port};
+use sluice_hwconfig::dpdk::{Eal, Mempool, Port, PortSetup, Queued, RxBurst, TxBurst};
+
+fn setup<'a>(device: &'a str, queues: u16, mtu: u16, pools: &'a [&'a Mempool]) -> PortSetup<'a> {
+    PortSetup {
+        device,
+        rx_queues: queues,
+        tx_queues: queues,
+        rx_descriptors: 256,
+        tx_descriptors: 256,
+        mtu,
+        rss_key: &[0x6d, 0x5a],
+        rx_pools: pools,
+    }
+}
 
 #[test]
 fn net_ring_loops_a_frame_back_and_bad_settings_are_errors() {
@@ -20,14 +33,32 @@ fn net_ring_loops_a_frame_back_and_bad_settings_are_errors() {
         .contains("already initialised"));
     assert_eq!(eal.ports_available(), 1);
     let pool = Mempool::create(&eal, "smoke", 1023, 32, 2176).unwrap();
-    let e = Port::start(&eal, "net_nosuch0", 1, 1, 256, 256, &pool)
+    let pools = [&pool];
+    let e = Port::start(&eal, &setup("net_nosuch0", 1, 1500, &pools))
         .err()
         .unwrap();
     assert!(
         e.contains("port net_nosuch0: DPDK has no such device"),
         "{e}"
     );
-    let port = Port::start(&eal, "net_ring0", 1, 1, 256, 256, &pool).unwrap();
+    let e = Port::start(&eal, &setup("net_ring0", 1, 9000, &pools))
+        .err()
+        .unwrap();
+    assert!(
+        e.starts_with("port net_ring0: configure 1 RX / 1 TX queues, mtu 9000:"),
+        "{e}"
+    );
+    let e = Port::start(&eal, &setup("net_ring0", 1024, 1500, &pools))
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("rx_queues 1024 / tx_queues 1024: the device has at most"),
+        "{e}"
+    );
+    let port = Port::start(&eal, &setup("net_ring0", 1, 1500, &pools)).unwrap();
+    // A ring hashes nothing: the steering is the programmed key and a round-robin table.
+    assert!(!port.rss_hardware && !port.reta_queried);
+    assert_eq!(port.steering.reta.len(), 128);
     let frame: Vec<u8> = (0..300u16).map(|i| (i * 7) as u8).collect();
     assert!(port.send(0, &pool, &frame).unwrap());
     let mut got = Vec::new();
@@ -39,4 +70,28 @@ fn net_ring_loops_a_frame_back_and_bad_settings_are_errors() {
     assert_eq!(got, vec![frame]);
     let e = port.send(0, &pool, &vec![0u8; 5000]).unwrap_err();
     assert!(e.contains("does not fit an mbuf"), "{e}");
+
+    // Bursts: frames written into mbufs, sent together, read back in place.
+    let mut tx = TxBurst::default();
+    for i in 0..40u8 {
+        let q = tx
+            .push(&port, 0, &pool, 64 + i as usize, &mut |b| b.fill(i))
+            .unwrap();
+        assert_eq!(q, Queued::Yes);
+    }
+    while tx.pending() > 0 {
+        tx.flush(&port, 0);
+    }
+    let mut rx = RxBurst::default();
+    let mut seen = Vec::new();
+    while seen.len() < 40 {
+        rx.refill(&port, 0);
+        while let Some((ptr, len)) = rx.next_frame() {
+            // SAFETY: valid until the next refill.
+            let f = unsafe { std::slice::from_raw_parts(ptr, len) };
+            seen.push((f.len(), f[0]));
+        }
+    }
+    let want: Vec<(usize, u8)> = (0..40u8).map(|i| (64 + i as usize, i)).collect();
+    assert_eq!(seen, want);
 }

@@ -27,6 +27,28 @@ impl DeviceCaps {
     }
 }
 
+/// A received frame a device lends in place (inside a DPDK mbuf): valid until the next receive
+/// call on that device.
+#[derive(Clone, Copy)]
+pub struct LentFrame {
+    ptr: *const u8,
+    len: usize,
+}
+
+impl LentFrame {
+    /// # Safety
+    /// `ptr..ptr+len` must stay readable until the device's next `recv`/`recv_lent` call.
+    pub unsafe fn new(ptr: *const u8, len: usize) -> LentFrame {
+        LentFrame { ptr, len }
+    }
+
+    /// # Safety
+    /// Only until the lending device is asked for another frame.
+    pub unsafe fn bytes<'a>(self) -> &'a [u8] {
+        std::slice::from_raw_parts(self.ptr, self.len)
+    }
+}
+
 /// A source and sink of Ethernet frames. `now` is the stack's clock (real or virtual), so that
 /// wrappers such as the pcap recorder stamp frames with the time the stack acted on them.
 pub trait PacketDevice {
@@ -34,9 +56,19 @@ pub trait PacketDevice {
     /// Copies the next received frame into `buf` (`DeviceCaps::MAX_RX_FRAME` long) and
     /// returns its length, or `None` when nothing is waiting.
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>>;
+    /// Whether `recv_lent` works: the stack then reads frames where the device keeps them.
+    fn lends_rx(&self) -> bool {
+        false
+    }
+    /// The next received frame, lent in place (no copy); for devices whose `lends_rx` is true.
+    fn recv_lent(&mut self, _now: Instant) -> io::Result<Option<LentFrame>> {
+        Ok(None)
+    }
     /// Sends one frame of `len` bytes that `fill` writes.
     fn send(&mut self, now: Instant, len: usize, fill: &mut dyn FnMut(&mut [u8]))
         -> io::Result<()>;
+    /// Hands frames the device has batched to the wire; the stack calls it after every round.
+    fn flush_tx(&mut self) {}
     /// The file descriptor that becomes readable when frames arrive, for devices that have one.
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         None
@@ -65,6 +97,15 @@ impl<D: PacketDevice + ?Sized> PacketDevice for Box<D> {
     }
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> io::Result<Option<usize>> {
         (**self).recv(now, buf)
+    }
+    fn lends_rx(&self) -> bool {
+        (**self).lends_rx()
+    }
+    fn recv_lent(&mut self, now: Instant) -> io::Result<Option<LentFrame>> {
+        (**self).recv_lent(now)
+    }
+    fn flush_tx(&mut self) {
+        (**self).flush_tx()
     }
     fn send(
         &mut self,

@@ -82,3 +82,48 @@ pub async fn drive(stack: SharedStack, clock: Clock) -> std::io::Result<()> {
         .await;
     }
 }
+
+/// What a poll-mode driver does when a round finds nothing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdlePolicy {
+    /// Poll again at once: lowest latency, one core at 100% whatever the load.
+    Poll,
+    /// After a spell of empty rounds, nap for growing spells up to `max_sleep`: the core goes
+    /// quiet when traffic stops, at the cost of up to `max_sleep` latency for the first frame.
+    Backoff { max_sleep: std::time::Duration },
+}
+
+/// Empty rounds spun before the first nap (a few tens of microseconds of polling).
+const SPIN_ROUNDS: u32 = 512;
+
+impl IdlePolicy {
+    fn nap(self, empty_rounds: u32) {
+        if let IdlePolicy::Backoff { max_sleep } = self {
+            if empty_rounds > SPIN_ROUNDS {
+                let exp = (empty_rounds - SPIN_ROUNDS).min(16);
+                let nap = std::time::Duration::from_micros(1 << exp).min(max_sleep);
+                std::thread::sleep(nap);
+            }
+        }
+    }
+}
+
+/// Runs `stack` on a device that is polled, not signalled (a DPDK queue): every turn of the
+/// event loop receives a burst, runs timers and sends, then lets the connections' tasks run.
+/// The task re-queues itself instead of yielding to the reactor, so the loop makes no system
+/// call per round; tokio still checks its reactor and timers every few dozen tasks.
+pub async fn drive_polling(stack: SharedStack, clock: Clock, idle: IdlePolicy) {
+    let mut empty_rounds = 0u32;
+    poll_fn(|cx| {
+        let worked = stack.borrow_mut().poll(clock.now());
+        if worked {
+            empty_rounds = 0;
+        } else {
+            empty_rounds = empty_rounds.saturating_add(1);
+            idle.nap(empty_rounds);
+        }
+        cx.waker().wake_by_ref();
+        Poll::<()>::Pending
+    })
+    .await
+}

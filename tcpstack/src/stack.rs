@@ -106,6 +106,9 @@ pub struct StackConfig {
     pub max_flows: usize,
 }
 
+/// Decides whether an outgoing connection may use a local address and port for a remote.
+pub type SourcePortFilter = Box<dyn Fn(SocketAddr, SocketAddr) -> bool>;
+
 #[derive(Debug)]
 pub enum StackError {
     /// The address is not one of the stack's, or the port is 0.
@@ -258,6 +261,8 @@ pub struct Stack<D: PacketDevice> {
     tuning: TcpTuning,
     max_flows: usize,
     next_port: u16,
+    /// Which source ports outgoing connections may use (see `set_source_port_filter`).
+    port_filter: Option<SourcePortFilter>,
     now: Instant,
     rx_buf: Vec<u8>,
     /// Woken when the application gives the stack work (data to send, a window to reopen).
@@ -331,6 +336,7 @@ impl<D: PacketDevice> Stack<D> {
             tuning: config.tcp.clone(),
             max_flows: config.max_flows,
             next_port: seed_port,
+            port_filter: None,
             now,
             rx_buf: vec![0; DeviceCaps::MAX_RX_FRAME],
             kick: None,
@@ -376,16 +382,27 @@ impl<D: PacketDevice> Stack<D> {
     pub fn poll(&mut self, now: Instant) -> bool {
         self.set_now(now);
         let mut work = false;
+        let lends = self.device.lends_rx();
         let mut buf = std::mem::take(&mut self.rx_buf);
         for _ in 0..RX_BATCH {
-            match self.device.recv(self.now, &mut buf) {
-                Ok(Some(n)) => {
+            let received = if lends {
+                // SAFETY: the frame is read before the device is asked for another.
+                self.device
+                    .recv_lent(self.now)
+                    .map(|f| f.map(|f| unsafe { f.bytes() }))
+            } else {
+                self.device
+                    .recv(self.now, &mut buf)
+                    .map(|n| n.map(|n| &buf[..n]))
+            };
+            match received {
+                Ok(Some(frame)) => {
                     work = true;
-                    if n > self.smol_caps.max_transmission_unit {
+                    if frame.len() > self.smol_caps.max_transmission_unit {
                         self.stats.rx_coalesced_frames.inc();
                     }
                     let verify = self.verify_rx && !self.device.last_rx_checksum_ok();
-                    self.ingress(&buf[..n], verify);
+                    self.ingress(frame, verify);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -421,6 +438,7 @@ impl<D: PacketDevice> Stack<D> {
     fn run_due(&mut self) -> bool {
         let work = self.fire_timers() | self.flush();
         self.trim_quiet();
+        self.device.flush_tx();
         work
     }
 
@@ -971,6 +989,13 @@ impl<D: PacketDevice> Stack<D> {
         }
     }
 
+    /// Restricts the source ports of outgoing connections to those `filter` accepts for
+    /// (local, remote): with several stacks behind one NIC, the ports whose replies the NIC's RSS
+    /// delivers to this stack's own queue.
+    pub fn set_source_port_filter(&mut self, filter: SourcePortFilter) {
+        self.port_filter = Some(filter);
+    }
+
     /// Opens a connection to `remote` from one of the stack's addresses of the same family.
     pub fn connect(&mut self, remote: SocketAddr) -> Result<FlowRef, StackError> {
         if self.live >= self.max_flows {
@@ -994,7 +1019,13 @@ impl<D: PacketDevice> Stack<D> {
                 local: (local_ip, port),
                 remote: (remote_ip, remote.port()),
             };
-            if !self.by_key.contains_key(&k) && self.by_port.get(&port).is_none_or(|l| l.is_empty())
+            let allowed = self
+                .port_filter
+                .as_ref()
+                .is_none_or(|f| f(to_std(k.local), remote));
+            if allowed
+                && !self.by_key.contains_key(&k)
+                && self.by_port.get(&port).is_none_or(|l| l.is_empty())
             {
                 key = Some(k);
                 break;

@@ -5,14 +5,14 @@
 
 mod common;
 
-use sluice_hwconfig::dpdk::{Eal, Mempool, Port};
+use sluice_hwconfig::dpdk::{Eal, Mempool, Port, PortSetup};
 use sluice_tcpstack::dpdk_port::DpdkQueue;
 use sluice_tcpstack::driver::Clock;
 use sluice_tcpstack::{Stack, StackConfig};
 use smoltcp::socket::tcp::State;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant as StdInstant};
 
@@ -45,8 +45,18 @@ fn linux_tcp_talks_to_the_stack_through_a_dpdk_port() {
     .map(str::to_string)
     .collect();
     let eal = Eal::init(&args).expect("EAL init");
-    let pool = Rc::new(Mempool::create(&eal, "tap", 2047, 32, 2176).unwrap());
-    let port = Rc::new(Port::start(&eal, "net_tap0", 1, 1, 512, 512, &pool).unwrap());
+    let pool = Arc::new(Mempool::create(&eal, "tap", 2047, 32, 2176).unwrap());
+    let setup = PortSetup {
+        device: "net_tap0",
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_descriptors: 512,
+        tx_descriptors: 512,
+        mtu: 1500,
+        rss_key: &sluice_hwconfig::model::symmetric_key(),
+        rx_pools: &[&pool],
+    };
+    let port = Arc::new(Port::start(&eal, &setup).unwrap());
     sh(&["ip", "netns", "add", &ns]);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         sh(&["ip", "link", "set", &iface, "netns", &ns]);
