@@ -11,14 +11,15 @@ cd "$root"
 envoy=$(scripts/setup/deps.sh test | tail -n 1)
 export SLUICE_ENVOY="$envoy"
 cargo fmt --all --check
+# Lints once without DPDK (a build on a machine without it must keep working) and once with.
 cargo clippy --workspace --all-targets --release -- -D warnings
-cargo clippy -p sluice-hwconfig -p sluice-tcpstack --features dpdk --all-targets --release -- -D warnings
-cargo build --workspace --bins --release
-cargo test --workspace --release
-# The DPDK bindings against the system's DPDK (EAL on virtual devices, ordinary memory), and
-# the stack on a DPDK port with Linux TCP on the other side (root).
-cargo test -p sluice-hwconfig --features dpdk --release
-cargo test -p sluice-tcpstack --features dpdk --release --test dpdk_tap
+# Everything below is built with the DPDK backend, so the DPDK tests (EAL on virtual devices,
+# ordinary memory; the sluice binary in DPDK mode against Linux TCP through net_tap, and over
+# net_memif against a peer that steers like a NIC) run with the rest.
+dpdk="sluice-dataplane/dpdk,sluice-integration/dpdk,sluice-benchtools/dpdk"
+cargo clippy --workspace --all-targets --release --features "$dpdk" -- -D warnings
+cargo build --workspace --bins --release --features "$dpdk"
+cargo test --workspace --release --features "$dpdk"
 fuzz_secs=${SLUICE_FUZZ_SECONDS:-20}
 if [ "$fuzz_secs" != 0 ]; then
   scripts/fuzz.sh "$fuzz_secs"

@@ -222,7 +222,7 @@ fn hwconfig_check(path: &Path, apply: bool) -> ExitCode {
     use sluice_hwconfig::check::{apply as apply_layout, check, report, Machine};
     let layout = match config::load_file(path) {
         Ok(b) => match b.sluice.userspace.dpdk {
-            Some(d) => d,
+            Some(d) => d.hw,
             None => {
                 eprintln!(
                     "error: {}: no sluice.io.dpdk section to check",

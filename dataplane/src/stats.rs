@@ -203,8 +203,17 @@ fn host_key(cluster: &str, address: &str) -> String {
 pub struct Stats {
     pub server: ServerStats,
     pub shards: Vec<Shard>,
-    /// The userspace stack's counters, once a worker runs one.
-    pub stack: std::sync::OnceLock<Arc<sluice_tcpstack::stats::StackStats>>,
+    /// Each worker's userspace stack counters, once it runs one (indexed by worker).
+    pub stacks: Vec<std::sync::OnceLock<Arc<sluice_tcpstack::stats::StackStats>>>,
+}
+
+/// The stack's counters only ever grow, except its gauges of live flows.
+fn stack_metric_kind(metric: &str) -> Kind {
+    if metric.starts_with("flows_active") || metric.starts_with("flows_half_open") {
+        Kind::Gauge
+    } else {
+        Kind::Counter
+    }
 }
 
 /// Sums one kind of block over every shard: name -> (metric -> (kind, value)).
@@ -241,7 +250,7 @@ impl Stats {
         Arc::new(Stats {
             server: ServerStats::default(),
             shards: (0..workers).map(|_| Shard::default()).collect(),
-            stack: std::sync::OnceLock::new(),
+            stacks: (0..workers).map(|_| std::sync::OnceLock::new()).collect(),
         })
     }
 
@@ -328,18 +337,35 @@ impl Stats {
                 }
             }
         }
-        if let Some(stack) = self.stack.get() {
+        // The stacks' counters summed, and with several stacks (one per DPDK lcore) each
+        // worker's own as sluice_stack_worker_*{worker="N"}, which shows how RSS spreads flows.
+        let stacks: Vec<(usize, &Arc<sluice_tcpstack::stats::StackStats>)> = self
+            .stacks
+            .iter()
+            .enumerate()
+            .filter_map(|(w, s)| s.get().map(|s| (w, s)))
+            .collect();
+        let mut totals: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for (worker, stack) in &stacks {
             for (metric, _help, v) in stack.each() {
-                // Gauges by name: the stack's counters only ever grow, except these.
-                let kind = if metric.starts_with("flows_active")
-                    || metric.starts_with("flows_half_open")
-                {
-                    Kind::Gauge
-                } else {
-                    Kind::Counter
-                };
-                push(format!("sluice_stack_{metric}"), kind, String::new(), v);
+                *totals.entry(metric).or_default() += v;
+                if stacks.len() > 1 {
+                    push(
+                        format!("sluice_stack_worker_{metric}"),
+                        stack_metric_kind(metric),
+                        format!("worker=\"{worker}\""),
+                        v,
+                    );
+                }
             }
+        }
+        for (metric, v) in totals {
+            push(
+                format!("sluice_stack_{metric}"),
+                stack_metric_kind(metric),
+                String::new(),
+                v,
+            );
         }
         for (family, (kind, rows)) in series {
             let t = match kind {

@@ -5,7 +5,8 @@
 //! These need root (TAP devices, namespaces). Without it a test skips with a printed reason,
 //! unless SLUICE_REQUIRE_PRIVILEGED=1 (CI), where it fails.
 
-use crate::{wait_until, Sluice};
+use crate::bolt::js_dir;
+use crate::{wait_until, Proc, Sluice};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -138,6 +139,15 @@ pub fn tap_section(tap: &str, io_extra: &str) -> String {
     )
 }
 
+/// The `sluice:` section for a DPDK-mode sluice whose port is DPDK's `net_tap` vdev creating the
+/// TAP `iface` (ordinary memory, no hugepages), polled by `workers` lcores (1 or 2), plus
+/// extra keys for the `dpdk:` map (indented for it).
+pub fn dpdk_section(iface: &str, dpdk_extra: &str) -> String {
+    format!(
+        "sluice:\n  io:\n    backend: dpdk\n    dpdk:\n      eal: {{lcores: [0, 1], no_huge_mb: 512, in_memory: true, vdevs: [\"net_tap0,iface={iface}\"]}}\n      ports:\n      - name: wire\n        device: net_tap0\n        addresses: [\"{STACK_IP}/24\", \"{STACK_IP6}/64\"]\n        gateways: [\"{NS_IP}\"]\n      queues: [{{lcore: 1, port: wire, queue: 0}}]\n      mempool: {{mbufs: 4095}}\n{dpdk_extra}"
+    )
+}
+
 /// A TAP-mode sluice whose TAP sits in its own namespace.
 pub struct TapSluice {
     pub ns: Netns,
@@ -165,7 +175,16 @@ pub fn tap_proxy_config(
     clusters: &[(&str, &[u16])],
     io_extra: &str,
 ) -> String {
-    let mut y = tap_section(tap, io_extra);
+    proxy_config(tap_section(tap, io_extra), listeners, clusters)
+}
+
+/// `tap_proxy_config`'s listeners and clusters after any `sluice:` section.
+pub fn proxy_config(
+    section: String,
+    listeners: &[(&str, u16, &str)],
+    clusters: &[(&str, &[u16])],
+) -> String {
+    let mut y = section;
     y += "admin:\n  address: {socket_address: {address: 127.0.0.1, port_value: 0}}\nstatic_resources:\n  listeners:\n";
     for (name, port, cluster) in listeners {
         y += &format!(
@@ -184,4 +203,55 @@ pub fn tap_proxy_config(
         }
     }
     y
+}
+
+/// An rpc_proxy listener on the stack's port 12200 routing every service to the Bolt server on
+/// the namespace's port 12201, with the Bolt health check on (it runs through the stack).
+pub fn bolt_proxy_resources() -> String {
+    format!(
+        "admin:\n  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}\nstatic_resources:\n  listeners:\n  - name: rpc\n    address: {{socket_address: {{address: {STACK_IP}, port_value: 12200}}}}\n    filter_chains:\n    - filters:\n      - name: sluice.filters.network.rpc_proxy\n        typed_config:\n          \"@type\": type.googleapis.com/sluice.filters.network.rpc_proxy.v1.RpcProxy\n          stat_prefix: rpc\n          route_config:\n            virtual_hosts:\n            - name: all\n              services: [\"*\"]\n              routes:\n              - route: {{cluster: bolt}}\n  clusters:\n  - name: bolt\n    type: STATIC\n    connect_timeout: 2s\n    health_checks:\n    - timeout: 1s\n      interval: 1s\n      unhealthy_threshold: 1\n      healthy_threshold: 1\n      custom_health_check: {{name: sluice.health_checkers.bolt}}\n    load_assignment:\n      cluster_name: bolt\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: {NS_IP}, port_value: 12201}}}}}}\n"
+    )
+}
+
+/// sofa-bolt-node server in the namespace behind `bolt_proxy_resources()`: the Bolt health check
+/// passes through the stack, and 200 calls from sofa-bolt-node's client in the namespace are
+/// answered with no mismatch.
+pub fn bolt_rpc_through_the_stack(t: &TapSluice) {
+    let mut server = t.ns.cmd("node");
+    server
+        .arg(js_dir().join("bolt_server.js"))
+        .args(["--name", "tapside", "--port", "12201", "--host", NS_IP])
+        .stdout(Stdio::null());
+    let _server = Proc::spawn(server, "bolt_server.js");
+    t.ns.wait_listening(12201);
+    // The Bolt health check runs on the stack too: the endpoint turns healthy through the TAP.
+    assert!(
+        wait_until(Duration::from_secs(10), || t.sluice.stat(
+            "sluice_host_healthy{cluster=\"bolt\",address=\"10.99.0.1:12201\"}"
+        ) == 1),
+        "the Bolt health check never passed through the stack"
+    );
+    let out = t.ns.run(
+        "node",
+        &[
+            js_dir().join("bolt_client.js").to_str().unwrap(),
+            "--host",
+            STACK_IP,
+            "--port",
+            "12200",
+            "--count",
+            "200",
+            "--concurrency",
+            "20",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], 200, "{v}");
+    assert_eq!(v["mismatched"], 0, "{v}");
+    assert_eq!(v["answers"]["tapside:sayHello"], 200, "{v}");
+    assert_eq!(
+        t.sluice
+            .stat("sluice_rpc_downstream_rq_total{stat_prefix=\"rpc\"}"),
+        200
+    );
 }

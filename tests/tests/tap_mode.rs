@@ -2,7 +2,6 @@
 //! the other side (in a network namespace), and real programs as clients and servers: curl,
 //! socat, iperf3, ping, sofa-bolt-node, boltbench. Needs root; see `netns::privileged`.
 
-use sluice_integration::bolt::js_dir;
 use sluice_integration::netns::*;
 use sluice_integration::*;
 use std::process::{Command, Stdio};
@@ -383,50 +382,12 @@ fn bolt_rpc_through_the_tap_proxy() {
     let t = TapSluice::start(
         |tap| {
             let mut y = tap_section(tap, "");
-            y += &format!(
-                "admin:\n  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}\nstatic_resources:\n  listeners:\n  - name: rpc\n    address: {{socket_address: {{address: {STACK_IP}, port_value: 12200}}}}\n    filter_chains:\n    - filters:\n      - name: sluice.filters.network.rpc_proxy\n        typed_config:\n          \"@type\": type.googleapis.com/sluice.filters.network.rpc_proxy.v1.RpcProxy\n          stat_prefix: rpc\n          route_config:\n            virtual_hosts:\n            - name: all\n              services: [\"*\"]\n              routes:\n              - route: {{cluster: bolt}}\n  clusters:\n  - name: bolt\n    type: STATIC\n    connect_timeout: 2s\n    health_checks:\n    - timeout: 1s\n      interval: 1s\n      unhealthy_threshold: 1\n      healthy_threshold: 1\n      custom_health_check: {{name: sluice.health_checkers.bolt}}\n    load_assignment:\n      cluster_name: bolt\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: {NS_IP}, port_value: 12201}}}}}}\n"
-            );
+            y += &bolt_proxy_resources();
             y
         },
         &[],
     );
-    let mut server = t.ns.cmd("node");
-    server
-        .arg(js_dir().join("bolt_server.js"))
-        .args(["--name", "tapside", "--port", "12201", "--host", NS_IP])
-        .stdout(Stdio::null());
-    let _server = Proc::spawn(server, "bolt_server.js");
-    t.ns.wait_listening(12201);
-    // The Bolt health check runs on the stack too: the endpoint turns healthy through the TAP.
-    assert!(
-        wait_until(Duration::from_secs(10), || t.sluice.stat(
-            "sluice_host_healthy{cluster=\"bolt\",address=\"10.99.0.1:12201\"}"
-        ) == 1),
-        "the Bolt health check never passed through the stack"
-    );
-    let out = t.ns.run(
-        "node",
-        &[
-            js_dir().join("bolt_client.js").to_str().unwrap(),
-            "--host",
-            STACK_IP,
-            "--port",
-            "12200",
-            "--count",
-            "200",
-            "--concurrency",
-            "20",
-        ],
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["ok"], 200, "{v}");
-    assert_eq!(v["mismatched"], 0, "{v}");
-    assert_eq!(v["answers"]["tapside:sayHello"], 200, "{v}");
-    assert_eq!(
-        t.sluice
-            .stat("sluice_rpc_downstream_rq_total{stat_prefix=\"rpc\"}"),
-        200
-    );
+    bolt_rpc_through_the_stack(&t);
 }
 
 /// `sluice.io.pcap` records what the stack sends and receives; tcpdump reads it.

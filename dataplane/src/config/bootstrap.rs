@@ -963,10 +963,59 @@ mod tests {
         assert!(!b.sluice.splice);
         assert_eq!(b.sluice.worker_cpus, Some(vec![1]));
         d["sluice"] = json!({"io": {"backend": "dpdk"}});
-        let e = parse_bootstrap(&d).unwrap_err().to_string();
-        assert!(
-            e.starts_with("sluice.io.backend: IO backend \"dpdk\" is not available"),
-            "{e}"
+        let b = parse_bootstrap(&d).unwrap();
+        let e = b.sluice.userspace.check(IoBackend::Dpdk).unwrap_err();
+        if cfg!(feature = "dpdk") {
+            assert_eq!(e, "sluice.io.backend dpdk needs a sluice.io.dpdk section");
+        } else {
+            assert!(
+                e.starts_with("this build of sluice has no DPDK support"),
+                "{e}"
+            );
+        }
+        d["sluice"] = json!({"io": {"backend": "dpdk", "dpdk": {
+            "eal": {"lcores": [0, 1], "no_huge_mb": 256, "vdevs": ["net_tap0"]},
+            "ports": [{"name": "wire", "device": "net_tap0", "rx_queues": 1,
+                       "addresses": ["10.9.0.2/24"], "gateways": ["10.9.0.1"]}],
+            "queues": [{"lcore": 1, "port": "wire", "queue": 0}],
+            "idle": {"policy": "backoff", "max_sleep": "0.00005s"}}}});
+        let b = parse_bootstrap(&d).unwrap();
+        let dpdk = b.sluice.userspace.dpdk.unwrap();
+        assert_eq!(
+            dpdk.addresses.gateways,
+            vec!["10.9.0.1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            dpdk.idle,
+            IdlePolicy::Backoff {
+                max_sleep: Duration::from_micros(50)
+            }
+        );
+        let bad = |path: &str, value: serde_json::Value, want: &str| {
+            let mut d = d.clone();
+            d.pointer_mut(path).map(|v| *v = value).expect(path);
+            let e = parse_bootstrap(&d).unwrap_err().to_string();
+            assert!(e.contains(want), "{path}: {e}");
+        };
+        bad(
+            "/sluice/io/dpdk/idle/policy",
+            json!("spin"),
+            "sluice.io.dpdk.idle.policy: unknown idle policy \"spin\"",
+        );
+        bad(
+            "/sluice/io/dpdk/idle/max_sleep",
+            json!("1s"),
+            "sluice.io.dpdk.idle.max_sleep: max_sleep must be between",
+        );
+        bad(
+            "/sluice/io/dpdk/ports/0/addresses",
+            json!([]),
+            "sluice.io.dpdk.ports[0].addresses: the stack needs at least one address",
+        );
+        bad(
+            "/sluice/io/dpdk/ports/1",
+            json!(null),
+            "sluice.io.dpdk.ports: the DPDK dataplane serves exactly one port for now",
         );
     }
 

@@ -2,16 +2,41 @@
 //! crate for the model, its rules and the machine check). Parsed here so its errors carry
 //! their path like every other config error.
 
+use super::duration::parse_duration;
 use super::reader::{ConfigError, Node, Result};
+use super::userspace::{parse_stack_addresses, StackAddresses};
 use sluice_hwconfig::model::*;
+pub use sluice_tcpstack::driver::IdlePolicy;
 
-pub fn parse_dpdk(node: Node<'_>) -> Result<HwConfig> {
-    node.expect_fields(&["eal", "ports", "queues", "mempool"], &[])?;
+/// `sluice.io.dpdk` as the dataplane runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpdkConfig {
+    pub hw: HwConfig,
+    /// The addresses the stacks own on the port (every lcore's stack owns all of them; RSS
+    /// decides which stack sees which flow).
+    pub addresses: StackAddresses,
+    pub idle: IdlePolicy,
+}
+
+pub fn parse_dpdk(node: Node<'_>) -> Result<DpdkConfig> {
+    node.expect_fields(&["eal", "ports", "queues", "mempool", "idle"], &[])?;
     let eal = parse_eal(node.require("eal")?.node())?;
     let mut ports = Vec::new();
-    for p in node.require("ports")?.node().items()? {
+    let mut addresses = None;
+    let list = node.require("ports")?;
+    for p in list.node().items()? {
         ports.push(parse_port(p.node())?);
+        addresses = Some(parse_stack_addresses(p.node())?);
     }
+    if ports.len() != 1 {
+        // One stack per lcore owns one port's queues; routing between ports is not built.
+        return Err(list
+            .node()
+            .error("the DPDK dataplane serves exactly one port for now"));
+    }
+    let addresses = addresses.expect("one port");
+    let idle = node.get("idle");
+    let idle = parse_idle(idle.as_ref().map(|n| n.node()))?;
     let mut queues = Vec::new();
     for q in node.require("queues")?.node().items()? {
         let q = q.node();
@@ -36,15 +61,47 @@ pub fn parse_dpdk(node: Node<'_>) -> Result<HwConfig> {
             mempool.data_room = small(v.node())?;
         }
     }
-    let cfg = HwConfig {
+    let hw = HwConfig {
         eal,
         ports,
         queues,
         mempool,
     };
-    cfg.validate()
+    hw.validate()
         .map_err(|e| ConfigError::new(format!("{}.{}", node.path(), e.path), e.message))?;
-    Ok(cfg)
+    Ok(DpdkConfig {
+        hw,
+        addresses,
+        idle,
+    })
+}
+
+/// `idle: {policy: poll}` (the default) or `{policy: backoff, max_sleep: 0.0002s}`.
+fn parse_idle(node: Option<Node<'_>>) -> Result<IdlePolicy> {
+    let Some(node) = node else {
+        return Ok(IdlePolicy::Poll);
+    };
+    node.expect_fields(&["policy", "max_sleep"], &[])?;
+    let policy = node.require("policy")?;
+    match policy.node().as_str()? {
+        "poll" => Ok(IdlePolicy::Poll),
+        "backoff" => {
+            let max_sleep = match node.get("max_sleep") {
+                Some(m) => {
+                    let d = parse_duration(m.node())?;
+                    if d.is_zero() || d > std::time::Duration::from_millis(10) {
+                        return Err(m.node().error("max_sleep must be between 1us and 10ms"));
+                    }
+                    d
+                }
+                None => std::time::Duration::from_micros(200),
+            };
+            Ok(IdlePolicy::Backoff { max_sleep })
+        }
+        other => Err(policy.node().error(format!(
+            "unknown idle policy \"{other}\" (expected poll or backoff)"
+        ))),
+    }
 }
 
 fn small(node: Node<'_>) -> Result<u16> {
@@ -133,6 +190,9 @@ fn parse_port(node: Node<'_>) -> Result<PortConfig> {
             "tx_descriptors",
             "mtu",
             "rss",
+            "addresses",
+            "gateways",
+            "mac",
         ],
         &[],
     )?;

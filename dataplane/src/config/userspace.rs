@@ -14,6 +14,8 @@ pub enum IoBackend {
     Kernel,
     /// The userspace stack on a TAP device.
     Tap,
+    /// One userspace stack per lcore on DPDK NIC queues.
+    Dpdk,
 }
 
 impl IoBackend {
@@ -22,10 +24,10 @@ impl IoBackend {
         match name {
             "kernel" => Ok(IoBackend::Kernel),
             "tap" => Ok(IoBackend::Tap),
-            "dpdk" => Err(format!(
-                "IO backend \"{name}\" is not available in this version of sluice yet (available: kernel, tap)"
+            "dpdk" => Ok(IoBackend::Dpdk),
+            _ => Err(format!(
+                "unknown IO backend \"{name}\" (expected kernel, tap or dpdk)"
             )),
-            _ => Err(format!("unknown IO backend \"{name}\" (expected kernel, tap or dpdk)")),
         }
     }
 }
@@ -92,9 +94,8 @@ pub struct UserspaceConfig {
     /// Record every frame the stack sends and receives to this pcap file.
     pub pcap: Option<PathBuf>,
     pub impair: Option<ImpairConfig>,
-    /// `sluice.io.dpdk`: the DPDK hardware layout (checked by `sluice hwconfig check`; the
-    /// poll-mode dataplane that runs it is not implemented yet).
-    pub dpdk: Option<sluice_hwconfig::HwConfig>,
+    /// `sluice.io.dpdk`: the DPDK layout, the port's addresses and the idle policy.
+    pub dpdk: Option<super::dpdk::DpdkConfig>,
 }
 
 impl UserspaceConfig {
@@ -105,6 +106,17 @@ impl UserspaceConfig {
                 "sluice.io.backend tap needs a sluice.io.tap section with at least one address"
                     .into(),
             ),
+            IoBackend::Dpdk if !cfg!(feature = "dpdk") => Err(
+                "this build of sluice has no DPDK support: build it with `cargo build --release \
+                 --features dpdk` (needs libdpdk-dev), or run with --io tap or --io kernel"
+                    .into(),
+            ),
+            IoBackend::Dpdk if self.dpdk.is_none() => {
+                Err("sluice.io.backend dpdk needs a sluice.io.dpdk section".into())
+            }
+            IoBackend::Dpdk if self.impair.is_some() => {
+                Err("sluice.io.impair is for TAP mode; it is not applied to NIC queues".into())
+            }
             IoBackend::Kernel if self.pcap.is_some() => Err(
                 "sluice.io.pcap records the userspace stack's frames; it needs backend tap".into(),
             ),
@@ -140,6 +152,51 @@ pub fn parse_tap(node: Node<'_>) -> Result<TapConfig> {
         }
         None => "sluice0".to_string(),
     };
+    let StackAddresses {
+        addresses,
+        gateways,
+        mac,
+    } = parse_stack_addresses(node)?;
+    let mac = mac.unwrap_or_else(|| derived_mac(addresses[0].0));
+    let mtu = match node.get("mtu") {
+        Some(m) => {
+            let n = m.node();
+            let v = n.as_u32()? as usize;
+            if !(1280..=65521).contains(&v) {
+                return Err(n.error("mtu must be between 1280 and 65521"));
+            }
+            v
+        }
+        None => 1500,
+    };
+    let checksum_offload = match node.get("checksum_offload") {
+        Some(c) => c.node().as_bool()?,
+        None => true,
+    };
+    Ok(TapConfig {
+        name,
+        addresses,
+        gateways,
+        mac,
+        mtu,
+        checksum_offload,
+    })
+}
+
+/// The addresses a userspace stack owns on its device (TAP or NIC port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackAddresses {
+    /// With prefix lengths ("10.99.0.2/24").
+    pub addresses: Vec<(IpAddr, u8)>,
+    /// Default gateways, at most one per address family.
+    pub gateways: Vec<IpAddr>,
+    /// The stack's MAC address; unset, the device's own (or, on a TAP, one derived from the
+    /// first address).
+    pub mac: Option<[u8; 6]>,
+}
+
+/// Reads `addresses`, `gateways` and `mac` of a TAP or port section.
+pub fn parse_stack_addresses(node: Node<'_>) -> Result<StackAddresses> {
     let list = node.require("addresses")?;
     let mut addresses = Vec::new();
     for item in list.node().items()? {
@@ -170,32 +227,14 @@ pub fn parse_tap(node: Node<'_>) -> Result<TapConfig> {
             if mac[0] & 1 != 0 {
                 return Err(n.error("a multicast MAC address cannot be an interface's"));
             }
-            mac
+            Some(mac)
         }
-        None => derived_mac(addresses[0].0),
+        None => None,
     };
-    let mtu = match node.get("mtu") {
-        Some(m) => {
-            let n = m.node();
-            let v = n.as_u32()? as usize;
-            if !(1280..=65521).contains(&v) {
-                return Err(n.error("mtu must be between 1280 and 65521"));
-            }
-            v
-        }
-        None => 1500,
-    };
-    let checksum_offload = match node.get("checksum_offload") {
-        Some(c) => c.node().as_bool()?,
-        None => true,
-    };
-    Ok(TapConfig {
-        name,
+    Ok(StackAddresses {
         addresses,
         gateways,
         mac,
-        mtu,
-        checksum_offload,
     })
 }
 

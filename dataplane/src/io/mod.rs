@@ -6,6 +6,8 @@
 
 pub mod affinity;
 pub mod connect;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod listener;
 pub mod splice;
 pub mod userspace;

@@ -26,29 +26,88 @@ pub fn current() -> Option<SharedStack> {
     CURRENT.with(|c| c.borrow().clone())
 }
 
+/// Which device a worker's stack runs on.
+pub enum StackDevice {
+    /// The TAP device of `sluice.io.tap` (one worker).
+    Tap,
+    /// A queue of the DPDK port (one per worker).
+    #[cfg(feature = "dpdk")]
+    Dpdk(super::dpdk::QueueAssignment),
+}
+
 /// Builds the stack `sluice.io` describes on this thread, installs it, and spawns its driver on
 /// the current `LocalSet`. Errors say what failed in words (missing privilege, bad device).
-pub fn start(io: &UserspaceConfig) -> Result<Arc<StackStats>, String> {
-    let tap: &TapConfig = io.tap.as_ref().ok_or("sluice.io.tap is missing")?;
+pub fn start(
+    io: &UserspaceConfig,
+    on: StackDevice,
+    worker: usize,
+) -> Result<Arc<StackStats>, String> {
     let t = &io.tcp;
-    let config = StackConfig {
-        mac: tap.mac,
-        addresses: tap.addresses.clone(),
-        gateways: tap.gateways.clone(),
-        seed: seed(),
-        tcp: TcpTuning {
-            rx_buffer: t.receive_buffer_bytes,
-            tx_buffer: t.send_buffer_bytes,
-            congestion: t.congestion,
-            keep_alive: t.keepalive_interval.map(to_smol),
-            max_half_open: t.max_half_open,
-            accept_backlog: t.accept_backlog,
-            ..TcpTuning::default()
-        },
-        max_flows: t.max_connections,
+    let tuning = TcpTuning {
+        rx_buffer: t.receive_buffer_bytes,
+        tx_buffer: t.send_buffer_bytes,
+        congestion: t.congestion,
+        keep_alive: t.keepalive_interval.map(to_smol),
+        max_half_open: t.max_half_open,
+        accept_backlog: t.accept_backlog,
+        ..TcpTuning::default()
     };
-    let device =
-        TapDevice::open(&tap.name, tap.mtu, tap.checksum_offload).map_err(|e| e.to_string())?;
+    let (config, device, driver, section) = match on {
+        StackDevice::Tap => {
+            let tap: &TapConfig = io.tap.as_ref().ok_or("sluice.io.tap is missing")?;
+            let config = StackConfig {
+                mac: tap.mac,
+                addresses: tap.addresses.clone(),
+                gateways: tap.gateways.clone(),
+                seed: seed(),
+                tcp: tuning,
+                max_flows: t.max_connections,
+            };
+            let device = TapDevice::open(&tap.name, tap.mtu, tap.checksum_offload)
+                .map_err(|e| e.to_string())?;
+            tracing::info!(
+                device = %tap.name,
+                addresses = ?tap.addresses,
+                mtu = tap.mtu,
+                "userspace TCP/IP stack running on TAP"
+            );
+            let device: Box<dyn PacketDevice> = Box::new(device);
+            (config, device, Driver::Signalled, "sluice.io.tap")
+        }
+        #[cfg(feature = "dpdk")]
+        StackDevice::Dpdk(q) => {
+            let dpdk = io.dpdk.as_ref().ok_or("sluice.io.dpdk is missing")?;
+            q.register_thread()?;
+            let config = StackConfig {
+                mac: dpdk.addresses.mac.unwrap_or(q.port.mac),
+                addresses: dpdk.addresses.addresses.clone(),
+                gateways: dpdk.addresses.gateways.clone(),
+                seed: seed(),
+                tcp: tuning,
+                max_flows: t.max_connections,
+            };
+            tracing::info!(
+                worker,
+                device = %q.port.device,
+                queue = q.queue,
+                addresses = ?config.addresses,
+                "userspace TCP/IP stack running on a DPDK queue"
+            );
+            let steering = q.shared_port.then(|| (q.port.steering.clone(), q.queue));
+            let device: Box<dyn PacketDevice> = Box::new(
+                sluice_tcpstack::dpdk_port::DpdkQueue::new(q.port, q.queue, q.pool, q.ip_mtu),
+            );
+            (
+                config,
+                device,
+                Driver::Polled {
+                    idle: dpdk.idle,
+                    steering,
+                },
+                "sluice.io.dpdk",
+            )
+        }
+    };
     let device: Box<dyn PacketDevice> = match io.impair {
         Some(i) => {
             tracing::warn!(
@@ -65,33 +124,71 @@ pub fn start(io: &UserspaceConfig) -> Result<Arc<StackStats>, String> {
                 },
             ))
         }
-        None => Box::new(device),
+        None => device,
     };
     let device: Box<dyn PacketDevice> = match &io.pcap {
         Some(path) => {
-            let sink = PcapSink::create(path).map_err(|e| format!("sluice.io.pcap: {e}"))?;
+            // Several stacks (one per DPDK worker) record to files of their own.
+            let path = if worker == 0 {
+                path.clone()
+            } else {
+                let mut p = path.clone().into_os_string();
+                p.push(format!(".{worker}"));
+                p.into()
+            };
+            let sink = PcapSink::create(&path).map_err(|e| format!("sluice.io.pcap: {e}"))?;
             Box::new(Recorder::new(device, sink))
         }
-        None => Box::new(device),
+        None => device,
     };
     let clock = Clock::start();
-    let stack =
-        Stack::new(&config, device, clock.now()).map_err(|e| format!("sluice.io.tap: {e}"))?;
+    #[cfg_attr(not(feature = "dpdk"), allow(unused_mut))]
+    let mut stack =
+        Stack::new(&config, device, clock.now()).map_err(|e| format!("{section}: {e}"))?;
     let stats = stack.stats();
+    match driver {
+        Driver::Signalled => {
+            let shared = install(stack);
+            tokio::task::spawn_local(async move {
+                if let Err(e) = drive(shared, clock).await {
+                    tracing::error!("the userspace stack stopped: {e}");
+                }
+            });
+        }
+        #[cfg(feature = "dpdk")]
+        Driver::Polled { idle, steering } => {
+            if let Some((steering, queue)) = steering {
+                // Replies to our upstream connections must come back to this queue: only
+                // source ports the NIC hashes here are used (the hash is over the reply's
+                // addresses; with the symmetric key either direction gives the same).
+                stack.set_source_port_filter(Box::new(move |local, remote| {
+                    steering.queue_of(remote, local) == queue
+                }));
+            }
+            let shared = install(stack);
+            tokio::task::spawn_local(sluice_tcpstack::driver::drive_polling(shared, clock, idle));
+        }
+    }
+    Ok(stats)
+}
+
+/// How the stack's driver learns of frames.
+enum Driver {
+    /// The device's descriptor becomes readable (TAP).
+    Signalled,
+    /// The device is polled (DPDK), with the idle policy and, when the port's queues are shared
+    /// among workers, the RSS steering and this worker's queue.
+    #[cfg(feature = "dpdk")]
+    Polled {
+        idle: sluice_tcpstack::driver::IdlePolicy,
+        steering: Option<(sluice_hwconfig::rss::RssSteering, u16)>,
+    },
+}
+
+fn install(stack: Stack<Box<dyn PacketDevice>>) -> SharedStack {
     let shared: SharedStack = Rc::new(RefCell::new(stack));
     CURRENT.with(|c| *c.borrow_mut() = Some(shared.clone()));
-    tokio::task::spawn_local(async move {
-        if let Err(e) = drive(shared, clock).await {
-            tracing::error!("the userspace stack stopped: {e}");
-        }
-    });
-    tracing::info!(
-        device = %tap.name,
-        addresses = ?tap.addresses,
-        mtu = tap.mtu,
-        "userspace TCP/IP stack running on TAP"
-    );
-    Ok(stats)
+    shared
 }
 
 fn to_smol(d: std::time::Duration) -> sluice_tcpstack::stack::Duration {

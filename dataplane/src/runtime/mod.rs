@@ -10,6 +10,7 @@ pub mod worker;
 use crate::config::{Bootstrap, Discovery, IoBackend};
 use crate::io::affinity::allowed_cpus;
 use crate::io::listener::bind_reuseport;
+use crate::io::userspace;
 use crate::proxy::hosts::ClusterHosts;
 use crate::stats::Stats;
 use arc_swap::ArcSwap;
@@ -98,18 +99,25 @@ impl Dataplane {
     pub fn start(bootstrap: Bootstrap, concurrency: usize) -> Result<Dataplane, ApplyError> {
         let ext = &bootstrap.sluice;
         ext.userspace.check(ext.io_backend).map_err(ApplyError)?;
-        let tap = match ext.io_backend {
-            IoBackend::Tap => ext.userspace.tap.clone(),
-            IoBackend::Kernel => None,
+        let (devices, cpus, stack_addresses) = match ext.io_backend {
+            IoBackend::Kernel => {
+                let cpus = worker_cpus(ext.worker_cpus.as_deref(), concurrency.max(1))?;
+                (None, cpus, None)
+            }
+            IoBackend::Tap => {
+                let tap = ext.userspace.tap.as_ref().expect("checked");
+                if concurrency > 1 {
+                    // One TAP queue feeds one stack; spreading flows over workers needs the
+                    // NIC's RSS (the DPDK backend).
+                    tracing::info!("TAP mode runs one worker (one TAP queue, one stack)");
+                }
+                let cpus = worker_cpus(ext.worker_cpus.as_deref(), 1)?;
+                let addrs = tap.addresses.iter().map(|a| a.0).collect();
+                (Some(vec![userspace::StackDevice::Tap]), cpus, Some(addrs))
+            }
+            IoBackend::Dpdk => start_dpdk(ext)?,
         };
-        let mut concurrency = concurrency.max(1);
-        if tap.is_some() && concurrency > 1 {
-            // One TAP queue feeds one stack; spreading flows over workers needs the NIC's RSS
-            // (the DPDK backend).
-            tracing::info!("TAP mode runs one worker (one TAP queue, one stack)");
-            concurrency = 1;
-        }
-        let cpus = worker_cpus(ext.worker_cpus.as_deref(), concurrency)?;
+        let concurrency = cpus.len();
         let stats = Stats::new(concurrency);
         let empty = Snapshot {
             version: 0,
@@ -120,10 +128,16 @@ impl Dataplane {
         let current = Arc::new(ArcSwap::from_pointee(empty));
         let mut workers = Vec::with_capacity(concurrency);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let mut devices = devices.map(|d| d.into_iter());
         for (id, cpu) in cpus.iter().enumerate() {
-            let stack = tap.as_ref().map(|_| worker::StackWorker {
-                io: ext.userspace.clone(),
-                current: current.clone(),
+            let stack = devices.as_mut().and_then(|d| d.next()).map(|device| {
+                worker::StackWorker {
+                    io: ext.userspace.clone(),
+                    current: current.clone(),
+                    device,
+                    // Health probes run on the first worker, through its stack.
+                    health: id == 0,
+                }
             });
             let w = worker::spawn(id, Some(*cpu), stats.clone(), stack, ready_tx.clone())
                 .map_err(|e| ApplyError(format!("cannot start worker {id}: {e}")))?;
@@ -144,7 +158,7 @@ impl Dataplane {
             bound: HashMap::new(),
             dns: None,
             health: None,
-            stack_addresses: tap.map(|t| t.addresses.iter().map(|a| a.0).collect()),
+            stack_addresses,
         };
         dp.apply(bootstrap)?;
         dp.dns = Some(dns::Refresher::start(dp.current.clone()));
@@ -263,8 +277,11 @@ impl Dataplane {
         }
         if !addr.ip().is_unspecified() && !ours.contains(&addr.ip()) {
             return Err(format!(
-                "cannot listen on {addr}: not an address of the userspace stack (sluice.io.tap.addresses: {})",
-                ours.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+                "cannot listen on {addr}: not an address of the userspace stack ({})",
+                ours.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         Ok(())
@@ -274,6 +291,38 @@ impl Dataplane {
     pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
         self.current.load().bound.clone()
     }
+}
+
+type StackLayout = (
+    Option<Vec<userspace::StackDevice>>,
+    Vec<usize>,
+    Option<Vec<std::net::IpAddr>>,
+);
+
+/// Brings up DPDK (EAL, pools, port) and gives each queue binding a worker on its lcore.
+#[cfg(feature = "dpdk")]
+fn start_dpdk(ext: &crate::config::SluiceExtension) -> Result<StackLayout, ApplyError> {
+    let dpdk = ext.userspace.dpdk.as_ref().expect("checked");
+    if ext.worker_cpus.is_some() {
+        tracing::info!("DPDK mode: workers run on the lcores of sluice.io.dpdk.queues, not sluice.workers.cpus");
+    }
+    let plan = crate::io::dpdk::bring_up(dpdk).map_err(ApplyError)?;
+    let cpus = plan.workers.iter().map(|(lcore, _)| *lcore).collect();
+    let devices = plan
+        .workers
+        .into_iter()
+        .map(|(_, q)| userspace::StackDevice::Dpdk(q))
+        .collect();
+    let addrs = dpdk.addresses.addresses.iter().map(|a| a.0).collect();
+    Ok((Some(devices), cpus, Some(addrs)))
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn start_dpdk(_: &crate::config::SluiceExtension) -> Result<StackLayout, ApplyError> {
+    // UserspaceConfig::check already refuses this; kept as an error, not a panic.
+    Err(ApplyError(
+        "this build of sluice has no DPDK support".into(),
+    ))
 }
 
 fn build_clusters(bootstrap: &Bootstrap) -> HashMap<String, ClusterEntry> {

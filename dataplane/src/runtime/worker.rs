@@ -60,6 +60,9 @@ struct ActiveListener {
 pub struct StackWorker {
     pub io: UserspaceConfig,
     pub current: Arc<ArcSwap<Snapshot>>,
+    pub device: userspace::StackDevice,
+    /// Whether this worker runs the health checks.
+    pub health: bool,
 }
 
 /// Starts a worker thread. `ready` hears once whether its start-up (building a userspace stack,
@@ -108,11 +111,11 @@ async fn run(
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
     let _health = match stack {
-        Some(s) => match userspace::start(&s.io) {
+        Some(s) => match userspace::start(&s.io, s.device, id) {
             Ok(stack_stats) => {
-                let _ = stats.stack.set(stack_stats);
+                let _ = stats.stacks[id].set(stack_stats);
                 let _ = ready.send(Ok(()));
-                Some(HealthChecker::start_local(s.current))
+                s.health.then(|| HealthChecker::start_local(s.current))
             }
             Err(e) => {
                 let _ = ready.send(Err(e));

@@ -1,0 +1,167 @@
+//! sluice in DPDK mode (feature `dpdk`, the binary built with it): DPDK's EAL on ordinary
+//! memory, its net_tap virtual device as the port, the userspace stack polled on an lcore, and
+//! the Linux kernel's TCP in a namespace on the other side of the TAP with real programs as
+//! clients and servers: curl, socat, iperf3, ping, sofa-bolt-node. Needs root.
+#![cfg(feature = "dpdk")]
+
+use sluice_integration::netns::*;
+use sluice_integration::*;
+use std::process::Stdio;
+
+macro_rules! need_root {
+    ($name:literal) => {
+        if !privileged($name) {
+            return;
+        }
+    };
+}
+
+/// Backing off when idle keeps two polling sluices of parallel tests from starving each other
+/// on a 2-core machine; one test below polls without pause.
+const BACKOFF: &str = "      idle: {policy: backoff, max_sleep: 0.0002s}\n";
+
+#[test]
+fn curl_socat_iperf3_and_ping_through_dpdk_net_tap() {
+    need_root!("curl_socat_iperf3_and_ping_through_dpdk_net_tap");
+    let t = TapSluice::start(
+        |iface| {
+            proxy_config(
+                dpdk_section(iface, "      idle: {policy: poll}\n"),
+                &[
+                    ("web", 8080, "web"),
+                    ("echo", 8081, "echo"),
+                    ("iperf", 8082, "iperf"),
+                ],
+                &[("web", &[9080]), ("echo", &[9081]), ("iperf", &[9082])],
+            )
+        },
+        &[],
+    );
+    let dir = TempDir::new("dpdk-web");
+    random_file(&dir.join("blob"), 3 << 20, 11);
+    let mut web = t.ns.cmd("python3");
+    web.args(["-m", "http.server", "9080", "--bind", NS_IP, "--directory"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _web = Proc::spawn(web, "http.server");
+    t.ns.wait_listening(9080);
+    let mut echo = t.ns.cmd("socat");
+    echo.args(["TCP6-LISTEN:9081,reuseaddr,fork,ipv6only=0", "EXEC:cat"])
+        .stdout(Stdio::null());
+    let _echo = Proc::spawn(echo, "socat echo");
+    t.ns.wait_listening(9081);
+    let mut iperf = t.ns.cmd("iperf3");
+    iperf
+        .args(["-s", "-p", "9082", "-B", NS_IP])
+        .stdout(Stdio::null());
+    let _iperf = Proc::spawn(iperf, "iperf3 -s");
+    t.ns.wait_listening(9082);
+
+    // ARP, NDP and ICMP echo answered by the stack on the lcore.
+    t.ns.run("ping", &["-c", "2", "-W", "2", STACK_IP]);
+    t.ns.run("ping", &["-6", "-c", "2", "-W", "2", STACK_IP6]);
+
+    let got = dir.join("got");
+    let out = t.ns.run(
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            got.to_str().unwrap(),
+            "-w",
+            "%{http_code}",
+            &format!("http://{STACK_IP}:8080/blob"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    assert_eq!(sha256(&got), sha256(&dir.join("blob")));
+
+    for addr in [format!("{STACK_IP}:8081"), format!("[{STACK_IP6}]:8081")] {
+        let out =
+            t.ns.cmd("socat")
+                .args(["-t", "5", "-T", "10", "-", &format!("TCP:{addr},shut-down")])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .and_then(|mut c| {
+                    use std::io::Write;
+                    c.stdin.take().unwrap().write_all(b"through dpdk\n")?;
+                    c.wait_with_output()
+                })
+                .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "through dpdk\n",
+            "{addr}"
+        );
+    }
+
+    for reverse in [false, true] {
+        let mut args = vec!["-c", STACK_IP, "-p", "8082", "-t", "2", "-J"];
+        if reverse {
+            args.push("-R");
+        }
+        let out = t.ns.run("iperf3", &args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v.get("error").is_none(), "iperf3: {}", v["error"]);
+        let bytes = v["end"]["sum_received"]["bytes"].as_u64().unwrap();
+        assert!(
+            bytes > 10 << 20,
+            "iperf3 moved only {bytes} bytes (reverse: {reverse})"
+        );
+    }
+
+    let s = &t.sluice;
+    assert!(s.stat("sluice_stack_rx_tcp_segments") > 1000);
+    assert_eq!(s.stat("sluice_stack_rx_drop_bad_checksum"), 0);
+    assert!(s.stat("sluice_tcp_downstream_cx_total{stat_prefix=\"web\"}") >= 1);
+    assert!(s
+        .log()
+        .contains("userspace TCP/IP stack running on a DPDK queue"));
+}
+
+#[test]
+fn bolt_rpc_through_dpdk_net_tap() {
+    need_root!("bolt_rpc_through_dpdk_net_tap");
+    let t = TapSluice::start(
+        |iface| dpdk_section(iface, BACKOFF) + &bolt_proxy_resources(),
+        &[],
+    );
+    bolt_rpc_through_the_stack(&t);
+}
+
+/// Bad EAL or port settings end start-up with an error naming the setting, never a DPDK abort.
+#[test]
+fn bad_eal_and_port_settings_are_named_errors() {
+    need_root!("bad_eal_and_port_settings_are_named_errors");
+    let iface = unique("sld");
+    let good = dpdk_section(&iface, BACKOFF) + &proxy_config(String::new(), &[], &[]);
+    let cases = [
+        (
+            good.replace("net_tap0", "net_nosuch0"),
+            "sluice.io.dpdk.eal: DPDK EAL initialisation failed",
+        ),
+        (
+            good.replace("device: net_tap0", "device: net_tap7"),
+            "sluice.io.dpdk.ports[0].device: \"net_tap7\" is neither a PCI address nor a vdev of eal.vdevs",
+        ),
+        (
+            good.replace("mbufs: 4095", "mbufs: 1048575"),
+            "sluice.io.dpdk.mempool (worker 0, lcore 1): mempool sluice-w0 (1048575 mbufs",
+        ),
+        (
+            good.replace("lcores: [0, 1]", "lcores: [0, 1, 77]"),
+            "sluice.io.dpdk.eal.lcores: CPU 77 is not available to this process",
+        ),
+    ];
+    for (yaml, want) in cases {
+        Sluice::run_to_exit(&yaml, &[]).assert_fails_with(want);
+    }
+    // `--io dpdk` on a config without the layout. (A build without DPDK says that it has none:
+    // checked in the config unit tests, which run in both builds.)
+    Sluice::run_to_exit(&proxy_config(String::new(), &[], &[]), &["--io", "dpdk"])
+        .assert_fails_with("sluice.io.backend dpdk needs a sluice.io.dpdk section");
+}
