@@ -165,3 +165,73 @@ fn bad_eal_and_port_settings_are_named_errors() {
     Sluice::run_to_exit(&proxy_config(String::new(), &[], &[]), &["--io", "dpdk"])
         .assert_fails_with("sluice.io.backend dpdk needs a sluice.io.dpdk section");
 }
+
+/// Two queues, two workers, two stacks. The peer (`dpdkpeer`, a DPDK process on the other end of
+/// a net_memif link) steers every frame it sends as a NIC's RSS would: Toeplitz over the TCP
+/// flow with the symmetric key, through a round-robin table. Each connection it opens is proxied
+/// by whichever worker RSS chose, to the peer's echo service; the upstream connection's replies
+/// only reach that same worker if sluice picked its source port to hash there. A segment on the
+/// wrong core would find no connection (counted, and answered with RST): none may.
+#[test]
+fn two_queues_keep_every_flow_on_its_core() {
+    need_root!("two_queues_keep_every_flow_on_its_core");
+    let dir = TempDir::new("dpdk-memif");
+    let sock = dir.join("memif.sock");
+    let yaml = format!(
+        "sluice:\n  io:\n    backend: dpdk\n    dpdk:\n      eal: {{lcores: [0, 1], no_huge_mb: 512, in_memory: true, vdevs: [\"net_memif0,role=server,socket={sock}\"]}}\n      ports:\n      - name: wire\n        device: net_memif0\n        rx_queues: 2\n        tx_queues: 2\n        addresses: [\"10.88.0.2/24\"]\n      queues: [{{lcore: 0, port: wire, queue: 0}}, {{lcore: 1, port: wire, queue: 1}}]\n{BACKOFF}",
+        sock = sock.display()
+    ) + &proxy_config(String::new(), &[("front", 8000, "peer")], &[("peer", &[9000])])
+        .replace("address: 0.0.0.0", "address: 10.88.0.2")
+        .replace(&format!("address: {NS_IP}"), "address: 10.88.0.1");
+    let sluice = Sluice::start(&yaml, &[]);
+    let peer = bin_dir().join("dpdkpeer");
+    assert!(
+        peer.exists(),
+        "{} is missing: build with --features sluice-benchtools/dpdk",
+        peer.display()
+    );
+    let out = run_to_exit(std::process::Command::new(peer).args([
+        "--vdev",
+        &format!("net_memif0,role=client,socket={}", sock.display()),
+        "--queues",
+        "2",
+        "--lcore",
+        "1",
+        "--address",
+        "10.88.0.1/24",
+        "--target",
+        "10.88.0.2:8000",
+        "--echo-port",
+        "9000",
+        "--connections",
+        "64",
+        "--bytes",
+        "100000",
+        "--timeout",
+        "20",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("dpdkpeer: {e}; stderr:\n{}", out.stderr));
+    assert_eq!(v["ok"], 64, "{v}\nsluice log:\n{}", sluice.log());
+    assert_eq!(v["bytes"], 6_400_000, "{v}");
+    for w in 0..2 {
+        let stat = |m: &str| sluice.stat(&format!("sluice_stack_worker_{m}{{worker=\"{w}\"}}"));
+        // Both queues carried flows (downstream and upstream), and no segment ever reached a
+        // stack that did not own its connection.
+        assert!(
+            stat("flows_created") >= 20,
+            "worker {w}: {}",
+            stat("flows_created")
+        );
+        assert!(stat("rx_tcp_segments") > 500, "worker {w}");
+        assert_eq!(stat("rx_unknown_flow"), 0, "worker {w}");
+        assert_eq!(stat("connect_failed"), 0, "worker {w}");
+    }
+    // Both directions of the proxied flows: every connection opened was an upstream too.
+    assert_eq!(sluice.stat("sluice_stack_flows_created"), 128);
+    assert!(
+        sluice.log().contains("rss_hardware=false"),
+        "{}",
+        sluice.log()
+    );
+}

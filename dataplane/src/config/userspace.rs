@@ -108,7 +108,7 @@ impl UserspaceConfig {
             ),
             IoBackend::Dpdk if !cfg!(feature = "dpdk") => Err(
                 "this build of sluice has no DPDK support: build it with `cargo build --release \
-                 --features dpdk` (needs libdpdk-dev), or run with --io tap or --io kernel"
+                 -p sluice-dataplane --features dpdk` (needs libdpdk-dev), or run with --io tap or --io kernel"
                     .into(),
             ),
             IoBackend::Dpdk if self.dpdk.is_none() => {

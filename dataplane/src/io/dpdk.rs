@@ -5,6 +5,7 @@
 use crate::config::dpdk::DpdkConfig;
 use sluice_hwconfig::dpdk::{register_thread, Eal, Mempool, Port, PortSetup};
 use sluice_hwconfig::model::{PortDevice, Rss};
+use sluice_tcpstack::dpdk_port::NeighborFanout;
 use std::sync::Arc;
 
 /// What one worker runs its stack on.
@@ -14,9 +15,9 @@ pub struct QueueAssignment {
     pub queue: u16,
     pub pool: Arc<Mempool>,
     pub ip_mtu: usize,
-    /// Whether other workers poll other queues of the port: then upstream source ports must
-    /// hash back to this queue.
-    pub shared_port: bool,
+    /// With other workers polling other queues of the port: the ARP/NDP fan-out among them
+    /// and this worker's index in it. Upstream source ports must then hash back to this queue.
+    pub fanout: Option<(Arc<NeighborFanout>, usize)>,
 }
 
 impl QueueAssignment {
@@ -111,12 +112,13 @@ pub fn bring_up(cfg: &DpdkConfig) -> Result<DpdkPlan, String> {
         Err(e) => tracing::warn!("{e}"),
     }
     let port = Arc::new(port);
-    let shared_port = hw.queues.len() > 1;
+    let fanout = (hw.queues.len() > 1).then(|| NeighborFanout::new(hw.queues.len()));
     let workers = hw
         .queues
         .iter()
         .zip(pools)
-        .map(|(b, pool)| {
+        .enumerate()
+        .map(|(i, (b, pool))| {
             (
                 b.lcore,
                 QueueAssignment {
@@ -125,7 +127,7 @@ pub fn bring_up(cfg: &DpdkConfig) -> Result<DpdkPlan, String> {
                     queue: b.queue,
                     pool,
                     ip_mtu: port_cfg.mtu as usize,
-                    shared_port,
+                    fanout: fanout.clone().map(|f| (f, i)),
                 },
             )
         })

@@ -93,10 +93,16 @@ pub fn start(
                 addresses = ?config.addresses,
                 "userspace TCP/IP stack running on a DPDK queue"
             );
-            let steering = q.shared_port.then(|| (q.port.steering.clone(), q.queue));
-            let device: Box<dyn PacketDevice> = Box::new(
-                sluice_tcpstack::dpdk_port::DpdkQueue::new(q.port, q.queue, q.pool, q.ip_mtu),
-            );
+            let steering = q
+                .fanout
+                .is_some()
+                .then(|| (q.port.steering.clone(), q.queue));
+            let mut queue =
+                sluice_tcpstack::dpdk_port::DpdkQueue::new(q.port, q.queue, q.pool, q.ip_mtu);
+            if let Some((fanout, index)) = q.fanout {
+                queue = queue.with_fanout(fanout, index);
+            }
+            let device: Box<dyn PacketDevice> = Box::new(queue);
             (
                 config,
                 device,
