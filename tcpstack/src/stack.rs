@@ -508,6 +508,20 @@ impl<D: PacketDevice> Stack<D> {
         let flow = self.flows[idx as usize]
             .as_mut()
             .expect("keyed flow exists");
+        // Egress is batched to the end of a round, but a handshake's own answer (SYN-ACK) must
+        // leave before the next segment of that connection is looked at: that segment may be
+        // the ACK of it (a replayed capture delivers both in one burst).
+        if flow.dirty
+            && matches!(
+                flow.set.get::<tcp::Socket>(flow.handle).state(),
+                tcp::State::SynReceived | tcp::State::SynSent
+            )
+        {
+            self.egress(idx);
+        }
+        let flow = self.flows[idx as usize]
+            .as_mut()
+            .expect("keyed flow exists");
         if seq_after(head.seq_end, flow.rcv_high) || !flow.touched {
             flow.rcv_high = head.seq_end;
         }

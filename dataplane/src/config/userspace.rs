@@ -60,6 +60,10 @@ pub struct StackTcpConfig {
     pub max_half_open: usize,
     pub accept_backlog: usize,
     pub max_connections: usize,
+    /// A fixed random seed (initial sequence numbers, ephemeral ports), so that a replayed
+    /// capture meets the numbers it was made for. For pcap-replay tests only: predictable
+    /// sequence numbers are a security hole on a real network.
+    pub fixed_seed: Option<u64>,
 }
 
 impl Default for StackTcpConfig {
@@ -73,6 +77,7 @@ impl Default for StackTcpConfig {
             max_half_open: d.max_half_open,
             accept_backlog: d.accept_backlog,
             max_connections: 1_000_000,
+            fixed_seed: None,
         }
     }
 }
@@ -248,10 +253,14 @@ pub fn parse_tcp(node: Node<'_>) -> Result<StackTcpConfig> {
             "max_half_open",
             "accept_backlog",
             "max_connections",
+            "fixed_seed",
         ],
         &[],
     )?;
     let mut c = StackTcpConfig::default();
+    if let Some(n) = node.get("fixed_seed") {
+        c.fixed_seed = Some(n.node().as_u64()?);
+    }
     if let Some(n) = node.get("congestion") {
         let n = n.node();
         c.congestion = match n.as_str()? {

@@ -37,12 +37,18 @@ pub enum StackDevice {
 
 /// Builds the stack `sluice.io` describes on this thread, installs it, and spawns its driver on
 /// the current `LocalSet`. Errors say what failed in words (missing privilege, bad device).
-pub fn start(
-    io: &UserspaceConfig,
-    on: StackDevice,
-    worker: usize,
-) -> Result<Arc<StackStats>, String> {
+pub fn start(io: &UserspaceConfig, on: StackDevice, worker: usize) -> Result<Started, String> {
     let t = &io.tcp;
+    let seed = || match t.fixed_seed {
+        Some(s) => {
+            tracing::warn!(
+                seed = s,
+                "sluice.io.tcp.fixed_seed: sequence numbers are predictable (replay tests only)"
+            );
+            s
+        }
+        None => seed(),
+    };
     let tuning = TcpTuning {
         rx_buffer: t.receive_buffer_bytes,
         tx_buffer: t.send_buffer_bytes,
@@ -152,14 +158,14 @@ pub fn start(
     let mut stack =
         Stack::new(&config, device, clock.now()).map_err(|e| format!("{section}: {e}"))?;
     let stats = stack.stats();
-    match driver {
+    let driver: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = match driver {
         Driver::Signalled => {
             let shared = install(stack);
-            tokio::task::spawn_local(async move {
+            Box::pin(async move {
                 if let Err(e) = drive(shared, clock).await {
                     tracing::error!("the userspace stack stopped: {e}");
                 }
-            });
+            })
         }
         #[cfg(feature = "dpdk")]
         Driver::Polled { idle, steering } => {
@@ -172,10 +178,18 @@ pub fn start(
                 }));
             }
             let shared = install(stack);
-            tokio::task::spawn_local(sluice_tcpstack::driver::drive_polling(shared, clock, idle));
+            Box::pin(sluice_tcpstack::driver::drive_polling(shared, clock, idle))
         }
-    }
-    Ok(stats)
+    };
+    Ok(Started { stats, driver })
+}
+
+/// A stack built and installed on this thread, not yet receiving.
+pub struct Started {
+    pub stats: Arc<StackStats>,
+    /// The task that runs the stack: the worker spawns it once its first config serves, so no
+    /// frame is taken off the device before the listeners it is for exist.
+    pub driver: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
 }
 
 /// How the stack's driver learns of frames.

@@ -110,10 +110,12 @@ async fn run(
     stack: Option<StackWorker>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
+    let mut driver = None;
     let _health = match stack {
         Some(s) => match userspace::start(&s.io, s.device, id) {
-            Ok(stack_stats) => {
-                let _ = stats.stacks[id].set(stack_stats);
+            Ok(started) => {
+                let _ = stats.stacks[id].set(started.stats);
+                driver = Some(started.driver);
                 let _ = ready.send(Ok(()));
                 s.health.then(|| HealthChecker::start_local(s.current))
             }
@@ -131,6 +133,9 @@ async fn run(
     let mut listeners: HashMap<ListenerKey, ActiveListener> = HashMap::new();
     while let Some(mut update) = updates.recv().await {
         let result = apply(id, &mut update, &mut listeners, &stats, &rng);
+        if let Some(d) = driver.take() {
+            tokio::task::spawn_local(d);
+        }
         let _ = update.done.send(result.map(|()| id));
     }
     // The dataplane is shutting down: stop accepting; dropping the runtime closes connections.
