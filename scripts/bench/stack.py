@@ -23,6 +23,7 @@ import time
 from common import cpu_seconds, envoy_yaml, machine, stop_all, write_markdown
 
 NS_IP, STACK_IP = "10.99.0.1", "10.99.0.2"
+DPDK_NS_IP, DPDK_IP = "10.98.0.1", "10.98.0.2"
 
 
 def stackbench(args, *cmd):
@@ -77,16 +78,53 @@ def sh(*cmd):
     subprocess.run(cmd, check=True, capture_output=True)
 
 
-def proxy_yaml(listen_ip, port, upstream, tap=None, mtu=1500):
-    """A tcp_proxy from listen_ip:port to the namespace's upstream; on a TAP stack if `tap`."""
-    head = ""
-    if tap:
-        head = (f"sluice:\n  io:\n    backend: tap\n    tap:\n      name: {tap}\n"
-                f"      addresses: [\"{STACK_IP}/24\"]\n      mtu: {mtu}\n")
-    return head + envoy_yaml(port, upstream, 0, listen_ip=listen_ip, upstream_ip=NS_IP)
+def proxy_yaml(listen_ip, port, upstream, section="", admin=0):
+    """A tcp_proxy from listen_ip:port to the namespace's upstream, after a `sluice:` section."""
+    return section + envoy_yaml(port, upstream, admin, listen_ip=listen_ip, upstream_ip=NS_IP)
 
 
-def part_c(args, tmp):
+def tap_section(tap, mtu):
+    return (f"sluice:\n  io:\n    backend: tap\n    tap:\n      name: {tap}\n"
+            f"      addresses: [\"{STACK_IP}/24\"]\n      mtu: {mtu}\n")
+
+
+def dpdk_tap_section(iface, cpu, stack_ip):
+    """DPDK mode on DPDK's net_tap vdev (a TAP underneath: read/write per frame burst), one
+    worker on `cpu`. Idle rounds back off so the idle proxy does not starve the others that
+    share its core while they are measured; under load it polls without pause."""
+    return (f"sluice:\n  io:\n    backend: dpdk\n    dpdk:\n"
+            f"      eal: {{lcores: [{cpu}], no_huge_mb: 512, in_memory: true, "
+            f"vdevs: [\"net_tap0,iface={iface}\"]}}\n"
+            f"      ports:\n      - name: wire\n        device: net_tap0\n"
+            f"        addresses: [\"{stack_ip}/24\"]\n"
+            f"      queues: [{{lcore: {cpu}, port: wire, queue: 0}}]\n"
+            f"      idle: {{policy: backoff, max_sleep: 0.0002s}}\n")
+
+
+def adopt(ns, iface, ip, proc, what):
+    """Waits for `proc` to create `iface`, then moves it into `ns` with address `ip`."""
+    deadline = time.time() + 20
+    while subprocess.run(["ip", "link", "show", iface], capture_output=True).returncode != 0:
+        if time.time() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"{what} did not create its TAP device")
+        time.sleep(0.05)
+    sh("ip", "link", "set", iface, "netns", ns)
+    sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", iface)
+    sh("ip", "-n", ns, "link", "set", iface, "up")
+
+
+def stack_frames(admin):
+    """Frames the proxy's stack received and sent, from its /stats."""
+    import urllib.request
+    body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats", timeout=5).read().decode()
+    n = 0
+    for line in body.splitlines():
+        if line.startswith(("sluice_stack_rx_frames ", "sluice_stack_tx_frames ")):
+            n += int(line.split()[1])
+    return n
+
+
+def part_c(args, tmp, dpdk=False):
     ns, tap = f"slbench{os.getpid() % 10000}", f"slbt{os.getpid() % 10000}"
     procs = []
     sh("ip", "netns", "add", ns)
@@ -96,63 +134,77 @@ def part_c(args, tmp):
         pin = ["taskset", "-c", str(args.proxy_cpu)]
         # sluice on its stack: the TAP is created in this namespace, then moved into `ns`.
         path = os.path.join(tmp, "tap.yaml")
-        open(path, "w").write(proxy_yaml("0.0.0.0", 8080, 5201, tap=tap, mtu=args.tap_mtu))
+        open(path, "w").write(proxy_yaml("0.0.0.0", 8080, 5201, tap_section(tap, args.tap_mtu),
+                                         admin=9911))
         tapped = subprocess.Popen(pin + [args.sluice, "-c", path, "-l", "warning"])
-        procs.append(("sluice (tap)", f"{STACK_IP}:8080", tapped))
-        deadline = time.time() + 20
-        while subprocess.run(["ip", "link", "show", tap], capture_output=True).returncode != 0:
-            if time.time() > deadline or tapped.poll() is not None:
-                raise RuntimeError("sluice did not create its TAP device")
-            time.sleep(0.05)
-        sh("ip", "link", "set", tap, "netns", ns)
-        sh("ip", "-n", ns, "addr", "add", f"{NS_IP}/24", "dev", tap)
-        sh("ip", "-n", ns, "link", "set", tap, "up")
+        procs.append(("sluice (tap)", f"{STACK_IP}:8080", tapped, 9911))
+        adopt(ns, tap, NS_IP, tapped, "sluice (tap)")
+        if dpdk:
+            # DPDK mode through a second link into the same namespace, its own subnet.
+            iface = f"sldb{os.getpid() % 10000}"
+            path = os.path.join(tmp, "dpdk.yaml")
+            open(path, "w").write(proxy_yaml("0.0.0.0", 8083, 5201,
+                                             dpdk_tap_section(iface, args.proxy_cpu, DPDK_IP),
+                                             admin=9912).replace(f"address: {NS_IP}, port_value: 5201",
+                                                                 f"address: {DPDK_NS_IP}, port_value: 5201"))
+            p = subprocess.Popen([args.sluice_dpdk, "-c", path, "-l", "warning"],
+                                 stdout=subprocess.DEVNULL)
+            procs.insert(0, ("sluice (dpdk net_tap)", f"{DPDK_IP}:8083", p, 9912))
+            adopt(ns, iface, DPDK_NS_IP, p, "sluice (dpdk)")
         # sluice on kernel sockets and Envoy, inside the namespace.
         path = os.path.join(tmp, "kernel.yaml")
         open(path, "w").write(proxy_yaml(NS_IP, 8081, 5201))
         procs.append(("sluice (kernel)", f"{NS_IP}:8081",
                       subprocess.Popen(inns + pin + [args.sluice, "-c", path, "--concurrency", "1",
-                                                     "-l", "warning"])))
+                                                     "-l", "warning"]), None))
         path = os.path.join(tmp, "envoy.yaml")
         open(path, "w").write(proxy_yaml(NS_IP, 8082, 5201))
         procs.append(("envoy", f"{NS_IP}:8082",
                       subprocess.Popen(inns + pin + [args.envoy, "-c", path, "--concurrency", "1",
                                                      "-l", "error", "--base-id",
                                                      str(os.getpid() % 60000)],
-                                       stdout=subprocess.DEVNULL)))
+                                       stdout=subprocess.DEVNULL), None))
+        proxies = list(procs)
         server = subprocess.Popen(inns + ["taskset", "-c", str(args.load_cpu), "iperf3", "-s",
-                                          "-B", NS_IP, "-p", "5201"], stdout=subprocess.DEVNULL)
-        procs.append(("iperf3 -s", "", server))
+                                          "-p", "5201"], stdout=subprocess.DEVNULL)
+        procs.append(("iperf3 -s", "", server, None))
         time.sleep(1)  # iperf3 and Envoy print no readiness line we could wait on
         results = {}
         for run in range(args.runs):
-            for name, target, p in procs[:3]:
+            for name, target, p, admin in proxies:
                 ip, port = target.split(":")
+                frames = stack_frames(admin) if admin else 0
                 before = cpu_seconds(p.pid)
                 out = subprocess.run(inns + ["taskset", "-c", str(args.load_cpu), "iperf3", "-c", ip,
                                              "-p", port, "-t", str(args.seconds), "-J"],
                                      capture_output=True, text=True)
                 cpu = cpu_seconds(p.pid) - before
+                frames = (stack_frames(admin) - frames) if admin else 0
                 end = json.loads(out.stdout)["end"]["sum_received"]
-                results.setdefault(name, []).append((end["bytes"], end["bits_per_second"], cpu))
-                print(f"(c) run={run + 1} {name:15s} {end['bits_per_second'] / 1e9:6.2f} Gbit/s "
+                results.setdefault(name, []).append((end["bytes"], end["bits_per_second"], cpu,
+                                                     frames))
+                print(f"(c) run={run + 1} {name:22s} {end['bits_per_second'] / 1e9:6.2f} Gbit/s "
                       f"{cpu / (end['bytes'] / 1e9):.3f} cpu-s/GB", flush=True)
     finally:
-        stop_all([p for _, _, p in procs], tmp)
+        stop_all([p[2] for p in procs], tmp)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     base = results["envoy"]
     base_bps = median(r[1] for r in base)
-    base_cpg = median(c / (b / 1e9) for b, _, c in base)
+    base_cpg = median(c / (b / 1e9) for b, _, c, _ in base)
+    via = ("sluice (tap) and sluice (dpdk net_tap) reach the namespace's kernel through a TAP "
+           "each" if dpdk else "sluice (tap) reaches the namespace's kernel through the TAP")
     lines = [f"**(c) TCP proxy, iperf3 through it, inside one network namespace** (TAP MTU "
-             f"{args.tap_mtu}; sluice (tap) reaches the namespace's kernel through the TAP, the "
-             "others use the namespace's own TCP)", "",
-             "| proxy | Gbit/s | CPU s per GB | throughput vs Envoy | CPU/GB vs Envoy |",
-             "|---|---:|---:|---:|---:|"]
+             f"{args.tap_mtu}; {via}, the others use the namespace's own TCP)", "",
+             "| proxy | Gbit/s | CPU s per GB | CPU per frame | throughput vs Envoy | "
+             "CPU/GB vs Envoy |",
+             "|---|---:|---:|---:|---:|---:|"]
     for name, runs in results.items():
         bps = median(r[1] for r in runs)
-        cpg = median(c / (b / 1e9) for b, _, c in runs)
-        lines.append(f"| {name} | {bps / 1e9:.2f} | {cpg:.3f} | {bps / base_bps:.2f}× | "
-                     f"{cpg / base_cpg:.2f}× |")
+        cpg = median(c / (b / 1e9) for b, _, c, _ in runs)
+        per_frame = (f"{median(c / f for _, _, c, f in runs) * 1e9:.0f} ns"
+                     if all(f for *_, f in runs) else "—")
+        lines.append(f"| {name} | {bps / 1e9:.2f} | {cpg:.3f} | {per_frame} | "
+                     f"{bps / base_bps:.2f}× | {cpg / base_cpg:.2f}× |")
     return lines + [""]
 
 

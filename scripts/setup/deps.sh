@@ -33,7 +33,7 @@ if [ "$purpose" != run ]; then
   need_cmd tc || pkgs+=(iproute2)
   need_cmd ping || pkgs+=(iputils-ping)
   need_cmd tcpdump || pkgs+=(tcpdump)
-  # DPDK 22.11 for the `dpdk` feature of hwconfig (bindgen needs libclang).
+  # DPDK 22.11 for the `dpdk` features (the DPDK backend; bindgen needs libclang).
   pkg-config --exists libdpdk 2>/dev/null || pkgs+=(libdpdk-dev pkg-config)
   [ -n "$(ls /usr/lib/llvm-*/lib/libclang.so* 2>/dev/null)" ] || pkgs+=(libclang-dev)
 fi

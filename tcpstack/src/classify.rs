@@ -24,6 +24,12 @@ pub struct TcpHead {
     pub rst: bool,
     /// Sequence number just past this segment (its data, SYN and FIN counted).
     pub seq_end: u32,
+    pub seq: u32,
+    pub fin: bool,
+    /// Where the IP header, the TCP header and the TCP payload start in the frame.
+    pub ip_at: usize,
+    pub tcp_at: usize,
+    pub payload_at: usize,
 }
 
 /// Why a frame was dropped before any socket saw it.
@@ -86,8 +92,16 @@ fn ipv4(bytes: &[u8], verify: bool) -> Class {
         IpAddress::Ipv4(ip.src_addr()),
         IpAddress::Ipv4(ip.dst_addr()),
     );
-    tcp(ip.payload(), src, dst, verify)
+    tcp(
+        ip.payload(),
+        src,
+        dst,
+        verify,
+        ETHERNET + ip.header_len() as usize,
+    )
 }
+
+const ETHERNET: usize = 14;
 
 fn ipv6(bytes: &[u8], verify: bool) -> Class {
     let Ok(ip) = Ipv6Packet::new_checked(bytes) else {
@@ -101,7 +115,7 @@ fn ipv6(bytes: &[u8], verify: bool) -> Class {
         IpAddress::Ipv6(ip.dst_addr()),
     );
     match ip.next_header() {
-        IpProtocol::Tcp => tcp(ip.payload(), src, dst, verify),
+        IpProtocol::Tcp => tcp(ip.payload(), src, dst, verify, ETHERNET + 40),
         IpProtocol::Icmpv6 => {
             let Ok(icmp) = Icmpv6Packet::new_checked(ip.payload()) else {
                 return Class::Drop(DropReason::Truncated);
@@ -120,7 +134,8 @@ fn ipv6(bytes: &[u8], verify: bool) -> Class {
     }
 }
 
-fn tcp(bytes: &[u8], src: IpAddress, dst: IpAddress, verify: bool) -> Class {
+/// `at`: where the TCP header starts in the frame.
+fn tcp(bytes: &[u8], src: IpAddress, dst: IpAddress, verify: bool, at: usize) -> Class {
     let Ok(seg) = TcpPacket::new_checked(bytes) else {
         return Class::Drop(DropReason::BadTcpHeader);
     };
@@ -149,5 +164,10 @@ fn tcp(bytes: &[u8], src: IpAddress, dst: IpAddress, verify: bool) -> Class {
         rst: seg.rst(),
         seq_end: (seg.seq_number().0 as u32)
             .wrapping_add(seg.payload().len() as u32 + seg.syn() as u32 + seg.fin() as u32),
+        seq: seg.seq_number().0 as u32,
+        fin: seg.fin(),
+        ip_at: ETHERNET,
+        tcp_at: at,
+        payload_at: at + seg.header_len() as usize,
     })
 }

@@ -118,6 +118,10 @@ impl<D: PacketDevice> PacketDevice for Impaired<D> {
         self.inner.idle()
     }
 
+    fn flush_tx(&mut self) {
+        self.inner.flush_tx()
+    }
+
     fn last_rx_checksum_ok(&self) -> bool {
         self.last_ok
     }

@@ -176,6 +176,10 @@ impl<D: PacketDevice> PacketDevice for Recorder<D> {
         self.inner.next_timer()
     }
 
+    fn flush_tx(&mut self) {
+        self.inner.flush_tx()
+    }
+
     fn last_rx_checksum_ok(&self) -> bool {
         self.inner.last_rx_checksum_ok()
     }

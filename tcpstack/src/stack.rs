@@ -59,9 +59,17 @@ pub enum Congestion {
     None,
 }
 
+/// The largest receive ring whose window smoltcp advertises without scaling.
+pub const MAX_UNSCALED_WINDOW: usize = 65_535;
+
 /// Per-connection TCP settings.
 #[derive(Clone, Debug)]
 pub struct TcpTuning {
+    /// Receive ring size. Up to 65535 (the default) the window is advertised unscaled. Above
+    /// it smoltcp scales the window and rounds it down, which can pull the window's right edge
+    /// back by up to 2^scale - 1 bytes: a peer that already sent up to the old edge has those
+    /// bytes dropped, and a smoltcp peer (another sluice) may then never resend them. Linux
+    /// peers recover; larger rings are for links where 64 KiB in flight is too little.
     pub rx_buffer: usize,
     pub tx_buffer: usize,
     pub congestion: Congestion,
@@ -79,7 +87,7 @@ pub struct TcpTuning {
 impl Default for TcpTuning {
     fn default() -> Self {
         TcpTuning {
-            rx_buffer: 256 * 1024,
+            rx_buffer: MAX_UNSCALED_WINDOW,
             tx_buffer: 256 * 1024,
             congestion: Congestion::Cubic,
             timestamps: true,
@@ -104,6 +112,44 @@ pub struct StackConfig {
     pub tcp: TcpTuning,
     /// Connections the flow table may hold in any state.
     pub max_flows: usize,
+}
+
+/// RFC 9293 (3.10.7.4): with the receive window closed no segment is acceptable, "but special
+/// allowance should be made to accept valid ACKs". smoltcp drops such a segment whole, and it
+/// may itself have closed the window a few bytes short of an edge it advertised before (window
+/// scaling rounds down), so the peer's next segments start past our window and every ACK they
+/// carry is lost: with two connections feeding each other through a proxy, neither side ever
+/// moves again. Such a segment is handed to smoltcp as what it may take, a bare ACK at the
+/// point we acknowledged (payload and FIN dropped; the peer sends them again).
+fn zero_window_ack(frame: &[u8], head: &TcpHead, flow: &mut Flow) -> Option<Vec<u8>> {
+    if !head.ack || head.syn || head.rst {
+        return None;
+    }
+    let acked = flow.ack_sent?;
+    if !seq_after(head.seq, acked) {
+        return None;
+    }
+    if !window_nearly_closed(flow.set.get::<tcp::Socket>(flow.handle)) {
+        return None;
+    }
+    let mut f = frame.get(..head.payload_at)?.to_vec();
+    let ip_len = (head.payload_at - head.ip_at) as u16;
+    if f[head.ip_at] >> 4 == 4 {
+        f[head.ip_at + 2..head.ip_at + 4].copy_from_slice(&ip_len.to_be_bytes());
+    } else {
+        let payload_len = (head.payload_at - head.tcp_at) as u16;
+        f[head.ip_at + 4..head.ip_at + 6].copy_from_slice(&payload_len.to_be_bytes());
+    }
+    f[head.tcp_at + 4..head.tcp_at + 8].copy_from_slice(&acked.to_be_bytes());
+    // Keep ACK (and URG/ECE/CWR); drop FIN and PSH with the payload.
+    f[head.tcp_at + 13] &= !0x09;
+    Some(f)
+}
+
+/// Windows are advertised in units of up to 2^14 bytes (the largest scale): with less room than
+/// that, the window advertised may be zero.
+fn window_nearly_closed(socket: &tcp::Socket) -> bool {
+    socket.recv_capacity() - socket.recv_queue() < 1 << 14
 }
 
 /// Decides whether an outgoing connection may use a local address and port for a remote.
@@ -508,16 +554,20 @@ impl<D: PacketDevice> Stack<D> {
         let flow = self.flows[idx as usize]
             .as_mut()
             .expect("keyed flow exists");
-        // Egress is batched to the end of a round, but a handshake's own answer (SYN-ACK) must
-        // leave before the next segment of that connection is looked at: that segment may be
-        // the ACK of it (a replayed capture delivers both in one burst).
-        if flow.dirty
-            && matches!(
-                flow.set.get::<tcp::Socket>(flow.handle).state(),
+        // Egress is batched to the end of a round, but two answers must leave before the next
+        // segment of their connection is looked at: a handshake's own (SYN-ACK), since that
+        // segment may be the ACK of it (a replayed capture delivers both in one burst); and,
+        // with the receive window nearly closed, the ACK that tells where it closed, which
+        // `zero_window_ack` must know.
+        if flow.dirty {
+            let socket = flow.set.get::<tcp::Socket>(flow.handle);
+            if matches!(
+                socket.state(),
                 tcp::State::SynReceived | tcp::State::SynSent
-            )
-        {
-            self.egress(idx);
+            ) || window_nearly_closed(socket)
+            {
+                self.egress(idx);
+            }
         }
         let flow = self.flows[idx as usize]
             .as_mut()
@@ -526,6 +576,11 @@ impl<D: PacketDevice> Stack<D> {
             flow.rcv_high = head.seq_end;
         }
         self.touch(idx);
+        let flow = self.flows[idx as usize]
+            .as_mut()
+            .expect("keyed flow exists");
+        let rewritten = zero_window_ack(frame, &head, flow);
+        let frame = rewritten.as_deref().unwrap_or(frame);
         let flow = self.flows[idx as usize]
             .as_mut()
             .expect("keyed flow exists");

@@ -206,14 +206,17 @@ fn two_queues_keep_every_flow_on_its_core() {
         "--connections",
         "64",
         "--bytes",
-        "100000",
+        "300000",
         "--timeout",
-        "20",
+        "30",
     ]));
     let v: serde_json::Value = serde_json::from_str(out.stdout.trim())
         .unwrap_or_else(|e| panic!("dpdkpeer: {e}; stderr:\n{}", out.stderr));
     assert_eq!(v["ok"], 64, "{v}\nsluice log:\n{}", sluice.log());
-    assert_eq!(v["bytes"], 6_400_000, "{v}");
+    // 300 KB each way per connection fills the 64 KiB receive windows several times over.
+    // (Larger loads can still wedge a connection between two smoltcp ends after a drop at a
+    // full TX ring; see docs/dpdk.md, "Known problems".)
+    assert_eq!(v["bytes"], 19_200_000, "{v}");
     for w in 0..2 {
         let stat = |m: &str| sluice.stat(&format!("sluice_stack_worker_{m}{{worker=\"{w}\"}}"));
         // Both queues carried flows (downstream and upstream), and no segment ever reached a

@@ -459,16 +459,20 @@ impl Drop for RxBurst {
     }
 }
 
+/// Frames a TX burst holds while the driver's ring is full: a few rounds' worth, so a short
+/// stall of the ring (a slow peer, a busy NIC) does not turn into lost segments.
+const TX_PENDING: usize = 1024;
+
 /// Frames written straight into mbufs and sent in bursts.
 pub struct TxBurst {
-    mbufs: [*mut sys::rte_mbuf; BURST],
+    mbufs: Box<[*mut sys::rte_mbuf; TX_PENDING]>,
     len: usize,
 }
 
 impl Default for TxBurst {
     fn default() -> Self {
         TxBurst {
-            mbufs: [std::ptr::null_mut(); BURST],
+            mbufs: Box::new([std::ptr::null_mut(); TX_PENDING]),
             len: 0,
         }
     }
@@ -485,8 +489,8 @@ pub enum Queued {
 }
 
 impl TxBurst {
-    /// Writes a `len`-byte frame with `fill` into an mbuf from `pool` and queues it; a full
-    /// burst is sent first.
+    /// Writes a `len`-byte frame with `fill` into an mbuf from `pool` and queues it (sent at the
+    /// next `flush`); when the queue is full it is flushed first.
     pub fn push(
         &mut self,
         port: &Port,
@@ -497,9 +501,9 @@ impl TxBurst {
     ) -> Result<Queued, String> {
         let len16 =
             u16::try_from(len).map_err(|_| format!("a {len}-byte frame does not fit an mbuf"))?;
-        if self.len == BURST {
+        if self.len == TX_PENDING {
             self.flush(port, queue);
-            if self.len == BURST {
+            if self.len == TX_PENDING {
                 return Ok(Queued::RingFull);
             }
         }

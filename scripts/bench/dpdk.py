@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""The `dpdk` benchmark: sluice's DPDK mode on virtual devices, beside TAP mode, kernel mode and
+Envoy 1.40. Virtual devices are not NICs: net_tap is a TAP underneath (a system call per
+burst, the kernel's TCP on the other side doing its usual work), and net_memif copies frames
+through shared memory. What they show is the cost of sluice's own path (poll loop, stack,
+proxy) per frame and per byte, not what a 100G NIC would carry.
+
+(a) iperf3 through a TCP proxy inside one network namespace: sluice in DPDK mode on net_tap,
+    sluice in TAP mode, sluice on kernel sockets, Envoy. Throughput, the proxy's CPU time per
+    GB (utime + stime from /proc) and, for the userspace stacks, CPU time per frame.
+(b) No kernel anywhere: DPDK-mode sluice on net_memif, proxying for `dpdkpeer` (a DPDK process
+    with its own stack: the clients and the echo upstream) over the other end of the memif.
+    Connections each send and get back a payload through the proxy; throughput of proxied
+    payload, sluice's CPU per GB and per frame, with 1 and 2 queues/workers.
+
+Needs root (TAP devices, namespaces, DPDK).
+"""
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+from common import cpu_seconds, machine, stop_all, write_markdown
+from stack import median, part_c, stack_frames
+
+
+def memif_yaml(sock, queues, cpus, admin):
+    bindings = ", ".join(f"{{lcore: {c}, port: wire, queue: {q}}}" for q, c in enumerate(cpus))
+    return f"""sluice:
+  io:
+    backend: dpdk
+    dpdk:
+      eal: {{lcores: [{", ".join(str(c) for c in sorted(set(cpus)))}], no_huge_mb: 1024, in_memory: true, vdevs: ["net_memif0,role=server,socket={sock}"]}}
+      ports:
+      - name: wire
+        device: net_memif0
+        rx_queues: {queues}
+        tx_queues: {queues}
+        addresses: ["10.88.0.2/24"]
+      queues: [{bindings}]
+      mempool: {{mbufs: 16383}}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+static_resources:
+  listeners:
+  - name: front
+    address: {{socket_address: {{address: 10.88.0.2, port_value: 8000}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: front
+          cluster: peer
+  clusters:
+  - name: peer
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: peer
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 10.88.0.1, port_value: 9000}}}}}}
+"""
+
+
+def part_b(args):
+    lines = ["**(b) DPDK mode over net_memif, no kernel on the path** (dpdkpeer on the other "
+             "end: 64 connections each sending 4 MB and reading it back through the proxy; "
+             "payload counted once per direction)", "",
+             "| queues / workers | Gbit/s of proxied payload | sluice CPU s per GB | "
+             "sluice CPU per frame |", "|---|---:|---:|---:|"]
+    layouts = [(1, [args.proxy_cpu]), (2, [args.proxy_cpu, args.load_cpu])]
+    for queues, cpus in layouts:
+        runs = []
+        for run in range(args.runs):
+            tmp = tempfile.mkdtemp(prefix="sluice-bench-memif-")
+            sock = os.path.join(tmp, "memif.sock")
+            path = os.path.join(tmp, "s.yaml")
+            open(path, "w").write(memif_yaml(sock, queues, cpus, 9913))
+            sluice = subprocess.Popen([args.sluice_dpdk, "-c", path, "-l", "warning"],
+                                      stdout=subprocess.DEVNULL)
+            try:
+                deadline = time.time() + 20
+                while True:
+                    try:
+                        urllib.request.urlopen("http://127.0.0.1:9913/ready", timeout=1)
+                        break
+                    except OSError:
+                        if time.time() > deadline or sluice.poll() is not None:
+                            raise RuntimeError("DPDK-mode sluice did not come up")
+                        time.sleep(0.05)
+                frames, before = stack_frames(9913), cpu_seconds(sluice.pid)
+                out = subprocess.run(
+                    [args.dpdkpeer, "--vdev", f"net_memif0,role=client,socket={sock}",
+                     "--queues", str(queues), "--lcore", str(args.load_cpu),
+                     "--address", "10.88.0.1/24", "--target", "10.88.0.2:8000",
+                     "--connections", "64", "--bytes", str(args.memif_bytes), "--timeout", "120"],
+                    capture_output=True, text=True, check=True)
+                cpu = cpu_seconds(sluice.pid) - before
+                frames = stack_frames(9913) - frames
+                r = json.loads(out.stdout)
+                if r["failed"]:
+                    raise RuntimeError(f"dpdkpeer: {r}")
+                # Each payload byte crosses the proxy twice (to the echo and back).
+                moved = 2 * r["bytes"]
+                runs.append((moved * 8 / r["seconds"], cpu / (moved / 1e9), cpu / frames))
+                print(f"(b) queues={queues} run={run + 1} {runs[-1][0] / 1e9:.2f} Gbit/s "
+                      f"{runs[-1][1]:.3f} cpu-s/GB {runs[-1][2] * 1e9:.0f} ns/frame", flush=True)
+            finally:
+                stop_all([sluice], tmp)
+        lines.append(f"| {queues} | {median(r[0] for r in runs) / 1e9:.2f} | "
+                     f"{median(r[1] for r in runs):.3f} | {median(r[2] for r in runs) * 1e9:.0f} ns |")
+    return lines + [""]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--parts", default="a,b")
+    ap.add_argument("--memif-bytes", type=int, default=4_000_000)
+    ap.add_argument("--proxy-cpu", type=int, default=1)
+    ap.add_argument("--load-cpu", type=int, default=0)
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("the dpdk benchmark needs root (TAP devices, namespaces, DPDK)")
+    args.sluice = os.path.join(args.root, "target/release/sluice")
+    args.sluice_dpdk = args.sluice
+    args.dpdkpeer = os.path.join(args.root, "target/release/dpdkpeer")
+    args.envoy = os.environ.get("SLUICE_ENVOY", os.path.join(args.root, ".tools/venv/bin/envoy"))
+    args.tap_mtu = 1500
+    lines = [f"### dpdk — DPDK mode on virtual devices ({time.strftime('%Y-%m-%d')})", "",
+             f"Machine: {machine()}. {args.runs} runs per measurement; medians. Virtual devices "
+             "are not NICs: net_tap is a TAP underneath (a system call per burst, with the "
+             "kernel's receive work for it billed partly to sluice), net_memif copies frames "
+             "through shared memory. The figures compare sluice's own path per frame and per "
+             "byte across IO backends on this machine; they do not predict NIC throughput.", ""]
+    parts = args.parts.split(",")
+    if "a" in parts:
+        lines += part_c(args, tempfile.mkdtemp(prefix="sluice-bench-"), dpdk=True)
+    if "b" in parts:
+        lines += part_b(args)
+    text = "\n".join(lines)
+    print("\n" + text)
+    if not args.no_write:
+        write_markdown(os.path.join(args.root, "docs/benchmarks.md"), "dpdk", text)
+
+
+if __name__ == "__main__":
+    main()
