@@ -67,6 +67,8 @@ struct SteeringPort {
     next_rx: usize,
     rx_frames: Rc<Vec<Cell<u64>>>,
     tx_frames: Rc<Vec<Cell<u64>>>,
+    /// Each frame is built here first: its queue depends on its contents.
+    scratch: Vec<u8>,
 }
 
 /// The TCP flow of an Ethernet frame, as (source, destination).
@@ -132,15 +134,18 @@ impl PacketDevice for SteeringPort {
         Err(io::Error::other("this device lends its frames"))
     }
     fn send(&mut self, _: Instant, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> io::Result<()> {
-        let mut frame = vec![0u8; len];
+        let mut frame = std::mem::take(&mut self.scratch);
+        frame.resize(len, 0);
         fill(&mut frame);
         // Frames other than TCP (ARP, ICMP) go to queue 0, as a NIC's RSS leaves them.
         let q = tcp_flow(&frame).map_or(0, |(s, d)| self.steering.queue_of(s, d)) as usize;
         let c = &self.tx_frames[q];
         c.set(c.get() + 1);
-        match self.tx[q].push(&self.port, q as u16, &self.pool, len, &mut |b| {
+        let pushed = self.tx[q].push(&self.port, q as u16, &self.pool, len, &mut |b| {
             b.copy_from_slice(&frame)
-        }) {
+        });
+        self.scratch = frame;
+        match pushed {
             Ok(Queued::Yes) => Ok(()),
             Ok(other) => Err(io::Error::other(format!("{other:?}"))),
             Err(e) => Err(io::Error::other(e)),
@@ -225,6 +230,7 @@ fn run(cli: Cli) -> Result<(), String> {
         next_rx: 0,
         rx_frames: rx_frames.clone(),
         tx_frames: tx_frames.clone(),
+        scratch: Vec::with_capacity(2048),
     };
     let clock = Clock::start();
     let device: Box<dyn PacketDevice> = Box::new(dev);

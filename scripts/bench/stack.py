@@ -101,13 +101,19 @@ def dpdk_tap_section(iface, cpu, stack_ip):
             f"      idle: {{policy: backoff, max_sleep: 0.0002s}}\n")
 
 
-def adopt(ns, iface, ip, proc, what):
-    """Waits for `proc` to create `iface`, then moves it into `ns` with address `ip`."""
+def adopt(ns, iface, ip, proc, what, admin):
+    """Waits until `proc` serves (its admin /ready answers; its TAP device `iface` is set up by
+    then), then moves the device into `ns` with address `ip`."""
+    import urllib.request
     deadline = time.time() + 20
-    while subprocess.run(["ip", "link", "show", iface], capture_output=True).returncode != 0:
-        if time.time() > deadline or proc.poll() is not None:
-            raise RuntimeError(f"{what} did not create its TAP device")
-        time.sleep(0.05)
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1)
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{what} did not come up")
+            time.sleep(0.05)
     sh("ip", "link", "set", iface, "netns", ns)
     sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", iface)
     sh("ip", "-n", ns, "link", "set", iface, "up")
@@ -138,7 +144,7 @@ def part_c(args, tmp, dpdk=False):
                                          admin=9911))
         tapped = subprocess.Popen(pin + [args.sluice, "-c", path, "-l", "warning"])
         procs.append(("sluice (tap)", f"{STACK_IP}:8080", tapped, 9911))
-        adopt(ns, tap, NS_IP, tapped, "sluice (tap)")
+        adopt(ns, tap, NS_IP, tapped, "sluice (tap)", 9911)
         if dpdk:
             # DPDK mode through a second link into the same namespace, its own subnet.
             iface = f"sldb{os.getpid() % 10000}"
@@ -150,7 +156,7 @@ def part_c(args, tmp, dpdk=False):
             p = subprocess.Popen([args.sluice_dpdk, "-c", path, "-l", "warning"],
                                  stdout=subprocess.DEVNULL)
             procs.insert(0, ("sluice (dpdk net_tap)", f"{DPDK_IP}:8083", p, 9912))
-            adopt(ns, iface, DPDK_NS_IP, p, "sluice (dpdk)")
+            adopt(ns, iface, DPDK_NS_IP, p, "sluice (dpdk)", 9912)
         # sluice on kernel sockets and Envoy, inside the namespace.
         path = os.path.join(tmp, "kernel.yaml")
         open(path, "w").write(proxy_yaml(NS_IP, 8081, 5201))
