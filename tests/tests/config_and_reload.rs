@@ -9,6 +9,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What `backend: dpdk` without a `sluice.io.dpdk` layout says: in a build with DPDK, that the
+/// layout is missing; in one without, that the build has no DPDK.
+const NO_DPDK_LAYOUT: &str = if cfg!(feature = "dpdk") {
+    "sluice.io.backend dpdk needs a sluice.io.dpdk section"
+} else {
+    "this build of sluice has no DPDK support"
+};
+
 #[test]
 fn validate_mode_accepts_the_example_and_rejects_bad_files() {
     for example in ["envoy.yaml", "bolt.yaml", "tap.yaml"] {
@@ -41,7 +49,8 @@ fn config_errors_name_their_path_and_exit_1() {
         (good.replace("    connect_timeout: 1s", "    connect_timeout: 1s\n    circuit_breakers: {}"), "static_resources.clusters[0].circuit_breakers: this Envoy field is not supported by sluice yet"),
         (good.replace("stat_prefix: front", "stat_prefix: front\n          bogus_field: 1"), "typed_config.bogus_field: unknown field"),
         (good.replace("port_value: 1}", "port_value: 99999}"), "port_value: port 99999 is out of range"),
-        (good.clone() + "sluice:\n  io: {backend: dpdk}\n", "sluice.io.backend: IO backend \"dpdk\" is not available"),
+        (good.clone() + "sluice:\n  io: {backend: dpdk}\n", NO_DPDK_LAYOUT),
+        (good.clone() + "sluice:\n  io: {backend: dpdq}\n", "sluice.io.backend: unknown IO backend \"dpdq\" (expected kernel, tap or dpdk)"),
         ("admin: [\n".to_string(), "invalid YAML"),
     ];
     for (yaml, want) in cases {
@@ -81,7 +90,9 @@ fn bad_worker_cpu_and_io_flag_are_clear_errors() {
     r.assert_fails_with("sluice.workers.cpus: CPU 4000 is not available");
     let yaml = front_to(1);
     let r = Sluice::run_to_exit(&yaml, &["--io", "dpdk"]);
-    r.assert_fails_with("--io: IO backend \"dpdk\" is not available in this version of sluice yet");
+    r.assert_fails_with(NO_DPDK_LAYOUT);
+    let r = Sluice::run_to_exit(&yaml, &["--io", "dpdq"]);
+    r.assert_fails_with("--io: unknown IO backend \"dpdq\"");
     let r = Sluice::run_to_exit(&yaml, &["--io", "tap"]);
     r.assert_fails_with("with --io: sluice.io.backend tap needs a sluice.io.tap section");
 }
