@@ -8,13 +8,19 @@
 #   scripts/run-example.sh tap    (root) the TCP proxy on sluice's own TCP/IP stack behind a TAP
 #                                 device, clients in a network namespace (examples/tap.yaml);
 #                                 sets up the topology and tears it down on exit
+#   scripts/run-example.sh dpdk   (root) the same in DPDK mode: DPDK's net_tap device as the port,
+#                                 the stack polled on CPU 1 (examples/dpdk.yaml)
 #
-# The admin API is on 127.0.0.1:9901 in both.
+# The admin API is on 127.0.0.1:9901 in all of them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 which=${1:-tcp}
-scripts/setup/deps.sh run >/dev/null
+if [ "$which" = dpdk ]; then
+  scripts/setup/deps.sh run-dpdk >/dev/null
+else
+  scripts/setup/deps.sh run >/dev/null
+fi
 
 # A small web server for the examples' upstream: web_server PORT BIND-ADDRESS PAGE-TEXT.
 # Sets $upstream (its pid) and $www (its folder) for the caller's clean-up.
@@ -73,5 +79,21 @@ MSG
 MSG
     target/release/sluice -c examples/tap.yaml
     ;;
-  *) echo "usage: $0 [tcp|bolt|tap]" >&2; exit 2 ;;
+  dpdk)
+    cargo build --release --bin sluice -p sluice-dataplane --features dpdk
+    scripts/tap-topology.sh up dpdk
+    web_server 9080 10.99.0.1 "hello from the host, through sluice in DPDK mode"
+    trap 'kill $upstream 2>/dev/null; rm -rf "$www"; scripts/tap-topology.sh down' EXIT
+    cat <<MSG
+
+  sluice is starting with examples/dpdk.yaml (DPDK's net_tap as the port, sluice0; the stack
+  owns 10.99.0.2 and is polled on CPU 1):
+    proxy:  ip netns exec sluice-clients curl http://10.99.0.2:8080/
+    ping:   ip netns exec sluice-clients ping -c 2 10.99.0.2     (answered by sluice's stack)
+    admin:  curl http://127.0.0.1:9901/stats | grep sluice_stack
+
+MSG
+    target/release/sluice -c examples/dpdk.yaml
+    ;;
+  *) echo "usage: $0 [tcp|bolt|tap|dpdk]" >&2; exit 2 ;;
 esac

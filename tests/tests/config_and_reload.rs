@@ -19,7 +19,11 @@ const NO_DPDK_LAYOUT: &str = if cfg!(feature = "dpdk") {
 
 #[test]
 fn validate_mode_accepts_the_example_and_rejects_bad_files() {
-    for example in ["envoy.yaml", "bolt.yaml", "tap.yaml"] {
+    let mut examples = vec!["envoy.yaml", "bolt.yaml", "tap.yaml"];
+    if cfg!(feature = "dpdk") {
+        examples.push("dpdk.yaml");
+    }
+    for example in examples {
         let path = format!("{}/../examples/{example}", env!("CARGO_MANIFEST_DIR"));
         let ok = run_to_exit(Command::new(sluice_bin()).args(["--mode", "validate", "-c", &path]));
         assert!(ok.status.success(), "{example}: {}", ok.stderr);

@@ -6,7 +6,7 @@ use std::process::Command;
 
 fn layout(memory: &str) -> String {
     format!(
-        "sluice:\n  io:\n    dpdk:\n      eal:\n        lcores: [0]\n        {memory}\n        in_memory: true\n        vdevs: [\"net_ring0\"]\n      ports:\n      - {{name: ring, device: net_ring0}}\n      queues:\n      - {{lcore: 0, port: ring, queue: 0}}\nstatic_resources:\n  listeners: []\n  clusters: []\n"
+        "sluice:\n  io:\n    dpdk:\n      eal:\n        lcores: [0]\n        {memory}\n        in_memory: true\n        vdevs: [\"net_ring0\"]\n      ports:\n      - {{name: ring, device: net_ring0, addresses: [\"10.1.0.2/24\"]}}\n      queues:\n      - {{lcore: 0, port: ring, queue: 0}}\nstatic_resources:\n  listeners: []\n  clusters: []\n"
     )
 }
 

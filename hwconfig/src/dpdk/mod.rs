@@ -165,7 +165,7 @@ impl Port {
         // SAFETY: out-pointer to a u16 we own.
         if unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) } != 0 {
             return Err(format!(
-                "port {name}: DPDK has no such device (is it in eal.vdevs or bound to vfio-pci?)"
+                "port {name}: DPDK has no such device (a vdev must be in eal.vdevs, and its driver may have refused to create it: see DPDK's messages above; a NIC must be bound to vfio-pci)"
             ));
         }
         let mut info = sys::sluice_port_info::default();
