@@ -11,6 +11,20 @@ import time
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def bench_arguments(parts):
+    """The arguments every driver takes; `parts` is the default list of parts to run."""
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--parts", default=parts)
+    ap.add_argument("--proxy-cpu", type=int, default=1)
+    ap.add_argument("--load-cpu", type=int, default=0)
+    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
+    return ap
+
+
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()

@@ -17,7 +17,6 @@ proxy) per frame and per byte, not what a 100G NIC would carry.
 
 Needs root (TAP devices, namespaces, DPDK).
 """
-import argparse
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ import tempfile
 import time
 import urllib.request
 
-from common import cpu_seconds, machine, stop_all, write_markdown
+from common import bench_arguments, cpu_seconds, machine, stop_all, write_markdown
 from stack import median, part_c, stack_frames
 
 
@@ -121,15 +120,8 @@ def part_b(args):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--root", required=True)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--parts", default="a,b")
+    ap = bench_arguments("a,b")
     ap.add_argument("--memif-bytes", type=int, default=1_000_000)
-    ap.add_argument("--proxy-cpu", type=int, default=1)
-    ap.add_argument("--load-cpu", type=int, default=0)
-    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the dpdk benchmark needs root (TAP devices, namespaces, DPDK)")

@@ -12,7 +12,6 @@
 
 Each proxy is pinned to its own core; iperf3 client and server share the other.
 """
-import argparse
 import json
 import os
 import statistics
@@ -20,7 +19,7 @@ import subprocess
 import tempfile
 import time
 
-from common import cpu_seconds, envoy_yaml, machine, stop_all, write_markdown
+from common import bench_arguments, cpu_seconds, envoy_yaml, machine, stop_all, write_markdown
 
 NS_IP, STACK_IP = "10.99.0.1", "10.99.0.2"
 DPDK_NS_IP, DPDK_IP = "10.98.0.1", "10.98.0.2"
@@ -215,15 +214,8 @@ def part_c(args, tmp, dpdk=False):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--root", required=True)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--parts", default="a,b,c")
+    ap = bench_arguments("a,b,c")
     ap.add_argument("--tap-mtus", default="1500,65521", help="TAP MTUs for part (c), comma list")
-    ap.add_argument("--proxy-cpu", type=int, default=1)
-    ap.add_argument("--load-cpu", type=int, default=0)
-    ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
     args = ap.parse_args()
     args.sluice = os.path.join(args.root, "target/release/sluice")
     args.stackbench = os.path.join(args.root, "target/release/stackbench")

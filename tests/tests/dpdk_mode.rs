@@ -6,7 +6,6 @@
 
 use sluice_integration::netns::*;
 use sluice_integration::*;
-use std::process::Stdio;
 
 macro_rules! need_root {
     ($name:literal) => {
@@ -37,82 +36,7 @@ fn curl_socat_iperf3_and_ping_through_dpdk_net_tap() {
         },
         &[],
     );
-    let dir = TempDir::new("dpdk-web");
-    random_file(&dir.join("blob"), 3 << 20, 11);
-    let mut web = t.ns.cmd("python3");
-    web.args(["-m", "http.server", "9080", "--bind", NS_IP, "--directory"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _web = Proc::spawn(web, "http.server");
-    t.ns.wait_listening(9080);
-    let mut echo = t.ns.cmd("socat");
-    echo.args(["TCP6-LISTEN:9081,reuseaddr,fork,ipv6only=0", "EXEC:cat"])
-        .stdout(Stdio::null());
-    let _echo = Proc::spawn(echo, "socat echo");
-    t.ns.wait_listening(9081);
-    let mut iperf = t.ns.cmd("iperf3");
-    iperf
-        .args(["-s", "-p", "9082", "-B", NS_IP])
-        .stdout(Stdio::null());
-    let _iperf = Proc::spawn(iperf, "iperf3 -s");
-    t.ns.wait_listening(9082);
-
-    // ARP, NDP and ICMP echo answered by the stack on the lcore.
-    t.ns.run("ping", &["-c", "2", "-W", "2", STACK_IP]);
-    t.ns.run("ping", &["-6", "-c", "2", "-W", "2", STACK_IP6]);
-
-    let got = dir.join("got");
-    let out = t.ns.run(
-        "curl",
-        &[
-            "-sS",
-            "--max-time",
-            "20",
-            "-o",
-            got.to_str().unwrap(),
-            "-w",
-            "%{http_code}",
-            &format!("http://{STACK_IP}:8080/blob"),
-        ],
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
-    assert_eq!(sha256(&got), sha256(&dir.join("blob")));
-
-    for addr in [format!("{STACK_IP}:8081"), format!("[{STACK_IP6}]:8081")] {
-        let out =
-            t.ns.cmd("socat")
-                .args(["-t", "5", "-T", "10", "-", &format!("TCP:{addr},shut-down")])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .and_then(|mut c| {
-                    use std::io::Write;
-                    c.stdin.take().unwrap().write_all(b"through dpdk\n")?;
-                    c.wait_with_output()
-                })
-                .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "through dpdk\n",
-            "{addr}"
-        );
-    }
-
-    for reverse in [false, true] {
-        let mut args = vec!["-c", STACK_IP, "-p", "8082", "-t", "2", "-J"];
-        if reverse {
-            args.push("-R");
-        }
-        let out = t.ns.run("iperf3", &args);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert!(v.get("error").is_none(), "iperf3: {}", v["error"]);
-        let bytes = v["end"]["sum_received"]["bytes"].as_u64().unwrap();
-        assert!(
-            bytes > 10 << 20,
-            "iperf3 moved only {bytes} bytes (reverse: {reverse})"
-        );
-    }
+    web_echo_iperf3_and_ping_through(&t);
 
     let s = &t.sluice;
     assert!(s.stat("sluice_stack_rx_tcp_segments") > 1000);

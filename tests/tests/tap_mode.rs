@@ -16,43 +16,6 @@ macro_rules! need_root {
     };
 }
 
-fn socat_in(ns: &Netns, port: u16, args: &[&str]) -> Proc {
-    require_program("socat");
-    let mut cmd = ns.cmd("socat");
-    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
-    let p = Proc::spawn(cmd, "socat");
-    ns.wait_listening(port);
-    p
-}
-
-fn echo_in(ns: &Netns, port: u16) -> Proc {
-    socat_in(
-        ns,
-        port,
-        &[
-            &format!("TCP6-LISTEN:{port},reuseaddr,fork,ipv6only=0"),
-            "EXEC:cat",
-        ],
-    )
-}
-
-/// Sends `msg` from inside the namespace to `addr` and returns what came back.
-fn socat_roundtrip(ns: &Netns, addr: &str, msg: &str) -> String {
-    let out = ns
-        .cmd("socat")
-        .args(["-t", "5", "-T", "10", "-", &format!("TCP:{addr},shut-down")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(msg.as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn curl_socat_iperf3_and_ping_through_the_tap_proxy() {
     need_root!("curl_socat_iperf3_and_ping_through_the_tap_proxy");
@@ -71,70 +34,7 @@ fn curl_socat_iperf3_and_ping_through_the_tap_proxy() {
         },
         &[],
     );
-    let dir = TempDir::new("tap-web");
-    random_file(&dir.join("blob"), 3 << 20, 7);
-    let mut web = t.ns.cmd("python3");
-    web.args(["-m", "http.server", "9080", "--bind", NS_IP, "--directory"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _web = Proc::spawn(web, "http.server");
-    t.ns.wait_listening(9080);
-    let _echo = echo_in(&t.ns, 9081);
-    let mut iperf = t.ns.cmd("iperf3");
-    iperf
-        .args(["-s", "-p", "9082", "-B", NS_IP])
-        .stdout(Stdio::null());
-    let _iperf = Proc::spawn(iperf, "iperf3 -s");
-    t.ns.wait_listening(9082);
-
-    // ICMP echo is answered by the stack itself.
-    t.ns.run("ping", &["-c", "2", "-W", "2", STACK_IP]);
-    t.ns.run("ping", &["-6", "-c", "2", "-W", "2", STACK_IP6]);
-
-    // curl: a 3 MiB file, byte for byte.
-    let got = dir.join("got");
-    let out = t.ns.run(
-        "curl",
-        &[
-            "-sS",
-            "--max-time",
-            "20",
-            "-o",
-            got.to_str().unwrap(),
-            "-w",
-            "%{http_code}",
-            &format!("http://{STACK_IP}:8080/blob"),
-        ],
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
-    assert_eq!(sha256(&got), sha256(&dir.join("blob")));
-
-    // socat over IPv4 and IPv6 to the stack (upstream over IPv4).
-    assert_eq!(
-        socat_roundtrip(&t.ns, &format!("{STACK_IP}:8081"), "over v4\n"),
-        "over v4\n"
-    );
-    assert_eq!(
-        socat_roundtrip(&t.ns, &format!("[{STACK_IP6}]:8081"), "over v6\n"),
-        "over v6\n"
-    );
-
-    // iperf3 both ways through the proxy.
-    for reverse in [false, true] {
-        let mut args = vec!["-c", STACK_IP, "-p", "8082", "-t", "2", "-J"];
-        if reverse {
-            args.push("-R");
-        }
-        let out = t.ns.run("iperf3", &args);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert!(v.get("error").is_none(), "iperf3: {}", v["error"]);
-        let bytes = v["end"]["sum_received"]["bytes"].as_u64().unwrap();
-        assert!(
-            bytes > 10 << 20,
-            "iperf3 moved only {bytes} bytes (reverse: {reverse})"
-        );
-    }
+    web_echo_iperf3_and_ping_through(&t);
 
     let s = &t.sluice;
     assert!(s.stat("sluice_stack_rx_tcp_segments") > 1000);

@@ -70,7 +70,7 @@ pub struct Dataplane {
     dns: Option<dns::Refresher>,
     health: Option<crate::proxy::health::HealthChecker>,
     /// With a userspace stack: the addresses it owns (listeners must use one of them).
-    stack_addresses: Option<Vec<std::net::IpAddr>>,
+    stack_addresses: Option<StackAddresses>,
 }
 
 /// Chooses the CPU of each worker: the configured list, or the CPUs this process may use.
@@ -112,7 +112,10 @@ impl Dataplane {
                     tracing::info!("TAP mode runs one worker (one TAP queue, one stack)");
                 }
                 let cpus = worker_cpus(ext.worker_cpus.as_deref(), 1)?;
-                let addrs = tap.addresses.iter().map(|a| a.0).collect();
+                let addrs = StackAddresses {
+                    addresses: tap.addresses.iter().map(|a| a.0).collect(),
+                    setting: "sluice.io.tap.addresses",
+                };
                 (Some(vec![userspace::StackDevice::Tap]), cpus, Some(addrs))
             }
             IoBackend::Dpdk => start_dpdk(ext)?,
@@ -269,7 +272,10 @@ impl Dataplane {
     }
 
     fn check_stack_address(&self, addr: SocketAddr) -> Result<(), String> {
-        let ours = self.stack_addresses.as_deref().unwrap_or_default();
+        let (ours, setting) = match &self.stack_addresses {
+            Some(s) => (s.addresses.as_slice(), s.setting),
+            None => (&[][..], ""),
+        };
         if addr.port() == 0 {
             return Err(format!(
                 "cannot listen on {addr}: the userspace stack needs an explicit port"
@@ -277,7 +283,7 @@ impl Dataplane {
         }
         if !addr.ip().is_unspecified() && !ours.contains(&addr.ip()) {
             return Err(format!(
-                "cannot listen on {addr}: not an address of the userspace stack ({})",
+                "cannot listen on {addr}: not an address of the userspace stack ({setting}: {})",
                 ours.iter()
                     .map(|a| a.to_string())
                     .collect::<Vec<_>>()
@@ -293,10 +299,17 @@ impl Dataplane {
     }
 }
 
+/// The addresses a userspace stack owns (listeners must use one), and the setting they are in.
+struct StackAddresses {
+    addresses: Vec<std::net::IpAddr>,
+    setting: &'static str,
+}
+
+/// The stack devices of the workers (none: kernel sockets), the workers' CPUs, the addresses.
 type StackLayout = (
     Option<Vec<userspace::StackDevice>>,
     Vec<usize>,
-    Option<Vec<std::net::IpAddr>>,
+    Option<StackAddresses>,
 );
 
 /// Brings up DPDK (EAL, pools, port) and gives each queue binding a worker on its lcore.
@@ -313,7 +326,10 @@ fn start_dpdk(ext: &crate::config::SluiceExtension) -> Result<StackLayout, Apply
         .into_iter()
         .map(|(_, q)| userspace::StackDevice::Dpdk(q))
         .collect();
-    let addrs = dpdk.addresses.addresses.iter().map(|a| a.0).collect();
+    let addrs = StackAddresses {
+        addresses: dpdk.addresses.addresses.iter().map(|a| a.0).collect(),
+        setting: "sluice.io.dpdk.ports[0].addresses",
+    };
     Ok((Some(devices), cpus, Some(addrs)))
 }
 
