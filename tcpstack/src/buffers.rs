@@ -16,13 +16,18 @@ const PAGE: usize = 4096;
 
 pub struct Buffers {
     base: NonNull<u8>,
+    /// The receive ring's mapped length (whole pages).
     rx_len: usize,
+    /// The receive ring as smoltcp sees it: exactly the size asked for, since smoltcp derives
+    /// its window scale from it (65535 bytes: unscaled; one byte more, a page-rounded 65536,
+    /// would already be scaled).
+    rx_ring: usize,
     tx_len: usize,
 }
 
 impl Buffers {
-    pub fn new(rx_len: usize, tx_len: usize) -> io::Result<Buffers> {
-        let rx_len = rx_len.div_ceil(PAGE) * PAGE;
+    pub fn new(rx_ring: usize, tx_len: usize) -> io::Result<Buffers> {
+        let rx_len = rx_ring.div_ceil(PAGE) * PAGE;
         let tx_len = tx_len.div_ceil(PAGE) * PAGE;
         // SAFETY: a fresh anonymous mapping; no existing memory is affected.
         let p = unsafe {
@@ -41,6 +46,7 @@ impl Buffers {
         Ok(Buffers {
             base: NonNull::new(p.cast()).expect("mmap returned null"),
             rx_len,
+            rx_ring,
             tx_len,
         })
     }
@@ -51,7 +57,7 @@ impl Buffers {
     /// The caller must drop every use of the returned slices before `self` is dropped, and
     /// call this once per `Buffers`.
     pub unsafe fn rings(&mut self) -> (&'static mut [u8], &'static mut [u8]) {
-        let rx = std::slice::from_raw_parts_mut(self.base.as_ptr(), self.rx_len);
+        let rx = std::slice::from_raw_parts_mut(self.base.as_ptr(), self.rx_ring);
         let tx = std::slice::from_raw_parts_mut(self.base.as_ptr().add(self.rx_len), self.tx_len);
         (rx, tx)
     }
@@ -89,5 +95,23 @@ impl Drop for Buffers {
         unsafe {
             libc::munmap(self.base.as_ptr().cast(), self.rx_len + self.tx_len);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_receive_ring_is_exactly_the_size_asked_for() {
+        // The mapping is whole pages, but smoltcp must see 65535 bytes: it picks its window
+        // scale from the ring's size, and a 65536-byte ring would be scaled (and rounded).
+        let mut b = Buffers::new(65_535, 10_000).unwrap();
+        // SAFETY: the slices are dropped before `b`.
+        let (rx, tx) = unsafe { b.rings() };
+        assert_eq!((rx.len(), tx.len()), (65_535, 12_288));
+        rx[65_534] = 1;
+        tx[0] = 2;
+        assert_eq!((rx[65_534], tx[0]), (1, 2));
     }
 }

@@ -132,6 +132,13 @@ fn zero_window_ack(frame: &[u8], head: &TcpHead, flow: &mut Flow) -> Option<Vec<
     if !window_nearly_closed(flow.set.get::<tcp::Socket>(flow.handle)) {
         return None;
     }
+    bare_ack_at(frame, head, acked)
+}
+
+/// `frame` (a TCP segment `head` describes) as a bare ACK at sequence number `seq`: payload,
+/// FIN and PSH gone, IP length fixed. Checksums are left stale: the classifier has verified
+/// them already and smoltcp does not look.
+fn bare_ack_at(frame: &[u8], head: &TcpHead, seq: u32) -> Option<Vec<u8>> {
     let mut f = frame.get(..head.payload_at)?.to_vec();
     let ip_len = (head.payload_at - head.ip_at) as u16;
     if f[head.ip_at] >> 4 == 4 {
@@ -140,7 +147,7 @@ fn zero_window_ack(frame: &[u8], head: &TcpHead, flow: &mut Flow) -> Option<Vec<
         let payload_len = (head.payload_at - head.tcp_at) as u16;
         f[head.ip_at + 4..head.ip_at + 6].copy_from_slice(&payload_len.to_be_bytes());
     }
-    f[head.tcp_at + 4..head.tcp_at + 8].copy_from_slice(&acked.to_be_bytes());
+    f[head.tcp_at + 4..head.tcp_at + 8].copy_from_slice(&seq.to_be_bytes());
     // Keep ACK (and URG/ECE/CWR); drop FIN and PSH with the payload.
     f[head.tcp_at + 13] &= !0x09;
     Some(f)
@@ -1364,5 +1371,60 @@ fn is_solicitation(frame: &[u8]) -> bool {
             frame.get(20) == Some(&ICMPV6) && frame.get(54) == Some(&NEIGHBOR_SOLICIT)
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{classify, Class};
+
+    fn segment(v6: bool, flags: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut tcp = Vec::new();
+        tcp.extend_from_slice(&1000u16.to_be_bytes());
+        tcp.extend_from_slice(&80u16.to_be_bytes());
+        tcp.extend_from_slice(&seq.to_be_bytes());
+        tcp.extend_from_slice(&5u32.to_be_bytes());
+        tcp.extend_from_slice(&[5 << 4, flags, 0x10, 0, 0, 0, 0, 0]);
+        tcp.extend_from_slice(payload);
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        if v6 {
+            f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+            f.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+            f.extend_from_slice(&[6, 64]);
+            f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+            f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        } else {
+            f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+            f.extend_from_slice(&(20 + tcp.len() as u16).to_be_bytes());
+            f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        }
+        f.extend_from_slice(&tcp);
+        f
+    }
+
+    fn head(frame: &[u8]) -> TcpHead {
+        match classify(frame, false) {
+            Class::Tcp(h) => h,
+            other => panic!("not a TCP segment: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_segment_past_a_closed_window_becomes_a_bare_ack_at_the_point_acknowledged() {
+        for v6 in [false, true] {
+            // ACK|PSH|FIN with 300 bytes, starting 4 bytes past what was acknowledged.
+            let frame = segment(v6, 0x19, 1004, &[7; 300]);
+            let bare = bare_ack_at(&frame, &head(&frame), 1000).unwrap();
+            let h = head(&bare);
+            assert_eq!(bare.len(), frame.len() - 300, "v6: {v6}");
+            assert_eq!((h.seq, h.seq_end, h.ack, h.fin), (1000, 1000, true, false));
+            assert_eq!(bare[h.tcp_at + 13], 0x10, "only ACK is left");
+            assert_eq!(h.payload_at, bare.len());
+            // The window and the acknowledgement number travel on unchanged.
+            let (ack, window) = (h.tcp_at + 8..h.tcp_at + 12, h.tcp_at + 14..h.tcp_at + 16);
+            assert_eq!(bare[ack.clone()], frame[ack]);
+            assert_eq!(bare[window.clone()], frame[window]);
+        }
     }
 }
