@@ -55,6 +55,9 @@ struct Cli {
     /// Give up after this long.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
+    /// Poll without pause (for a peer with a core of its own); by default it naps when idle.
+    #[arg(long)]
+    poll: bool,
 }
 
 /// The peer's port: sends on the queue RSS picks, receives from every queue.
@@ -242,13 +245,14 @@ fn run(cli: Cli) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let local = tokio::task::LocalSet::new();
     let report = local.block_on(&rt, async {
-        tokio::task::spawn_local(drive_polling(
-            stack.clone(),
-            clock,
+        let idle = if cli.poll {
+            IdlePolicy::Poll
+        } else {
             IdlePolicy::Backoff {
                 max_sleep: Duration::from_micros(100),
-            },
-        ));
+            }
+        };
+        tokio::task::spawn_local(drive_polling(stack.clone(), clock, idle));
         exchange(&cli, &stack).await
     });
     let per_queue = |v: &Rc<Vec<Cell<u64>>>| v.iter().map(Cell::get).collect::<Vec<_>>();

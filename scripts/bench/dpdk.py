@@ -100,7 +100,10 @@ def part_b(args):
                     [args.dpdkpeer, "--vdev", f"net_memif0,role=client,socket={sock},rsize=14",
                      "--queues", str(queues), "--lcore", str(args.load_cpu),
                      "--address", "10.88.0.1/24", "--target", "10.88.0.2:8000",
-                     "--connections", "64", "--bytes", str(args.memif_bytes), "--timeout", "60"],
+                     "--connections", "64", "--bytes", str(args.memif_bytes), "--timeout", "60",
+                     # With one worker the peer has a core to itself and polls; with two it
+                     # shares one with the second worker and must nap when idle.
+                     *(["--poll"] if queues == 1 else [])],
                     capture_output=True, text=True, check=True)
                 cpu = cpu_seconds(sluice.pid) - before
                 frames = stack_frames(9913) - frames
