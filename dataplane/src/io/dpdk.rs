@@ -106,9 +106,18 @@ pub fn bring_up(cfg: &DpdkConfig) -> Result<DpdkPlan, String> {
         );
     }
     match port.link() {
-        Ok((up, speed)) => tracing::info!(device, up, speed_mbps = speed, mac = ?port.mac,
-            rss_hardware = port.rss_hardware, reta_queried = port.reta_queried,
-            reta_entries = port.steering.reta.len(), "DPDK port started"),
+        Ok((up, speed)) => {
+            tracing::info!(device, up, speed_mbps = speed, mac = ?port.mac,
+                rss_hardware = port.rss_hardware, reta_queried = port.reta_queried,
+                reta_entries = port.steering.reta.len(), "DPDK port started");
+            if !up {
+                // Not fatal: a cable may be plugged in later, and DPDK polls on regardless.
+                tracing::warn!(
+                    device,
+                    "the port's link is down: check the cable or the switch port"
+                );
+            }
+        }
         Err(e) => tracing::warn!("{e}"),
     }
     let port = Arc::new(port);
