@@ -8,6 +8,7 @@ pub mod io;
 pub mod logging;
 pub mod protocol;
 pub mod proxy;
+pub mod push;
 pub mod runtime;
 pub mod stats;
 pub mod stream;

@@ -64,6 +64,9 @@ struct Args {
     /// Override the IO backend of the config's `sluice.io.backend`.
     #[arg(long = "io")]
     io: Option<String>,
+    /// Accept config pushes from the control process on this Unix socket (see `sluice::push`).
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -173,23 +176,35 @@ fn serve(
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the main event loop: {e}"))?;
-    rt.block_on(signals(config_path, io, &mut dataplane))
+    let control = match &args.control_socket {
+        Some(path) => Some(rt.block_on(async { control::listen(path) })?),
+        None => None,
+    };
+    rt.block_on(signals(config_path, io, &mut dataplane, control))
 }
 
-/// Waits for signals: SIGHUP reloads the config file; SIGINT and SIGTERM stop sluice.
+/// Waits for signals and pushes: SIGHUP reloads the config file (with the last pushed
+/// resources, if any, laid over it again); a push from the control process applies new
+/// resources; SIGINT and SIGTERM stop sluice.
 async fn signals(
     path: &Path,
     io: Option<config::IoBackend>,
     dataplane: &mut Dataplane,
+    control: Option<control::Requests>,
 ) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let sig = |k| signal(k).map_err(|e| format!("cannot install signal handler: {e}"));
     let mut hup = sig(SignalKind::hangup())?;
     let mut int = sig(SignalKind::interrupt())?;
     let mut term = sig(SignalKind::terminate())?;
+    let mut control = control;
+    let mut pushed: Option<sluice::push::Push> = None;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(path, io, dataplane),
+            _ = hup.recv() => reload(path, io, pushed.as_ref(), dataplane),
+            Some(request) = async { match control.as_mut() { Some(c) => c.recv().await, None => None } } => {
+                control::answer(request, path, io, &mut pushed, dataplane);
+            }
             _ = int.recv() => break,
             _ = term.recv() => break,
         }
@@ -198,15 +213,176 @@ async fn signals(
     Ok(())
 }
 
-fn reload(path: &Path, io: Option<config::IoBackend>, dataplane: &mut Dataplane) {
+/// The config file, with pushed resources (if any) in place of its `static_resources`.
+fn load_with(
+    path: &Path,
+    io: Option<config::IoBackend>,
+    pushed: Option<&sluice::push::Push>,
+) -> Result<config::Bootstrap, String> {
+    let Some(push) = pushed else {
+        return load(path, io);
+    };
+    let mut doc = config::read_document(path).map_err(|e| e.to_string())?;
+    let Some(map) = doc.as_object_mut() else {
+        return Err("the config file is not a mapping".into());
+    };
+    map.insert("static_resources".into(), push.static_resources.clone());
+    let mut b = config::bootstrap::parse_bootstrap(&doc).map_err(|e| e.to_string())?;
+    if let Some(io) = io {
+        b.sluice.io_backend = io;
+    }
+    Ok(b)
+}
+
+fn reload(
+    path: &Path,
+    io: Option<config::IoBackend>,
+    pushed: Option<&sluice::push::Push>,
+    dataplane: &mut Dataplane,
+) {
     let stats = dataplane.stats();
     stats.server.config_reloads_total.inc();
-    let result = load(path, io).and_then(|b| dataplane.apply(b).map_err(|e| e.to_string()));
+    let result =
+        load_with(path, io, pushed).and_then(|b| dataplane.apply(b).map_err(|e| e.to_string()));
     match result {
         Ok(version) => tracing::info!(version, file = %path.display(), "config reloaded"),
         Err(e) => {
             stats.server.config_reload_failures_total.inc();
             tracing::error!(file = %path.display(), "config reload rejected, the previous config keeps serving: {e}");
+        }
+    }
+}
+
+/// The dataplane's end of the push channel: a task accepts control connections and forwards
+/// their requests to the main loop, which owns the dataplane and answers each in turn.
+mod control {
+    use super::*;
+    use serde_json::json;
+    use sluice::push::{parse_push, read_message, write_message, Push};
+    use tokio::sync::{mpsc, oneshot};
+
+    pub enum Request {
+        Hello(oneshot::Sender<serde_json::Value>),
+        Push(Result<Push, String>, oneshot::Sender<serde_json::Value>),
+    }
+
+    pub type Requests = mpsc::Receiver<Request>;
+
+    /// Binds the socket (refusing one a live process answers on; replacing a stale one) and
+    /// starts accepting.
+    pub fn listen(path: &Path) -> Result<Requests, String> {
+        let what = |e: std::io::Error| format!("--control-socket {}: {e}", path.display());
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(format!(
+                    "--control-socket {}: another process is listening on it",
+                    path.display()
+                ));
+            }
+            std::fs::remove_file(path).map_err(what)?;
+        }
+        let listener = tokio::net::UnixListener::bind(path).map_err(what)?;
+        use std::os::unix::fs::PermissionsExt;
+        // Whoever can push config owns the proxy: the socket is for this user only.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(what)?;
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        tokio::spawn(serve(stream, tx.clone()));
+                    }
+                    Err(e) => {
+                        tracing::error!("control socket: accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        tracing::info!(socket = %path.display(), "accepting config pushes");
+        Ok(rx)
+    }
+
+    async fn serve(stream: tokio::net::UnixStream, tx: mpsc::Sender<Request>) {
+        let (mut r, mut w) = stream.into_split();
+        let ask = |make: Box<dyn FnOnce(oneshot::Sender<serde_json::Value>) -> Request + Send>| {
+            let tx = tx.clone();
+            async move {
+                let (reply_tx, reply_rx) = oneshot::channel();
+                tx.send(make(reply_tx)).await.ok()?;
+                reply_rx.await.ok()
+            }
+        };
+        let Some(hello) = ask(Box::new(Request::Hello)).await else {
+            return;
+        };
+        if write_message(&mut w, &hello).await.is_err() {
+            return;
+        }
+        tracing::info!("control process connected");
+        loop {
+            let message = match read_message(&mut r).await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("control socket: {e}; closing the connection");
+                    break;
+                }
+            };
+            let push = parse_push(&message);
+            let Some(reply) = ask(Box::new(move |t| Request::Push(push, t))).await else {
+                break;
+            };
+            if write_message(&mut w, &reply).await.is_err() {
+                break;
+            }
+        }
+        tracing::info!("control process disconnected; the current config keeps serving");
+    }
+
+    /// Answers one request on the main loop.
+    pub fn answer(
+        request: Request,
+        path: &Path,
+        io: Option<config::IoBackend>,
+        pushed: &mut Option<Push>,
+        dataplane: &mut Dataplane,
+    ) {
+        let stats = dataplane.stats();
+        match request {
+            Request::Hello(reply) => {
+                let version = pushed.as_ref().map(|p| p.version.clone());
+                let _ = reply.send(json!({"hello": {
+                    "version": version,
+                    "config_version": stats.server.config_version.get(),
+                }}));
+            }
+            Request::Push(push, reply) => {
+                stats.server.control_pushes_total.inc();
+                let version = push.as_ref().ok().map(|p| p.version.clone());
+                let outcome = push.and_then(|p| {
+                    let b = load_with(path, io, Some(&p))?;
+                    let applied = dataplane.apply(b).map_err(|e| e.to_string())?;
+                    Ok((p, applied))
+                });
+                let message = match outcome {
+                    Ok((p, applied)) => {
+                        tracing::info!(version = %p.version, config_version = applied, "pushed config applied");
+                        let m =
+                            json!({"applied": {"version": p.version, "config_version": applied}});
+                        *pushed = Some(p);
+                        m
+                    }
+                    Err(e) => {
+                        stats.server.control_push_rejected_total.inc();
+                        tracing::error!(
+                            "pushed config rejected, the previous config keeps serving: {e}"
+                        );
+                        json!({"rejected": {"version": version, "error": e}})
+                    }
+                };
+                let _ = reply.send(message);
+            }
         }
     }
 }

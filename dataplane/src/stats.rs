@@ -155,6 +155,8 @@ metric_block!(
         config_reloads_total: Counter,
         config_reload_failures_total: Counter,
         config_version: Gauge,
+        control_pushes_total: Counter,
+        control_push_rejected_total: Counter,
     }
 );
 

@@ -18,6 +18,12 @@ use std::path::Path;
 /// Reads, parses and validates a bootstrap file. The file name decides the syntax as Envoy does:
 /// `.json` is JSON, anything else is YAML (which also reads JSON).
 pub fn load_file(path: &Path) -> Result<Bootstrap, ConfigError> {
+    bootstrap::parse_bootstrap(&read_document(path)?)
+}
+
+/// Reads a bootstrap file into its JSON tree (YAML or JSON, as `load_file`), unvalidated: the
+/// base a pushed set of resources is laid over.
+pub fn read_document(path: &Path) -> Result<serde_json::Value, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::new(
             String::new(),
@@ -27,9 +33,8 @@ pub fn load_file(path: &Path) -> Result<Bootstrap, ConfigError> {
     let is_json = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let doc = parse_text(&text, is_json)
-        .map_err(|m| ConfigError::new(String::new(), format!("{}: {m}", path.display())))?;
-    bootstrap::parse_bootstrap(&doc)
+    parse_text(&text, is_json)
+        .map_err(|m| ConfigError::new(String::new(), format!("{}: {m}", path.display())))
 }
 
 /// Parses config text into a JSON tree; the error says where the syntax broke.
