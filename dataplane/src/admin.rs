@@ -125,6 +125,8 @@ impl Admin {
                 "version_info": snap.version.to_string(),
                 "bootstrap": snap.bootstrap.source,
             }],
+            // The version the control process pushed the resources as (absent: the file's).
+            "resources_version": snap.bootstrap.resources_version,
             "bound_listeners": snap.bound.iter().map(|(n, a)| serde_json::json!({"name": n, "address": a.to_string()})).collect::<Vec<_>>(),
         })
     }

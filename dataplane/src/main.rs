@@ -231,6 +231,7 @@ fn load_with(
     if let Some(io) = io {
         b.sluice.io_backend = io;
     }
+    b.resources_version = Some(push.version.clone());
     Ok(b)
 }
 

@@ -76,6 +76,13 @@ fn pushes_apply_like_a_reload_and_a_broken_one_is_rejected_with_its_reason() {
         "{answer}"
     );
     assert_eq!(sluice.stat("sluice_server_config_version"), 2);
+    let (_, dump) = sluice.get("/config_dump");
+    let dump: serde_json::Value = serde_json::from_str(&dump).unwrap();
+    assert_eq!(dump["resources_version"], "v1");
+    assert_eq!(
+        dump["configs"][0]["bootstrap"]["static_resources"]["listeners"][1]["name"],
+        "second"
+    );
     let (_, body) = http_get_raw(sluice.listener("second"));
     assert_eq!(body.trim(), "pushed");
     // The connection made before the push carries on.

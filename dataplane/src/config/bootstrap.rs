@@ -74,6 +74,7 @@ pub fn parse_bootstrap(doc: &serde_json::Value) -> Result<Bootstrap> {
         clusters,
         sluice,
         source: doc.clone(),
+        resources_version: None,
     })
 }
 

@@ -14,6 +14,8 @@ pub struct Bootstrap {
     pub sluice: SluiceExtension,
     /// The document as it was read (after YAML -> JSON), for `/config_dump`.
     pub source: serde_json::Value,
+    /// When `static_resources` came from the control process: the version it pushed them as.
+    pub resources_version: Option<String>,
 }
 
 impl Bootstrap {
