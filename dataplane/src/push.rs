@@ -26,18 +26,40 @@ pub async fn read_message<R: AsyncRead + Unpin>(
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_MESSAGE {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("a {len}-byte message is over the {MAX_MESSAGE}-byte limit"),
-        ));
-    }
+    let len = body_len(len).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
-    serde_json::from_slice(&body)
+    parse_body(&body)
         .map(Some)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("not JSON: {e}")))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn body_len(header: [u8; 4]) -> Result<usize, String> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_MESSAGE {
+        return Err(format!(
+            "a {len}-byte message is over the {MAX_MESSAGE}-byte limit"
+        ));
+    }
+    Ok(len)
+}
+
+fn parse_body(body: &[u8]) -> Result<serde_json::Value, String> {
+    serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// Decodes one message from the front of `buf`: the message and the bytes it took, `None` if
+/// more bytes are needed, or what is wrong with it. (The stream reader does the same reading
+/// as it goes; this is its form for buffers, and for the fuzz target.)
+pub fn decode(buf: &[u8]) -> Result<Option<(serde_json::Value, usize)>, String> {
+    let Some(header) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let len = body_len(header.try_into().expect("4 bytes"))?;
+    let Some(body) = buf.get(4..4 + len) else {
+        return Ok(None);
+    };
+    Ok(Some((parse_body(body)?, 4 + len)))
 }
 
 pub async fn write_message<W: AsyncWrite + Unpin>(
@@ -104,6 +126,24 @@ mod tests {
             .starts_with("not JSON"));
         drop(a);
         assert_eq!(read_message(&mut b).await.unwrap(), None);
+    }
+
+    #[test]
+    fn decode_reads_a_buffer_as_the_stream_reader_does() {
+        let body = br#"{"push":{"version":"1","static_resources":{}}}"#;
+        let mut buf = (body.len() as u32).to_be_bytes().to_vec();
+        buf.extend_from_slice(body);
+        for cut in 0..buf.len() {
+            assert_eq!(decode(&buf[..cut]), Ok(None), "{cut} bytes");
+        }
+        let (m, used) = decode(&buf).unwrap().unwrap();
+        assert_eq!(
+            (m["push"]["version"].as_str(), used),
+            (Some("1"), buf.len())
+        );
+        assert!(decode(&u32::MAX.to_be_bytes())
+            .unwrap_err()
+            .contains("over the"));
     }
 
     #[test]
