@@ -302,64 +302,6 @@ impl Port {
         }
         Ok((up != 0, speed))
     }
-
-    /// Sends one frame (copied into an mbuf from `pool`); false if the queue was full.
-    pub fn send(&self, queue: u16, pool: &Mempool, frame: &[u8]) -> Result<bool, String> {
-        self.send_with(queue, pool, frame.len(), &mut |buf| {
-            buf.copy_from_slice(frame)
-        })
-    }
-
-    /// Sends one frame of `len` bytes that `fill` writes straight into an mbuf from `pool`;
-    /// false if the queue was full (the frame is dropped).
-    pub fn send_with(
-        &self,
-        queue: u16,
-        pool: &Mempool,
-        len: usize,
-        fill: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<bool, String> {
-        let len16 =
-            u16::try_from(len).map_err(|_| format!("a {len}-byte frame does not fit an mbuf"))?;
-        // SAFETY: pool is valid; the mbuf is either handed to the driver or freed here, and
-        // `fill` writes only inside the `len` bytes appended.
-        unsafe {
-            let m = sys::sluice_pktmbuf_alloc(pool.0);
-            if m.is_null() {
-                return Err("mempool exhausted".into());
-            }
-            let dst = sys::sluice_mbuf_append(m, len16);
-            if dst.is_null() {
-                sys::sluice_pktmbuf_free(m);
-                return Err(format!("a {len}-byte frame does not fit an mbuf"));
-            }
-            fill(std::slice::from_raw_parts_mut(dst as *mut u8, len));
-            let mut one = [m];
-            if sys::sluice_tx_burst(self.id, queue, one.as_mut_ptr(), 1) == 1 {
-                Ok(true)
-            } else {
-                sys::sluice_pktmbuf_free(m);
-                Ok(false)
-            }
-        }
-    }
-
-    /// Receives up to `max` frames, each handed to `f` in place (no copy), then freed.
-    pub fn receive(&self, queue: u16, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        let mut burst = [std::ptr::null_mut::<sys::rte_mbuf>(); 32];
-        let n = max.min(burst.len()) as u16;
-        // SAFETY: the driver fills at most `n` pointers; each mbuf is read, then freed once.
-        unsafe {
-            let got = sys::sluice_rx_burst(self.id, queue, burst.as_mut_ptr(), n);
-            for m in &burst[..got as usize] {
-                let data = sys::sluice_mbuf_data(*m) as *const u8;
-                let len = sys::sluice_mbuf_data_len(*m) as usize;
-                f(std::slice::from_raw_parts(data, len));
-                sys::sluice_pktmbuf_free(*m);
-            }
-            got as usize
-        }
-    }
 }
 
 /// The key and RETA the device actually uses: read back where it can tell, else the key
