@@ -15,6 +15,7 @@
 use clap::Parser;
 use sluice_hwconfig::dpdk::{Eal, Mempool, Port, PortSetup, Queued, RxBurst, TxBurst};
 use sluice_hwconfig::rss::RssSteering;
+use sluice_tcpstack::classify::{classify, Class};
 use sluice_tcpstack::device::{DeviceCaps, LentFrame, PacketDevice};
 use sluice_tcpstack::driver::{drive_polling, Clock, IdlePolicy};
 use sluice_tcpstack::socket::{SharedStack, TcpListener, TcpStream};
@@ -74,34 +75,12 @@ struct SteeringPort {
     scratch: Vec<u8>,
 }
 
-/// The TCP flow of an Ethernet frame, as (source, destination).
+/// The TCP flow of an Ethernet frame, as (source, destination), read by the stack's classifier.
 fn tcp_flow(frame: &[u8]) -> Option<(SocketAddr, SocketAddr)> {
-    let ports = |at: usize| -> Option<(u16, u16)> {
-        let p = frame.get(at..at + 4)?;
-        Some((
-            u16::from_be_bytes([p[0], p[1]]),
-            u16::from_be_bytes([p[2], p[3]]),
-        ))
-    };
-    match frame.get(12..14)? {
-        [0x08, 0x00] if frame.get(23) == Some(&6) => {
-            let ihl = (frame.get(14)? & 0x0f) as usize * 4;
-            let src: [u8; 4] = frame.get(26..30)?.try_into().ok()?;
-            let dst: [u8; 4] = frame.get(30..34)?.try_into().ok()?;
-            let (sp, dp) = ports(14 + ihl)?;
-            Some((
-                SocketAddr::new(IpAddr::from(src), sp),
-                SocketAddr::new(IpAddr::from(dst), dp),
-            ))
-        }
-        [0x86, 0xdd] if frame.get(20) == Some(&6) => {
-            let src: [u8; 16] = frame.get(22..38)?.try_into().ok()?;
-            let dst: [u8; 16] = frame.get(38..54)?.try_into().ok()?;
-            let (sp, dp) = ports(54)?;
-            Some((
-                SocketAddr::new(IpAddr::from(src), sp),
-                SocketAddr::new(IpAddr::from(dst), dp),
-            ))
+    match classify(frame, false) {
+        Class::Tcp(head) => {
+            let at = |(ip, port)| SocketAddr::new(IpAddr::from(ip), port);
+            Some((at(head.key.remote), at(head.key.local)))
         }
         _ => None,
     }
