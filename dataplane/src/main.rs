@@ -92,7 +92,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let bootstrap = match load(&config_path, io) {
+    let bootstrap = match load(&config_path, io, None) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("error: {}: {e}", config_path.display());
@@ -114,10 +114,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads the config file and applies the `--io` override, on start and on every reload alike
-/// (so a reload never "changes" the backend the process runs).
-fn load(path: &Path, io: Option<config::IoBackend>) -> Result<config::Bootstrap, String> {
-    let mut b = config::load_file(path).map_err(|e| e.to_string())?;
+/// Loads the config file, with pushed resources (if any) in place of its `static_resources`,
+/// and applies the `--io` override: on start, on every reload and for every push alike (so
+/// neither ever "changes" the backend the process runs).
+fn load(
+    path: &Path,
+    io: Option<config::IoBackend>,
+    pushed: Option<&sluice::push::Push>,
+) -> Result<config::Bootstrap, String> {
+    let mut doc = config::read_document(path).map_err(|e| e.to_string())?;
+    if let Some(push) = pushed {
+        let Some(map) = doc.as_object_mut() else {
+            return Err("the config file is not a mapping".into());
+        };
+        map.insert("static_resources".into(), push.static_resources.clone());
+    }
+    let mut b = config::bootstrap::parse_bootstrap(&doc).map_err(|e| e.to_string())?;
     if let Some(io) = io {
         b.sluice.io_backend = io;
         b.sluice
@@ -125,6 +137,7 @@ fn load(path: &Path, io: Option<config::IoBackend>) -> Result<config::Bootstrap,
             .check(io)
             .map_err(|e| format!("with --io: {e}"))?;
     }
+    b.resources_version = pushed.map(|p| p.version.clone());
     Ok(b)
 }
 
@@ -213,28 +226,6 @@ async fn signals(
     Ok(())
 }
 
-/// The config file, with pushed resources (if any) in place of its `static_resources`.
-fn load_with(
-    path: &Path,
-    io: Option<config::IoBackend>,
-    pushed: Option<&sluice::push::Push>,
-) -> Result<config::Bootstrap, String> {
-    let Some(push) = pushed else {
-        return load(path, io);
-    };
-    let mut doc = config::read_document(path).map_err(|e| e.to_string())?;
-    let Some(map) = doc.as_object_mut() else {
-        return Err("the config file is not a mapping".into());
-    };
-    map.insert("static_resources".into(), push.static_resources.clone());
-    let mut b = config::bootstrap::parse_bootstrap(&doc).map_err(|e| e.to_string())?;
-    if let Some(io) = io {
-        b.sluice.io_backend = io;
-    }
-    b.resources_version = Some(push.version.clone());
-    Ok(b)
-}
-
 fn reload(
     path: &Path,
     io: Option<config::IoBackend>,
@@ -243,8 +234,7 @@ fn reload(
 ) {
     let stats = dataplane.stats();
     stats.server.config_reloads_total.inc();
-    let result =
-        load_with(path, io, pushed).and_then(|b| dataplane.apply(b).map_err(|e| e.to_string()));
+    let result = load(path, io, pushed).and_then(|b| dataplane.apply(b).map_err(|e| e.to_string()));
     match result {
         Ok(version) => tracing::info!(version, file = %path.display(), "config reloaded"),
         Err(e) => {
@@ -362,7 +352,7 @@ mod control {
                 stats.server.control_pushes_total.inc();
                 let version = push.as_ref().ok().map(|p| p.version.clone());
                 let outcome = push.and_then(|p| {
-                    let b = load_with(path, io, Some(&p))?;
+                    let b = load(path, io, Some(&p))?;
                     let applied = dataplane.apply(b).map_err(|e| e.to_string())?;
                     Ok((p, applied))
                 });
