@@ -51,6 +51,20 @@ def wait_port(port, proc, name, timeout=20):
     sys.exit(f"{name} did not listen on {port} within {timeout}s")
 
 
+def wait_ready(admin, proc, name, timeout=20):
+    """Waits until the sluice whose admin port is `admin` serves (its /ready answers)."""
+    import urllib.request
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1)
+            return
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"{name} did not come up")
+            time.sleep(0.05)
+
+
 TCP_PROXY_FILTER = """      - name: envoy.filters.network.tcp_proxy
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy

@@ -22,9 +22,8 @@ import os
 import subprocess
 import tempfile
 import time
-import urllib.request
 
-from common import bench_arguments, cpu_seconds, machine, stop_all, write_markdown
+from common import bench_arguments, cpu_seconds, wait_ready, machine, stop_all, write_markdown
 from stack import median, part_c, stack_frames
 
 
@@ -86,15 +85,7 @@ def part_b(args):
             sluice = subprocess.Popen([args.sluice_dpdk, "-c", path, "-l", "warning"],
                                       stdout=subprocess.DEVNULL)
             try:
-                deadline = time.time() + 20
-                while True:
-                    try:
-                        urllib.request.urlopen("http://127.0.0.1:9913/ready", timeout=1)
-                        break
-                    except OSError:
-                        if time.time() > deadline or sluice.poll() is not None:
-                            raise RuntimeError("DPDK-mode sluice did not come up")
-                        time.sleep(0.05)
+                wait_ready(9913, sluice, "DPDK-mode sluice")
                 frames, before = stack_frames(9913), cpu_seconds(sluice.pid)
                 out = subprocess.run(
                     [args.dpdkpeer, "--vdev", f"net_memif0,role=client,socket={sock},rsize=14",

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 
-from common import bench_arguments, cpu_seconds, envoy_yaml, machine, stop_all, write_markdown
+from common import bench_arguments, cpu_seconds, wait_ready, envoy_yaml, machine, stop_all, write_markdown
 
 NS_IP, STACK_IP = "10.99.0.1", "10.99.0.2"
 DPDK_NS_IP, DPDK_IP = "10.98.0.1", "10.98.0.2"
@@ -103,16 +103,7 @@ def dpdk_tap_section(iface, cpu, stack_ip):
 def adopt(ns, iface, ip, proc, what, admin):
     """Waits until `proc` serves (its admin /ready answers; its TAP device `iface` is set up by
     then), then moves the device into `ns` with address `ip`."""
-    import urllib.request
-    deadline = time.time() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1)
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"{what} did not come up")
-            time.sleep(0.05)
+    wait_ready(admin, proc, what)
     sh("ip", "link", "set", iface, "netns", ns)
     sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", iface)
     sh("ip", "-n", ns, "link", "set", iface, "up")
