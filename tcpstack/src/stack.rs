@@ -121,7 +121,7 @@ pub struct StackConfig {
 /// carry is lost: with two connections feeding each other through a proxy, neither side ever
 /// moves again. Such a segment is handed to smoltcp as what it may take, a bare ACK at the
 /// point we acknowledged (payload and FIN dropped; the peer sends them again).
-fn zero_window_ack(frame: &[u8], head: &TcpHead, flow: &mut Flow) -> Option<Vec<u8>> {
+fn zero_window_ack(frame: &[u8], head: &TcpHead, flow: &Flow) -> Option<Vec<u8>> {
     if !head.ack || head.syn || head.rst {
         return None;
     }
@@ -588,9 +588,6 @@ impl<D: PacketDevice> Stack<D> {
             .expect("keyed flow exists");
         let rewritten = zero_window_ack(frame, &head, flow);
         let frame = rewritten.as_deref().unwrap_or(frame);
-        let flow = self.flows[idx as usize]
-            .as_mut()
-            .expect("keyed flow exists");
         // The set is taken out for the call so the stack can be borrowed whole.
         let mut set = std::mem::replace(&mut flow.set, SocketSet::new(Vec::new()));
         let seen = self.ingress_into(frame, &mut set);

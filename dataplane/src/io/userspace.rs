@@ -39,16 +39,14 @@ pub enum StackDevice {
 /// the current `LocalSet`. Errors say what failed in words (missing privilege, bad device).
 pub fn start(io: &UserspaceConfig, on: StackDevice, worker: usize) -> Result<Started, String> {
     let t = &io.tcp;
-    let seed = || match t.fixed_seed {
-        Some(s) => {
-            tracing::warn!(
-                seed = s,
-                "sluice.io.tcp.fixed_seed: sequence numbers are predictable (replay tests only)"
-            );
-            s
-        }
-        None => seed(),
-    };
+    if let Some(s) = t.fixed_seed {
+        tracing::warn!(
+            seed = s,
+            "sluice.io.tcp.fixed_seed: sequence numbers are predictable (replay tests only)"
+        );
+    }
+    // Each use draws its own seed, unless the config fixes one for all.
+    let seed = || t.fixed_seed.unwrap_or_else(random_seed);
     let tuning = TcpTuning {
         rx_buffer: t.receive_buffer_bytes,
         tx_buffer: t.send_buffer_bytes,
@@ -216,7 +214,7 @@ fn to_smol(d: std::time::Duration) -> sluice_tcpstack::stack::Duration {
 }
 
 /// Initial sequence numbers must not be predictable across restarts.
-fn seed() -> u64 {
+fn random_seed() -> u64 {
     let mut b = [0u8; 8];
     // SAFETY: getrandom fills the 8 bytes it is given.
     let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
