@@ -204,16 +204,16 @@ impl Dataplane {
         let mut names = Vec::new();
         for (i, l) in bootstrap.listeners.iter().enumerate() {
             let key = ListenerKey::of(l);
-            let addr = match self.bound.get(&key) {
-                Some(a) => *a,
-                None if self.stack_addresses.is_some() => {
+            let addr = match (self.bound.get(&key), &self.stack_addresses) {
+                (Some(a), _) => *a,
+                (None, Some(stack)) => {
                     // The worker listens on its stack; here only check the address is its.
-                    self.check_stack_address(l.address).map_err(|e| {
+                    stack.check(l.address).map_err(|e| {
                         ApplyError(format!("static_resources.listeners[{i}] ({}): {e}", l.name))
                     })?;
                     l.address
                 }
-                None => {
+                (None, None) => {
                     let sockets = bind_reuseport(l.address, n, l.backlog).map_err(|e| {
                         ApplyError(format!("static_resources.listeners[{i}] ({}): {e}", l.name))
                     })?;
@@ -271,28 +271,6 @@ impl Dataplane {
         Ok(version)
     }
 
-    fn check_stack_address(&self, addr: SocketAddr) -> Result<(), String> {
-        let (ours, setting) = match &self.stack_addresses {
-            Some(s) => (s.addresses.as_slice(), s.setting),
-            None => (&[][..], ""),
-        };
-        if addr.port() == 0 {
-            return Err(format!(
-                "cannot listen on {addr}: the userspace stack needs an explicit port"
-            ));
-        }
-        if !addr.ip().is_unspecified() && !ours.contains(&addr.ip()) {
-            return Err(format!(
-                "cannot listen on {addr}: not an address of the userspace stack ({setting}: {})",
-                ours.iter()
-                    .map(|a| a.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        Ok(())
-    }
-
     /// The listeners as bound now: name and actual address.
     pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
         self.current.load().bound.clone()
@@ -303,6 +281,30 @@ impl Dataplane {
 struct StackAddresses {
     addresses: Vec<std::net::IpAddr>,
     setting: &'static str,
+}
+
+impl StackAddresses {
+    /// Whether a listener may use `addr`: an explicit port, on one of the stack's addresses
+    /// (or all of them).
+    fn check(&self, addr: SocketAddr) -> Result<(), String> {
+        if addr.port() == 0 {
+            return Err(format!(
+                "cannot listen on {addr}: the userspace stack needs an explicit port"
+            ));
+        }
+        if !addr.ip().is_unspecified() && !self.addresses.contains(&addr.ip()) {
+            return Err(format!(
+                "cannot listen on {addr}: not an address of the userspace stack ({}: {})",
+                self.setting,
+                self.addresses
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The stack devices of the workers (none: kernel sockets), the workers' CPUs, the addresses.
