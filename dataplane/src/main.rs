@@ -294,17 +294,19 @@ mod control {
         Ok(rx)
     }
 
+    /// Hands a request to the main loop and waits for its answer; `None` if sluice is stopping.
+    async fn ask(
+        tx: &mpsc::Sender<Request>,
+        make: impl FnOnce(oneshot::Sender<serde_json::Value>) -> Request,
+    ) -> Option<serde_json::Value> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        tx.send(make(reply_tx)).await.ok()?;
+        reply_rx.await.ok()
+    }
+
     async fn serve(stream: tokio::net::UnixStream, tx: mpsc::Sender<Request>) {
         let (mut r, mut w) = stream.into_split();
-        let ask = |make: Box<dyn FnOnce(oneshot::Sender<serde_json::Value>) -> Request + Send>| {
-            let tx = tx.clone();
-            async move {
-                let (reply_tx, reply_rx) = oneshot::channel();
-                tx.send(make(reply_tx)).await.ok()?;
-                reply_rx.await.ok()
-            }
-        };
-        let Some(hello) = ask(Box::new(Request::Hello)).await else {
+        let Some(hello) = ask(&tx, Request::Hello).await else {
             return;
         };
         if write_message(&mut w, &hello).await.is_err() {
@@ -321,7 +323,7 @@ mod control {
                 }
             };
             let push = parse_push(&message);
-            let Some(reply) = ask(Box::new(move |t| Request::Push(push, t))).await else {
+            let Some(reply) = ask(&tx, |t| Request::Push(push, t)).await else {
                 break;
             };
             if write_message(&mut w, &reply).await.is_err() {
