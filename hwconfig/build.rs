@@ -46,14 +46,10 @@ mod dpdk {
             .header("src/dpdk/shim.h")
             .clang_args(&cflags)
             .allowlist_function("sluice_.*")
-            .allowlist_function("rte_eal_init|rte_eal_cleanup|rte_strerror|rte_socket_id")
-            .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_free")
-            .allowlist_function(
-                "rte_eth_dev_get_port_by_name|rte_eth_dev_configure|rte_eth_dev_info_get",
-            )
-            .allowlist_function("rte_eth_rx_queue_setup|rte_eth_tx_queue_setup|rte_eth_dev_start")
-            .allowlist_function("rte_eth_dev_stop|rte_eth_dev_close|rte_eth_dev_count_avail")
-            .allowlist_function("rte_eth_promiscuous_enable|rte_thread_register")
+            .allowlist_function("rte_eal_init|rte_strerror|rte_socket_id|rte_thread_register")
+            .allowlist_function("rte_pktmbuf_pool_create|rte_eth_dev_count_avail")
+            .allowlist_function("rte_eth_dev_get_port_by_name|rte_eth_dev_start")
+            .allowlist_function("rte_eth_rx_queue_setup|rte_eth_tx_queue_setup")
             .allowlist_type("sluice_port_info")
             .derive_default(true)
             .generate_comments(false)

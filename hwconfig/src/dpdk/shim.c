@@ -22,10 +22,6 @@ int sluice_errno(void) { return rte_errno; }
 
 void sluice_pktmbuf_free_bulk(struct rte_mbuf **m, unsigned int n) { rte_pktmbuf_free_bulk(m, n); }
 
-int sluice_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **m, unsigned int n) {
-    return rte_pktmbuf_alloc_bulk(mp, m, n);
-}
-
 int sluice_port_info(uint16_t port, struct sluice_port_info *out) {
     struct rte_eth_dev_info info;
     int r = rte_eth_dev_info_get(port, &info);

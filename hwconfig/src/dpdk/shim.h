@@ -17,7 +17,6 @@ uint16_t sluice_mbuf_data_len(const struct rte_mbuf *m);
 char *sluice_mbuf_append(struct rte_mbuf *m, uint16_t len);
 int sluice_errno(void);
 void sluice_pktmbuf_free_bulk(struct rte_mbuf **m, unsigned int n);
-int sluice_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **m, unsigned int n);
 
 /* What a device offers, in the few fields sluice reads. */
 struct sluice_port_info {
