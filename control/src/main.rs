@@ -1,26 +1,38 @@
 //! `sluice-control`, the control process.
 //!
-//! What exists: `sluice-control push`, which sends a set of Envoy v3 resources (listeners and
-//! clusters) to a running dataplane over its control socket (`sluice --control-socket PATH`)
-//! and prints the dataplane's answer. The dataplane applies it with the same snapshot swap a
-//! SIGHUP reload uses. The xDS client that will produce those resources from a control plane,
-//! and the kernel fallback through TAP, are not written yet; run without a command, it says so.
+//! - `sluice-control xds -c BOOTSTRAP --dataplane SOCKET`: the xDS client. It reads `node` and
+//!   `dynamic_resources` from the (Envoy v3) bootstrap, speaks ADS to the server (state of the
+//!   world or delta), and pushes what it learns to the dataplane started with
+//!   `sluice -c BOOTSTRAP --control-socket SOCKET`.
+//! - `sluice-control push --socket SOCKET -f FILE`: pushes a file's static resources once.
+
+mod dataplane_link;
+mod xds;
 
 use clap::{Parser, Subcommand};
-use serde_json::json;
-use sluice::push::{read_message, write_message};
-use std::path::PathBuf;
+use dataplane_link::DataplaneLink;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(name = "sluice-control", version, about = "sluice's control process")]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs the xDS client: resources from the xDS server are pushed to the dataplane.
+    Xds {
+        /// The Envoy v3 bootstrap: `node`, `dynamic_resources.ads_config` and the static cluster
+        /// it names (the dataplane reads the same file).
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+        /// The dataplane's control socket (`sluice --control-socket PATH`).
+        #[arg(long)]
+        dataplane: PathBuf,
+    },
     /// Pushes listeners and clusters to a dataplane and prints its answer (exit 0 if applied).
     Push {
         /// The dataplane's control socket (`sluice --control-socket PATH`).
@@ -37,58 +49,64 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(Command::Push {
-        socket,
-        file,
-        version,
-    }) = cli.command
-    else {
-        eprintln!(
-            "sluice-control: the xDS client and the kernel fallback are not implemented in this version; \
-             `sluice-control push` sends resources to a dataplane started with --control-socket, \
-             and a static bootstrap (sluice -c FILE, reloaded with SIGHUP) works as before"
-        );
-        return ExitCode::from(2);
-    };
-    match push(&socket, &file, &version) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("sluice-control push: {e}");
+            eprintln!("sluice-control: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = match cli.command {
+        Command::Xds { config, dataplane } => rt.block_on(run_xds(&config, &dataplane)),
+        Command::Push {
+            socket,
+            file,
+            version,
+        } => rt.block_on(push(&socket, &file, &version)).and_then(|applied| {
+            if applied {
+                Ok(())
+            } else {
+                Err("the dataplane refused the push".into())
+            }
+        }),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice-control: {e}");
             ExitCode::from(1)
         }
     }
 }
 
+fn read_bootstrap(path: &Path) -> Result<serde_json::Value, String> {
+    sluice::config::read_document(path).map_err(|e| e.to_string())
+}
+
+async fn run_xds(config: &Path, socket: &Path) -> Result<(), String> {
+    let doc = read_bootstrap(config)?;
+    let bootstrap = xds::bootstrap::read(&doc).map_err(|e| format!("{}: {e}", config.display()))?;
+    let statics = xds::compose::StaticResources::from_bootstrap(&doc);
+    let client = xds::state::Client::new(bootstrap.mode, statics);
+    tracing::info!(server = %bootstrap.server, dataplane = %socket.display(), "starting the xDS client");
+    xds::client::run(bootstrap, client, DataplaneLink::new(socket)).await
+}
+
 /// Sends the resources of `file`; true if the dataplane applied them.
-fn push(socket: &PathBuf, file: &PathBuf, version: &str) -> Result<bool, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let json = file.extension().is_some_and(|e| e == "json");
-    let doc =
-        sluice::config::parse_text(&text, json).map_err(|e| format!("{}: {e}", file.display()))?;
+async fn push(socket: &Path, file: &Path, version: &str) -> Result<bool, String> {
+    let doc = read_bootstrap(file)?;
     let resources = doc.get("static_resources").cloned().unwrap_or(doc);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let mut s = tokio::net::UnixStream::connect(socket)
-            .await
-            .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
-        let hello = read_message(&mut s)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("the dataplane closed the connection")?;
-        eprintln!("dataplane: {hello}");
-        let message = json!({"push": {"version": version, "static_resources": resources}});
-        write_message(&mut s, &message)
-            .await
-            .map_err(|e| e.to_string())?;
-        let reply = read_message(&mut s)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("the dataplane closed the connection without answering")?;
-        println!("{reply}");
-        Ok(reply.get("applied").is_some())
-    })
+    let mut link = DataplaneLink::new(socket);
+    let hello = link.connect().await?;
+    eprintln!("dataplane: {}", hello.message);
+    let reply = link.push_message(version, &resources).await?;
+    println!("{reply}");
+    Ok(reply.get("applied").is_some())
 }

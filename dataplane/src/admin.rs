@@ -2,6 +2,7 @@
 //! `/config_dump`, `/clusters`, `/listeners`. It runs on its own thread, away from the workers,
 //! and reads their stats shards and the current snapshot without stopping them.
 
+use crate::control_status::ControlStatus;
 use crate::runtime::snapshot::Snapshot;
 use crate::stats::Stats;
 use arc_swap::ArcSwap;
@@ -66,6 +67,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<Request<'_>>, ParseError> {
 pub struct Admin {
     pub stats: Arc<Stats>,
     pub current: Arc<ArcSwap<Snapshot>>,
+    pub control: Arc<ControlStatus>,
 }
 
 struct Response {
@@ -104,7 +106,9 @@ impl Admin {
             "/stats" | "/stats/prometheus" => Response {
                 status: 200,
                 content_type: "text/plain; version=0.0.4",
-                body: self.stats.render_prometheus() + &self.health_metrics(),
+                body: self.stats.render_prometheus()
+                    + &self.health_metrics()
+                    + &self.control.render_prometheus(),
             },
             "/config_dump" => json(&self.config_dump()),
             "/clusters" => self.clusters(want_json),
@@ -127,6 +131,8 @@ impl Admin {
             }],
             // The version the control process pushed the resources as (absent: the file's).
             "resources_version": snap.bootstrap.resources_version,
+            // The xDS client's view: each dynamic resource with its version and state.
+            "dynamic_resources": self.control.get().as_deref(),
             "bound_listeners": snap.bound.iter().map(|(n, a)| serde_json::json!({"name": n, "address": a.to_string()})).collect::<Vec<_>>(),
         })
     }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod control_status;
 pub mod fasthash;
 pub mod io;
 pub mod logging;

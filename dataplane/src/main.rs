@@ -164,6 +164,7 @@ fn serve(
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut dataplane = Dataplane::start(bootstrap, concurrency).map_err(|e| e.to_string())?;
+    let control_status = sluice::control_status::ControlStatus::new();
     if let Some(listener) = admin_listener {
         let addr = listener
             .local_addr()
@@ -173,6 +174,7 @@ fn serve(
             Admin {
                 stats: dataplane.stats(),
                 current: dataplane.current(),
+                control: control_status.clone(),
             },
         )
         .map_err(|e| format!("cannot start the admin endpoint: {e}"))?;
@@ -190,7 +192,7 @@ fn serve(
         .build()
         .map_err(|e| format!("cannot start the main event loop: {e}"))?;
     let control = match &args.control_socket {
-        Some(path) => Some(rt.block_on(async { control::listen(path) })?),
+        Some(path) => Some(rt.block_on(async { control::listen(path, control_status) })?),
         None => None,
     };
     rt.block_on(signals(config_path, io, &mut dataplane, control))
@@ -249,7 +251,9 @@ fn reload(
 mod control {
     use super::*;
     use serde_json::json;
+    use sluice::control_status::ControlStatus;
     use sluice::push::{parse_push, read_message, write_message, Push};
+    use std::sync::Arc;
     use tokio::sync::{mpsc, oneshot};
 
     pub enum Request {
@@ -261,7 +265,7 @@ mod control {
 
     /// Binds the socket (refusing one a live process answers on; replacing a stale one) and
     /// starts accepting.
-    pub fn listen(path: &Path) -> Result<Requests, String> {
+    pub fn listen(path: &Path, status: Arc<ControlStatus>) -> Result<Requests, String> {
         let what = |e: std::io::Error| format!("--control-socket {}: {e}", path.display());
         if path.exists() {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -281,7 +285,7 @@ mod control {
             loop {
                 match listener.accept().await {
                     Ok((stream, _)) => {
-                        tokio::spawn(serve(stream, tx.clone()));
+                        tokio::spawn(serve(stream, tx.clone(), status.clone()));
                     }
                     Err(e) => {
                         tracing::error!("control socket: accept failed: {e}");
@@ -304,7 +308,11 @@ mod control {
         reply_rx.await.ok()
     }
 
-    async fn serve(stream: tokio::net::UnixStream, tx: mpsc::Sender<Request>) {
+    async fn serve(
+        stream: tokio::net::UnixStream,
+        tx: mpsc::Sender<Request>,
+        status: Arc<ControlStatus>,
+    ) {
         let (mut r, mut w) = stream.into_split();
         let Some(hello) = ask(&tx, Request::Hello).await else {
             return;
@@ -322,9 +330,16 @@ mod control {
                     break;
                 }
             };
-            let push = parse_push(&message);
-            let Some(reply) = ask(&tx, |t| Request::Push(push, t)).await else {
-                break;
+            let reply = if let Some(s) = message.get("status") {
+                // The xDS client's state, for the admin endpoint; nothing to apply.
+                status.set(s.clone());
+                json!({"noted": {}})
+            } else {
+                let push = parse_push(&message);
+                let Some(reply) = ask(&tx, |t| Request::Push(push, t)).await else {
+                    break;
+                };
+                reply
             };
             if write_message(&mut w, &reply).await.is_err() {
                 break;

@@ -394,10 +394,3 @@ fn admin_endpoints() {
     s.read_to_string(&mut r).unwrap();
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
 }
-
-#[test]
-fn control_binary_says_it_is_not_implemented() {
-    let r = run_to_exit(&mut Command::new(bin_dir().join("sluice-control")));
-    assert_eq!(r.status.code(), Some(2));
-    assert!(r.stderr.contains("not implemented"), "{}", r.stderr);
-}
