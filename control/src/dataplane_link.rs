@@ -80,7 +80,11 @@ impl DataplaneLink {
     }
 
     /// Pushes a snapshot and returns the dataplane's answer as it came.
-    pub async fn push_message(&mut self, version: &str, static_resources: &Value) -> Result<Value, String> {
+    pub async fn push_message(
+        &mut self,
+        version: &str,
+        static_resources: &Value,
+    ) -> Result<Value, String> {
         self.ask(&json!({"push": {"version": version, "static_resources": static_resources}}))
             .await
     }

@@ -56,7 +56,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sluice-control: {e}");
@@ -69,13 +72,15 @@ fn main() -> ExitCode {
             socket,
             file,
             version,
-        } => rt.block_on(push(&socket, &file, &version)).and_then(|applied| {
-            if applied {
-                Ok(())
-            } else {
-                Err("the dataplane refused the push".into())
-            }
-        }),
+        } => rt
+            .block_on(push(&socket, &file, &version))
+            .and_then(|applied| {
+                if applied {
+                    Ok(())
+                } else {
+                    Err("the dataplane refused the push".into())
+                }
+            }),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

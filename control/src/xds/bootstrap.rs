@@ -22,12 +22,23 @@ fn at(path: &str, msg: impl std::fmt::Display) -> String {
 
 pub fn read(doc: &Value) -> Result<XdsBootstrap, String> {
     let node = doc.get("node").cloned().unwrap_or(Value::Null);
-    if node.get("id").and_then(Value::as_str).unwrap_or("").is_empty() {
-        return Err(at("node.id", "required: the xDS server tells its clients apart by it"));
+    if node
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .is_empty()
+    {
+        return Err(at(
+            "node.id",
+            "required: the xDS server tells its clients apart by it",
+        ));
     }
-    let dynamic = doc
-        .get("dynamic_resources")
-        .ok_or_else(|| at("dynamic_resources", "required: it says where the xDS server is"))?;
+    let dynamic = doc.get("dynamic_resources").ok_or_else(|| {
+        at(
+            "dynamic_resources",
+            "required: it says where the xDS server is",
+        )
+    })?;
     let ads = dynamic.get("ads_config").ok_or_else(|| {
         at(
             "dynamic_resources.ads_config",
@@ -44,7 +55,11 @@ pub fn read(doc: &Value) -> Result<XdsBootstrap, String> {
             }
         }
     }
-    let mode = match ads.get("api_type").and_then(Value::as_str).unwrap_or("GRPC") {
+    let mode = match ads
+        .get("api_type")
+        .and_then(Value::as_str)
+        .unwrap_or("GRPC")
+    {
         "GRPC" | "AGGREGATED_GRPC" => Mode::StateOfTheWorld,
         "DELTA_GRPC" | "AGGREGATED_DELTA_GRPC" => Mode::Delta,
         other => {
@@ -62,9 +77,12 @@ pub fn read(doc: &Value) -> Result<XdsBootstrap, String> {
             ));
         }
     }
-    let service = ads
-        .pointer("/grpc_services/0")
-        .ok_or_else(|| at("dynamic_resources.ads_config.grpc_services", "name one gRPC service"))?;
+    let service = ads.pointer("/grpc_services/0").ok_or_else(|| {
+        at(
+            "dynamic_resources.ads_config.grpc_services",
+            "name one gRPC service",
+        )
+    })?;
     let cluster = service
         .pointer("/envoy_grpc/cluster_name")
         .and_then(Value::as_str)
@@ -103,16 +121,28 @@ fn server_address(doc: &Value, name: &str) -> Result<(String, Duration), String>
     let path = format!("static_resources.clusters[{i}]");
     let socket = cluster
         .pointer("/load_assignment/endpoints/0/lb_endpoints/0/endpoint/address/socket_address")
-        .ok_or_else(|| at(&path, "the xDS server's cluster needs an endpoint with a socket_address"))?;
+        .ok_or_else(|| {
+            at(
+                &path,
+                "the xDS server's cluster needs an endpoint with a socket_address",
+            )
+        })?;
     let host = socket.get("address").and_then(Value::as_str).unwrap_or("");
-    let port = socket.get("port_value").and_then(Value::as_u64).unwrap_or(0);
+    let port = socket
+        .get("port_value")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     if host.is_empty() || port == 0 || port > 65535 {
-        return Err(at(&path, "the xDS server's endpoint needs an address and a port_value"));
+        return Err(at(
+            &path,
+            "the xDS server's endpoint needs an address and a port_value",
+        ));
     }
     let timeout = match cluster.get("connect_timeout") {
         Some(t) => {
             let node = sluice::config::reader::Node::root(t);
-            sluice::config::duration::parse_duration(node).map_err(|e| at(&format!("{path}.connect_timeout"), e))?
+            sluice::config::duration::parse_duration(node)
+                .map_err(|e| at(&format!("{path}.connect_timeout"), e))?
         }
         None => Duration::from_secs(5),
     };
@@ -153,13 +183,28 @@ mod tests {
 
     #[test]
     fn mistakes_name_their_path() {
-        let cases: Vec<(fn(&mut Value), &str)> = vec![
+        type Change = fn(&mut Value);
+        let cases: Vec<(Change, &str)> = vec![
             (|d| d["node"]["id"] = json!(""), "node.id: required"),
-            (|d| d["dynamic_resources"]["ads_config"]["api_type"] = json!("REST"), "api_type: \"REST\""),
-            (|d| d["dynamic_resources"]["lds_config"] = json!({"path": "/x"}), "dynamic_resources.lds_config: only"),
-            (|d| d["dynamic_resources"]["ads_config"]["grpc_services"][0]["envoy_grpc"]["cluster_name"] = json!("nope"),
-             "no static cluster is named \"nope\""),
-            (|d| d["static_resources"]["clusters"][0]["connect_timeout"] = json!("soon"), "static_resources.clusters[0].connect_timeout"),
+            (
+                |d| d["dynamic_resources"]["ads_config"]["api_type"] = json!("REST"),
+                "api_type: \"REST\"",
+            ),
+            (
+                |d| d["dynamic_resources"]["lds_config"] = json!({"path": "/x"}),
+                "dynamic_resources.lds_config: only",
+            ),
+            (
+                |d| {
+                    d["dynamic_resources"]["ads_config"]["grpc_services"][0]["envoy_grpc"]
+                        ["cluster_name"] = json!("nope")
+                },
+                "no static cluster is named \"nope\"",
+            ),
+            (
+                |d| d["static_resources"]["clusters"][0]["connect_timeout"] = json!("soon"),
+                "static_resources.clusters[0].connect_timeout",
+            ),
         ];
         for (change, expected) in cases {
             let mut d = doc();

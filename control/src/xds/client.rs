@@ -172,7 +172,16 @@ pub async fn run(
     let mut backoff = BACKOFF_FIRST;
     sync_dataplane(&mut dataplane, &mut client, &conn).await;
     loop {
-        match session(&bootstrap, &node, &mut client, &mut dataplane, &mut conn, &mut backoff).await {
+        match session(
+            &bootstrap,
+            &node,
+            &mut client,
+            &mut dataplane,
+            &mut conn,
+            &mut backoff,
+        )
+        .await
+        {
             Ok(()) => tracing::warn!(server = %conn.server, "the xDS server ended the stream"),
             Err(e) => {
                 tracing::warn!(server = %conn.server, "xDS: {e}");
@@ -225,7 +234,9 @@ async fn sync_dataplane(dataplane: &mut DataplaneLink, client: &mut Client, conn
                         tracing::info!(theirs = ?hello.version, ours = %ours, "giving the dataplane the current snapshot");
                         match dataplane.push(&ours, &snapshot.static_resources).await {
                             Ok(Ok(())) => client.set_applied(snapshot, ours),
-                            Ok(Err(e)) => tracing::error!("the dataplane refused the current snapshot: {e}"),
+                            Ok(Err(e)) => {
+                                tracing::error!("the dataplane refused the current snapshot: {e}")
+                            }
                             Err(e) => {
                                 tracing::warn!("{e}");
                                 continue;

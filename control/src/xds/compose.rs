@@ -54,7 +54,8 @@ impl StaticResources {
             Kind::Cluster => &self.clusters,
             _ => return false,
         };
-        list.iter().any(|r| r.get("name").and_then(Value::as_str) == Some(name))
+        list.iter()
+            .any(|r| r.get("name").and_then(Value::as_str) == Some(name))
     }
 }
 
@@ -73,7 +74,9 @@ pub struct Snapshot {
 pub fn wanted_names(resources: &Resources, kind: Kind) -> BTreeSet<String> {
     let all = |k: Kind| resources.get(&k).into_iter().flat_map(|m| m.values());
     match kind {
-        Kind::Endpoint => all(Kind::Cluster).filter_map(|c| eds_name(&c.json)).collect(),
+        Kind::Endpoint => all(Kind::Cluster)
+            .filter_map(|c| eds_name(&c.json))
+            .collect(),
         Kind::Route => all(Kind::Listener)
             .flat_map(|l| rds_names(&l.json))
             .collect(),
@@ -126,7 +129,12 @@ fn cluster_refs(json: &Value, out: &mut BTreeSet<String>) {
                         out.insert(name.clone());
                     }
                     ("weighted_clusters", w) => {
-                        for c in w.get("clusters").and_then(Value::as_array).into_iter().flatten() {
+                        for c in w
+                            .get("clusters")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
                             if let Some(name) = c.get("name").and_then(Value::as_str) {
                                 out.insert(name.to_string());
                             }
@@ -185,7 +193,11 @@ impl<'a> Composer<'a> {
                 cla
             }
             None if validation_view => json!({"cluster_name": service}),
-            None => return Err(format!("its endpoints (cluster load assignment \"{service}\")")),
+            None => {
+                return Err(format!(
+                    "its endpoints (cluster load assignment \"{service}\")"
+                ))
+            }
         };
         map.insert("load_assignment".into(), assignment);
         Ok(out)
@@ -195,7 +207,10 @@ impl<'a> Composer<'a> {
     fn listener(&self, l: &Value, validation_view: bool) -> Result<Value, String> {
         let mut out = l.clone();
         for filter in filters_mut(&mut out) {
-            let Some(typed) = filter.get_mut("typed_config").and_then(Value::as_object_mut) else {
+            let Some(typed) = filter
+                .get_mut("typed_config")
+                .and_then(Value::as_object_mut)
+            else {
                 continue;
             };
             let Some(rds) = typed.remove("rds") else {
@@ -219,6 +234,10 @@ impl<'a> Composer<'a> {
 }
 
 /// Composes what the dataplane is given. Resources not ready keep their previous version in use.
+///
+/// A cluster removed while a listener in use still sends to it stays in use (its last version)
+/// until that listener changes or goes: servers may remove a cluster before the listener that
+/// uses it, and the listener should not close its port meanwhile.
 pub fn snapshot(
     resources: &Resources,
     statics: &StaticResources,
@@ -229,21 +248,29 @@ pub fn snapshot(
         let composed = c.cluster(&r.json, false);
         c.use_or_keep(Kind::Cluster, name, composed);
     }
-    let usable: BTreeSet<String> = c
-        .clusters
-        .iter()
-        .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
-        .collect();
     for (name, r) in c.dynamic(Kind::Listener) {
-        let composed = c.listener(&r.json, false).and_then(|l| {
-            let mut refs = BTreeSet::new();
-            cluster_refs(&l, &mut refs);
-            match refs.iter().find(|r| !usable.contains(*r)) {
-                Some(missing) => Err(format!("cluster \"{missing}\"")),
-                None => Ok(l),
+        let composed = c.listener(&r.json, false);
+        let key = (Kind::Listener, name.clone());
+        let kept = previous.and_then(|p| p.in_use.get(&key));
+        // The new version if it is ready and its clusters are there; else the version in use,
+        // if its clusters are still there.
+        let chosen = match composed.and_then(|l| c.clusters_for(&l).map(|extra| (l, extra))) {
+            Ok(ready) => Some(ready),
+            Err(waiting_for) => {
+                c.warming
+                    .insert(key.clone(), format!("waiting for {waiting_for}"));
+                kept.and_then(|l| c.clusters_for(l).ok().map(|extra| (l.clone(), extra)))
             }
-        });
-        c.use_or_keep(Kind::Listener, name, composed);
+        };
+        if let Some((json, extra)) = chosen {
+            for (cluster, cluster_json) in extra {
+                c.in_use
+                    .insert((Kind::Cluster, cluster.clone()), cluster_json.clone());
+                c.push(Kind::Cluster, &cluster, cluster_json);
+            }
+            c.in_use.insert(key, json.clone());
+            c.push(Kind::Listener, name, json);
+        }
     }
     c.finish()
 }
@@ -265,6 +292,30 @@ impl<'a> Composer<'a> {
             in_use: BTreeMap::new(),
             warming: BTreeMap::new(),
         }
+    }
+
+    fn cluster_names(&self) -> BTreeSet<String> {
+        self.clusters
+            .iter()
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+            .collect()
+    }
+
+    /// The clusters `listener` sends to that are not in the document yet but were in use
+    /// before (removed since); `Err` names one that is nowhere.
+    fn clusters_for(&self, listener: &Value) -> Result<Vec<(String, Value)>, String> {
+        let mut refs = BTreeSet::new();
+        cluster_refs(listener, &mut refs);
+        let have = self.cluster_names();
+        let mut extra = Vec::new();
+        for name in refs.difference(&have) {
+            let key = (Kind::Cluster, name.clone());
+            match self.previous.and_then(|p| p.in_use.get(&key)) {
+                Some(json) => extra.push((name.clone(), json.clone())),
+                None => return Err(format!("cluster \"{name}\"")),
+            }
+        }
+        Ok(extra)
     }
 
     fn push(&mut self, kind: Kind, name: &str, json: Value) {
@@ -289,7 +340,8 @@ impl<'a> Composer<'a> {
         let chosen = match composed {
             Ok(json) => Some(json),
             Err(waiting_for) => {
-                self.warming.insert(key.clone(), format!("waiting for {waiting_for}"));
+                self.warming
+                    .insert(key.clone(), format!("waiting for {waiting_for}"));
                 self.previous.and_then(|p| p.in_use.get(&key)).cloned()
             }
         };
@@ -337,11 +389,7 @@ pub fn validate(resources: &Resources, statics: &StaticResources) -> Result<(), 
     }
     // Clusters nobody has sent yet are not an error (the listener warms); stand-ins let the
     // reader check the rest of the listener.
-    let known: BTreeSet<String> = c
-        .clusters
-        .iter()
-        .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
-        .collect();
+    let known = c.cluster_names();
     let stand_ins: Vec<Value> = refs
         .difference(&known)
         .map(|name| json!({"name": name}))
@@ -433,30 +481,75 @@ mod tests {
         let s = snapshot(&r, &statics, None);
         assert_eq!(names(&s.static_resources["clusters"]), Vec::<&str>::new());
         assert_eq!(names(&s.static_resources["listeners"]), Vec::<&str>::new());
-        assert!(s.warming[&(Kind::Cluster, "web".into())].contains("cluster load assignment \"web\""));
+        assert!(
+            s.warming[&(Kind::Cluster, "web".into())].contains("cluster load assignment \"web\"")
+        );
         assert!(s.warming[&(Kind::Listener, "in".into())].contains("cluster \"web\""));
         validate(&r, &statics).unwrap();
 
         let mut r2 = r.clone();
-        r2.entry(Kind::Endpoint).or_default().insert("web".into(), res(cla("web", 9000)));
+        r2.entry(Kind::Endpoint)
+            .or_default()
+            .insert("web".into(), res(cla("web", 9000)));
         let s2 = snapshot(&r2, &statics, Some(&s));
         assert!(s2.warming.is_empty());
         let clusters = &s2.static_resources["clusters"];
         assert_eq!(clusters[0]["type"], "STATIC");
-        assert_eq!(clusters[0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"], 9000);
+        assert_eq!(
+            clusters[0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+                ["address"]["socket_address"]["port_value"],
+            9000
+        );
         assert!(clusters[0].get("eds_cluster_config").is_none());
         assert_eq!(names(&s2.static_resources["listeners"]), vec!["in"]);
-        sluice::config::bootstrap::parse_bootstrap(&json!({"static_resources": s2.static_resources})).unwrap();
+        sluice::config::bootstrap::parse_bootstrap(
+            &json!({"static_resources": s2.static_resources}),
+        )
+        .unwrap();
 
         // A newer version of the cluster that waits for another assignment: the old one serves on.
         let mut r3 = r2.clone();
         let mut moved = eds_cluster("web");
         moved["eds_cluster_config"]["service_name"] = json!("web-v2");
-        r3.get_mut(&Kind::Cluster).unwrap().insert("web".into(), res(moved));
+        r3.get_mut(&Kind::Cluster)
+            .unwrap()
+            .insert("web".into(), res(moved));
         let s3 = snapshot(&r3, &statics, Some(&s2));
-        assert_eq!(s3.static_resources["clusters"], s2.static_resources["clusters"]);
+        assert_eq!(
+            s3.static_resources["clusters"],
+            s2.static_resources["clusters"]
+        );
         assert!(s3.warming.contains_key(&(Kind::Cluster, "web".into())));
-        assert_eq!(wanted_names(&r3, Kind::Endpoint), BTreeSet::from(["web-v2".to_string()]));
+        assert_eq!(
+            wanted_names(&r3, Kind::Endpoint),
+            BTreeSet::from(["web-v2".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_cluster_removed_before_its_listener_stays_until_the_listener_goes() {
+        let statics = StaticResources::default();
+        let r = set(vec![
+            (Kind::Cluster, "web", eds_cluster("web")),
+            (Kind::Endpoint, "web", cla("web", 9000)),
+            (Kind::Listener, "in", tcp_listener("in", 8080, "web")),
+        ]);
+        let s = snapshot(&r, &statics, None);
+        let mut without_cluster = r.clone();
+        without_cluster.remove(&Kind::Cluster);
+        let s2 = snapshot(&without_cluster, &statics, Some(&s));
+        assert_eq!(s2.static_resources, s.static_resources);
+        sluice::config::bootstrap::parse_bootstrap(
+            &json!({"static_resources": s2.static_resources}),
+        )
+        .unwrap();
+        let mut neither = without_cluster.clone();
+        neither.remove(&Kind::Listener);
+        let s3 = snapshot(&neither, &statics, Some(&s2));
+        assert_eq!(
+            s3.static_resources,
+            json!({"listeners": [], "clusters": []})
+        );
     }
 
     #[test]
@@ -476,7 +569,11 @@ mod tests {
             listeners: vec![],
             clusters: vec![json!({"name": "web"})],
         };
-        let e = validate(&set(vec![(Kind::Cluster, "web", eds_cluster("web"))]), &statics).unwrap_err();
+        let e = validate(
+            &set(vec![(Kind::Cluster, "web", eds_cluster("web"))]),
+            &statics,
+        )
+        .unwrap_err();
         assert!(e.contains("static cluster of that name"), "{e}");
     }
 }

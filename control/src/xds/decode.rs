@@ -90,7 +90,11 @@ fn whole_numbers(json: serde_json::Value) -> serde_json::Value {
             }
             _ => Value::Number(n),
         },
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, whole_numbers(v))).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, whole_numbers(v)))
+                .collect(),
+        ),
         Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
         other => other,
     }
@@ -160,7 +164,11 @@ mod tests {
 
     #[test]
     fn garbage_and_unknown_types_are_errors() {
-        assert!(to_json(CLUSTER, &[0xff, 0xff, 0xff]).unwrap_err().contains("not a valid envoy.config.cluster.v3.Cluster"));
-        assert!(to_json("type.googleapis.com/foo.Bar", &[]).unwrap_err().contains("does not know"));
+        assert!(to_json(CLUSTER, &[0xff, 0xff, 0xff])
+            .unwrap_err()
+            .contains("not a valid envoy.config.cluster.v3.Cluster"));
+        assert!(to_json("type.googleapis.com/foo.Bar", &[])
+            .unwrap_err()
+            .contains("does not know"));
     }
 }

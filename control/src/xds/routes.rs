@@ -64,7 +64,10 @@ fn virtual_host(h: &Value) -> Result<Value, String> {
 fn route(r: &Value) -> Result<Value, String> {
     let mut out = r.as_object().ok_or("expected an object")?.clone();
     if let Some(m) = out.remove("match") {
-        out.insert("match".into(), route_match(&m).map_err(|e| format!("match.{e}"))?);
+        out.insert(
+            "match".into(),
+            route_match(&m).map_err(|e| format!("match.{e}"))?,
+        );
     }
     Ok(Value::Object(out))
 }
@@ -119,7 +122,10 @@ mod tests {
         let out = rpc_route_config(&rc).unwrap();
         let vh = &out["virtual_hosts"][0];
         assert_eq!(vh["services"], json!(["com.example.HelloService:1.0"]));
-        assert_eq!(vh["routes"][0]["match"]["method"], json!({"exact": "sayHello"}));
+        assert_eq!(
+            vh["routes"][0]["match"]["method"],
+            json!({"exact": "sayHello"})
+        );
         assert_eq!(vh["routes"][0]["match"]["headers"][0]["name"], "zone");
         assert_eq!(vh["routes"][0]["route"]["timeout"], "3s");
         assert_eq!(vh["routes"][1]["match"]["method"], json!({"prefix": "say"}));
@@ -136,7 +142,9 @@ mod tests {
         );
         let rc = json!({"virtual_hosts": [{"name": "v", "domains": ["*"],
             "routes": [{"match": {"path": "sayHello"}, "route": {"cluster": "a"}}]}]});
-        assert!(rpc_route_config(&rc).unwrap_err().contains("\"/\" then the method"));
+        assert!(rpc_route_config(&rc)
+            .unwrap_err()
+            .contains("\"/\" then the method"));
         assert!(rpc_route_config(&json!({"request_headers_to_add": []})).is_err());
     }
 }

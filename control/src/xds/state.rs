@@ -112,7 +112,6 @@ impl Pending {
     pub fn static_resources(&self) -> &serde_json::Value {
         &self.snapshot.static_resources
     }
-
 }
 
 pub struct Client {
@@ -144,7 +143,10 @@ impl Client {
             mode,
             statics,
             resources: Resources::new(),
-            types: Kind::ALL.into_iter().map(|k| (k, TypeState::default())).collect(),
+            types: Kind::ALL
+                .into_iter()
+                .map(|k| (k, TypeState::default()))
+                .collect(),
             applied: None,
             pushed_version: None,
             initialized: false,
@@ -183,7 +185,11 @@ impl Client {
         if self.resources.values().all(|m| m.is_empty()) {
             return None;
         }
-        Some(compose::snapshot(&self.resources, &self.statics, self.applied.as_ref()))
+        Some(compose::snapshot(
+            &self.resources,
+            &self.statics,
+            self.applied.as_ref(),
+        ))
     }
 
     pub fn set_applied(&mut self, snapshot: Snapshot, version: String) {
@@ -284,16 +290,31 @@ impl Client {
 
     pub fn receive(&mut self, response: Response) -> Step {
         let Some(kind) = Kind::from_type_url(&response.type_url) else {
-            tracing::warn!("xDS: ignoring a response of type {}, which sluice did not ask for", response.type_url);
+            tracing::warn!(
+                "xDS: ignoring a response of type {}, which sluice did not ask for",
+                response.type_url
+            );
             return Step::Reply(Vec::new());
         };
         self.types.get_mut(&kind).expect("kind").counters.updates += 1;
         let candidate = match self.candidate(kind, &response) {
             Ok(c) => c,
-            Err(e) => return Step::Reply(vec![self.nack(kind, &response.version_info, &response.nonce, e)]),
+            Err(e) => {
+                return Step::Reply(vec![self.nack(
+                    kind,
+                    &response.version_info,
+                    &response.nonce,
+                    e,
+                )])
+            }
         };
         if let Err(e) = compose::validate(&candidate, &self.statics) {
-            return Step::Reply(vec![self.nack(kind, &response.version_info, &response.nonce, e)]);
+            return Step::Reply(vec![self.nack(
+                kind,
+                &response.version_info,
+                &response.nonce,
+                e,
+            )]);
         }
         let initializing = !self.initialized;
         self.responded.insert(kind);
@@ -345,11 +366,13 @@ impl Client {
                     incoming.type_url, response.type_url
                 ));
             }
-            let json = decode::to_json(&incoming.type_url, &incoming.bytes)
-                .map_err(|e| match &incoming.name {
-                    Some(n) => format!("{} \"{n}\": {e}", kind.noun()),
-                    None => format!("a {}: {e}", kind.noun()),
-                })?;
+            let json =
+                decode::to_json(&incoming.type_url, &incoming.bytes).map_err(
+                    |e| match &incoming.name {
+                        Some(n) => format!("{} \"{n}\": {e}", kind.noun()),
+                        None => format!("a {}: {e}", kind.noun()),
+                    },
+                )?;
             let name = kind
                 .name_of(&json)
                 .filter(|n| !n.is_empty())
@@ -412,7 +435,12 @@ impl Client {
     pub fn finish(&mut self, pending: Pending, outcome: Result<(), String>) -> Vec<Request> {
         if let Err(e) = outcome {
             let (kind, version, nonce) = (pending.kind, pending.version_info, pending.nonce);
-            return vec![self.nack(kind, &version, &nonce, format!("the dataplane refused it: {e}"))];
+            return vec![self.nack(
+                kind,
+                &version,
+                &nonce,
+                format!("the dataplane refused it: {e}"),
+            )];
         }
         self.commit(pending, true)
     }

@@ -28,7 +28,13 @@ pub fn parse_bootstrap(doc: &serde_json::Value) -> Result<Bootstrap> {
     let root = Node::root(doc);
     root.expect_fields(
         // dynamic_resources is sluice-control's (the xDS client reads the same file).
-        &["admin", "static_resources", "node", "sluice", "dynamic_resources"],
+        &[
+            "admin",
+            "static_resources",
+            "node",
+            "sluice",
+            "dynamic_resources",
+        ],
         &[
             "cluster_manager",
             "layered_runtime",
