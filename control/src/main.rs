@@ -6,11 +6,9 @@
 //!   `sluice -c BOOTSTRAP --control-socket SOCKET`.
 //! - `sluice-control push --socket SOCKET -f FILE`: pushes a file's static resources once.
 
-mod dataplane_link;
-mod xds;
-
 use clap::{Parser, Subcommand};
-use dataplane_link::DataplaneLink;
+use sluice_control::dataplane_link::DataplaneLink;
+use sluice_control::xds;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -1,0 +1,6 @@
+//! sluice's control process as a library: the xDS client (`xds`) and the link to a dataplane's
+//! control socket (`dataplane_link`). The binary `sluice-control` is in main.rs; the fuzz
+//! targets drive `xds::state` directly.
+
+pub mod dataplane_link;
+pub mod xds;
