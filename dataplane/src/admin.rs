@@ -127,12 +127,12 @@ impl Admin {
             "configs": [{
                 "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
                 "version_info": snap.version.to_string(),
-                "bootstrap": snap.bootstrap.source,
+                "bootstrap": serde_json::from_str::<serde_json::Value>(&snap.bootstrap.source).ok(),
             }],
             // The version the control process pushed the resources as (absent: the file's).
             "resources_version": snap.bootstrap.resources_version,
             // The xDS client's view: each dynamic resource with its version and state.
-            "dynamic_resources": self.control.get().as_deref(),
+            "dynamic_resources": self.control.get(),
             "bound_listeners": snap.bound.iter().map(|(n, a)| serde_json::json!({"name": n, "address": a.to_string()})).collect::<Vec<_>>(),
         })
     }

@@ -10,26 +10,53 @@ use std::sync::Arc;
 
 /// The last status the control process gave; empty before it gives one.
 #[derive(Default)]
-pub struct ControlStatus(ArcSwapOption<Value>);
+pub struct ControlStatus(ArcSwapOption<Held>);
+
+struct Held {
+    /// Everything but the resource list.
+    summary: Value,
+    /// The resource list as compact JSON text: with tens of thousands of resources, a
+    /// `serde_json::Value` of it would weigh more than the clusters themselves.
+    resources: String,
+}
 
 impl ControlStatus {
     pub fn new() -> Arc<ControlStatus> {
         Arc::new(ControlStatus::default())
     }
 
-    pub fn set(&self, status: Value) {
-        self.0.store(Some(Arc::new(status)));
+    /// Takes a status. Its `resources` (the entries /config_dump shows) may be JSON text in a
+    /// string, which is kept as it is: sluice-control sends it so, and ten thousand entries
+    /// never become a tree here. `/stats` reads `resource_counts`.
+    pub fn set(&self, mut status: Value) {
+        let resources = match status.as_object_mut().and_then(|m| m.remove("resources")) {
+            Some(Value::String(text)) => text,
+            Some(v) => v.to_string(),
+            None => "null".into(),
+        };
+        self.0.store(Some(Arc::new(Held {
+            summary: status,
+            resources,
+        })));
     }
 
-    pub fn get(&self) -> Option<Arc<Value>> {
-        self.0.load_full()
+    /// The whole status, for /config_dump.
+    pub fn get(&self) -> Option<Value> {
+        let held = self.0.load_full()?;
+        let mut status = held.summary.clone();
+        if let Some(map) = status.as_object_mut() {
+            let resources = serde_json::from_str(&held.resources).unwrap_or(Value::Null);
+            map.insert("resources".into(), resources);
+        }
+        Some(status)
     }
 
     /// The xDS families in Prometheus text; nothing before a control process reported.
     pub fn render_prometheus(&self) -> String {
-        let Some(status) = self.get() else {
+        let Some(held) = self.0.load_full() else {
             return String::new();
         };
+        let status = &held.summary;
         let mut out = String::new();
         let number = |v: &Value, key: &str| v.get(key).and_then(Value::as_u64).unwrap_or(0);
         let gauges = [
@@ -69,11 +96,13 @@ impl ControlStatus {
             }
         }
         let _ = writeln!(out, "# TYPE sluice_xds_resources gauge");
-        let resources = status["resources"].as_object().cloned().unwrap_or_default();
-        for (t, list) in &resources {
-            let list = list.as_array().map(Vec::as_slice).unwrap_or_default();
+        let counts = status["resource_counts"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for (t, c) in &counts {
             for state in ["active", "warming"] {
-                let n = list.iter().filter(|r| r["state"] == state).count();
+                let n = number(c, state);
                 let _ = writeln!(
                     out,
                     "sluice_xds_resources{{type=\"{t}\",state=\"{state}\"}} {n}"
@@ -93,10 +122,14 @@ mod tests {
     fn counters_and_resource_states_render() {
         let s = ControlStatus::default();
         assert_eq!(s.render_prometheus(), "");
-        s.set(json!({"connected": true, "initialized": true, "connects": 2, "disconnects": 1,
+        s.set(
+            json!({"connected": true, "initialized": true, "connects": 2, "disconnects": 1,
             "types": {"cds": {"updates": 3, "acks": 2, "nacks": 1}},
-            "resources": {"cds": [{"name": "a", "state": "active"}, {"name": "b", "state": "warming"}]}}));
+            "resource_counts": {"cds": {"active": 1, "warming": 1}},
+            "resources": "{\"cds\": [{\"name\": \"a\"}, {\"name\": \"b\"}]}"}),
+        );
         let text = s.render_prometheus();
+        assert_eq!(s.get().unwrap()["resources"]["cds"][1]["name"], "b");
         for line in [
             "sluice_xds_connected 1",
             "sluice_xds_disconnects_total 1",

@@ -7,6 +7,7 @@ pub mod control_status;
 pub mod fasthash;
 pub mod io;
 pub mod logging;
+pub mod memory;
 pub mod protocol;
 pub mod proxy;
 pub mod push;

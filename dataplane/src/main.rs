@@ -127,7 +127,9 @@ fn load(
         let Some(map) = doc.as_object_mut() else {
             return Err("the config file is not a mapping".into());
         };
-        map.insert("static_resources".into(), push.static_resources.clone());
+        let resources = serde_json::from_str(&push.static_resources)
+            .map_err(|e| format!("the pushed resources: {e}"))?;
+        map.insert("static_resources".into(), resources);
     }
     let mut b = config::bootstrap::parse_bootstrap(&doc).map_err(|e| e.to_string())?;
     if let Some(io) = io {
@@ -164,6 +166,7 @@ fn serve(
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let mut dataplane = Dataplane::start(bootstrap, concurrency).map_err(|e| e.to_string())?;
+    sluice::memory::release_freed();
     let control_status = sluice::control_status::ControlStatus::new();
     if let Some(listener) = admin_listener {
         let addr = listener
@@ -237,6 +240,7 @@ fn reload(
     let stats = dataplane.stats();
     stats.server.config_reloads_total.inc();
     let result = load(path, io, pushed).and_then(|b| dataplane.apply(b).map_err(|e| e.to_string()));
+    sluice::memory::release_freed();
     match result {
         Ok(version) => tracing::info!(version, file = %path.display(), "config reloaded"),
         Err(e) => {
@@ -336,6 +340,7 @@ mod control {
                 json!({"noted": {}})
             } else {
                 let push = parse_push(&message);
+                drop(message);
                 let Some(reply) = ask(&tx, |t| Request::Push(push, t)).await else {
                     break;
                 };
@@ -390,6 +395,7 @@ mod control {
                     }
                 };
                 let _ = reply.send(message);
+                sluice::memory::release_freed();
             }
         }
     }

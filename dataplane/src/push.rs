@@ -4,7 +4,8 @@
 //! On connect the dataplane says `{"hello": {"version": V|null, "config_version": N}}`: the
 //! resources version it last applied from a push (so a control process that restarts can tell
 //! what the dataplane serves and resync), and its internal config version. The control process
-//! sends `{"push": {"version": V, "static_resources": {...Envoy v3 listeners and clusters...}}}`;
+//! sends `{"push": {"version": V, "static_resources": {...Envoy v3 listeners and clusters...}}}`
+//! (or the resources as JSON text in a string);
 //! the dataplane lays the resources over its bootstrap file, validates and applies them with
 //! the same operation as a reload, and answers `{"applied": {"version": V, "config_version": N}}`
 //! or `{"rejected": {"version": V, "error": "..."}}` (the previous config keeps serving).
@@ -76,10 +77,12 @@ pub async fn write_message<W: AsyncWrite + Unpin>(
     w.flush().await
 }
 
-/// A push, as the dataplane reads it.
+/// A push, as the dataplane reads it. The resources are kept as compact JSON text: a reload
+/// lays them over the file again, and tens of thousands of clusters as a `serde_json::Value`
+/// would take several times the memory of everything built from them.
 pub struct Push {
     pub version: String,
-    pub static_resources: serde_json::Value,
+    pub static_resources: std::sync::Arc<str>,
 }
 
 /// Reads a `push` message; the error says what is wrong with it.
@@ -92,11 +95,17 @@ pub fn parse_push(message: &serde_json::Value) -> Result<Push, String> {
         .and_then(|v| v.as_str())
         .ok_or("push.version: required, a string")?
         .to_string();
-    let static_resources = push
-        .get("static_resources")
-        .filter(|r| r.is_object())
-        .ok_or("push.static_resources: required, an object")?
-        .clone();
+    // An object, or the same as JSON text in a string (what sluice-control sends: the dataplane
+    // then never holds the whole set as a tree more than once).
+    let static_resources: std::sync::Arc<str> = match push.get("static_resources") {
+        Some(r) if r.is_object() => r.to_string().into(),
+        Some(serde_json::Value::String(text))
+            if serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v.is_object()) =>
+        {
+            text.as_str().into()
+        }
+        _ => return Err("push.static_resources: required, an object".into()),
+    };
     Ok(Push {
         version,
         static_resources,

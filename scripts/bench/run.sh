@@ -6,6 +6,7 @@
 #   scripts/bench/run.sh bolt [--runs N] [--seconds S] [--shapes 50x20,500x2]
 #   scripts/bench/run.sh stack [--runs N] [--seconds S] [--parts a,b,c] [--tap-mtus 1500,65521]
 #   scripts/bench/run.sh dpdk [--runs N] [--seconds S] [--parts a,b]   (root; DPDK on vdevs)
+#   scripts/bench/run.sh xds [--runs N] [--clusters N]   (clusters over ADS: time to apply, memory)
 #
 # Results (medians of the runs, and the proxy's CPU time per GB read from /proc) are printed and
 # written into docs/benchmarks.md together with a description of the machine.
@@ -13,7 +14,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 scenario=${1:-}
-[ -n "$scenario" ] || { echo "usage: $0 SCENARIO [--runs N] [--seconds S]   (scenarios: tcp, bolt, stack, dpdk)" >&2; exit 2; }
+[ -n "$scenario" ] || { echo "usage: $0 SCENARIO [--runs N] [--seconds S]   (scenarios: tcp, bolt, stack, dpdk, xds)" >&2; exit 2; }
 shift
 
 case "$scenario" in
@@ -38,5 +39,10 @@ case "$scenario" in
       --features sluice-dataplane/dpdk,sluice-benchtools/dpdk)
     exec python3 "$here/dpdk.py" --root "$root" "$@"
     ;;
-  *) echo "unknown scenario '$scenario' (known: tcp, bolt, stack, dpdk)" >&2; exit 2 ;;
+  xds)
+    "$root/scripts/setup/deps.sh" test >/dev/null
+    (cd "$root" && cargo build --release --bin sluice --bin sluice-control)
+    exec python3 "$here/xds.py" --root "$root" "$@"
+    ;;
+  *) echo "unknown scenario '$scenario' (known: tcp, bolt, stack, dpdk, xds)" >&2; exit 2 ;;
 esac

@@ -55,14 +55,29 @@ fn rpc_routes() -> Value {
 }
 
 /// The names and versions sluice reports, in the form `Envoy::dynamic` gives Envoy's.
+/// For endpoints, whose version Envoy does not report, both give the endpoints' ports: sluice's
+/// from the clusters it serves (where EDS has been laid in).
 fn sluice_dynamic(s: &SluiceXds) -> Vec<(String, String, String)> {
     let d = s.dynamic();
+    let (_, dump) = s.sluice.get("/config_dump");
+    let dump: Value = serde_json::from_str(&dump).unwrap();
+    let served = dump["configs"][0]["bootstrap"]["static_resources"]["clusters"].clone();
+    let served_ports = |name: &str| {
+        let cluster = served
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_default();
+        endpoint_ports(&cluster["load_assignment"])
+    };
     let mut out = Vec::new();
     for short in ["cds", "eds", "lds", "rds"] {
         for r in d["resources"][short].as_array().into_iter().flatten() {
             assert_eq!(r["state"], "active", "{r}");
             let version = match short {
-                "eds" => endpoint_ports(&r["resource"]),
+                "eds" => served_ports(r["name"].as_str().unwrap()),
                 _ => r["version_info"].as_str().unwrap().to_string(),
             };
             out.push((

@@ -331,7 +331,10 @@ async def main():
     server = Server([Ads(state)])
     await server.start("127.0.0.1", args.port)
     port = server._server.sockets[0].getsockname()[1]
-    ctl = await asyncio.start_server(lambda r, w: control(state, r, w), "127.0.0.1", args.control_port)
+    # Snapshots of thousands of clusters come as one long line.
+    ctl = await asyncio.start_server(
+        lambda r, w: control(state, r, w), "127.0.0.1", args.control_port, limit=1 << 30
+    )
     ctl_port = ctl.sockets[0].getsockname()[1]
     print(f"xds {port} control {ctl_port}", flush=True)
     await server.wait_closed()

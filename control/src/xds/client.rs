@@ -228,12 +228,12 @@ async fn sync_dataplane(dataplane: &mut DataplaneLink, client: &mut Client, conn
         match dataplane.connect().await {
             Ok(hello) => {
                 let current = client.full_snapshot().filter(|_| client.is_initialized());
-                if let Some(snapshot) = current {
+                if let Some(composed) = current {
                     let ours = client.version_string(None);
                     if hello.version.as_deref() != client.pushed_version() {
                         tracing::info!(theirs = ?hello.version, ours = %ours, "giving the dataplane the current snapshot");
-                        match dataplane.push(&ours, &snapshot.static_resources).await {
-                            Ok(Ok(())) => client.set_applied(snapshot, ours),
+                        match dataplane.push(&ours, &composed.static_resources).await {
+                            Ok(Ok(())) => client.set_applied(composed.snapshot, ours),
                             Ok(Err(e)) => {
                                 tracing::error!("the dataplane refused the current snapshot: {e}")
                             }
@@ -316,10 +316,10 @@ async fn session(
             r = inbound.next() => r.map_err(|e| format!("the ADS stream failed: {e}"))?,
             _ = tokio::time::sleep_until(first_sync_deadline), if !client.is_initialized() => {
                 tracing::warn!("the first xDS sync is not whole after {INITIAL_FETCH_TIMEOUT:?}; serving what has arrived");
-                if let Some(snapshot) = client.force_initialized() {
+                if let Some(composed) = client.force_initialized() {
                     let version = client.version_string(None);
-                    match dataplane.push(&version, &snapshot.static_resources).await {
-                        Ok(Ok(())) => client.set_applied(snapshot, version),
+                    match dataplane.push(&version, &composed.static_resources).await {
+                        Ok(Ok(())) => client.set_applied(composed.snapshot, version),
                         Ok(Err(e)) => tracing::error!("the dataplane refused the first snapshot: {e}"),
                         Err(e) => tracing::warn!("pushing to the dataplane: {e}"),
                     }
@@ -360,5 +360,6 @@ async fn session(
             outbound.send(r, None).await?;
         }
         report(dataplane, client, conn).await;
+        sluice::memory::release_freed();
     }
 }

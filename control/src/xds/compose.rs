@@ -15,14 +15,41 @@ use super::kind::Kind;
 use super::routes::rpc_route_config;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::Hasher;
+use std::sync::Arc;
 
-/// One accepted resource.
+/// One accepted resource. Kept as compact JSON text: ten thousand clusters with their
+/// endpoints as `serde_json::Value` trees would take several times the memory of the
+/// dataplane's own model of them; the trees are built again, briefly, when a snapshot is
+/// composed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
     pub version: String,
-    pub json: Value,
+    pub text: Arc<str>,
     /// Seconds since the Unix epoch at which it was accepted.
     pub last_updated: u64,
+    /// The RDS or EDS resource it takes its routes or endpoints from, if any.
+    pub needs: Vec<String>,
+}
+
+impl Resource {
+    pub fn new(kind: Kind, version: String, json: &Value, last_updated: u64) -> Resource {
+        let needs = match kind {
+            Kind::Cluster => eds_name(json).into_iter().collect(),
+            Kind::Listener => rds_names(json),
+            Kind::Endpoint | Kind::Route => Vec::new(),
+        };
+        Resource {
+            version,
+            text: json.to_string().into(),
+            last_updated,
+            needs,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).expect("a resource's text is the JSON it was made from")
+    }
 }
 
 pub type Resources = BTreeMap<Kind, BTreeMap<String, Resource>>;
@@ -59,29 +86,33 @@ impl StaticResources {
     }
 }
 
-/// What a dataplane is given, and what each dynamic resource's state is.
+/// What a dataplane serves, and what each dynamic resource's state is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
-    pub static_resources: Value,
+    /// A hash of the `static_resources` given to the dataplane: whether a new one differs.
+    pub fingerprint: u64,
     /// The dynamic listeners and clusters in use, as composed (for keeping them in use while a
     /// newer version warms).
-    pub in_use: BTreeMap<(Kind, String), Value>,
+    pub in_use: BTreeMap<(Kind, String), Arc<str>>,
     /// Warming resources and what each waits for.
     pub warming: BTreeMap<(Kind, String), String>,
+}
+
+/// A composed snapshot with the document the dataplane is to be given.
+pub struct Composed {
+    pub snapshot: Snapshot,
+    pub static_resources: Value,
 }
 
 /// The names of the RDS and EDS resources the accepted listeners and clusters use.
 pub fn wanted_names(resources: &Resources, kind: Kind) -> BTreeSet<String> {
     let all = |k: Kind| resources.get(&k).into_iter().flat_map(|m| m.values());
-    match kind {
-        Kind::Endpoint => all(Kind::Cluster)
-            .filter_map(|c| eds_name(&c.json))
-            .collect(),
-        Kind::Route => all(Kind::Listener)
-            .flat_map(|l| rds_names(&l.json))
-            .collect(),
-        Kind::Cluster | Kind::Listener => BTreeSet::new(),
-    }
+    let users = match kind {
+        Kind::Endpoint => Kind::Cluster,
+        Kind::Route => Kind::Listener,
+        Kind::Cluster | Kind::Listener => return BTreeSet::new(),
+    };
+    all(users).flat_map(|r| r.needs.iter().cloned()).collect()
 }
 
 /// The ClusterLoadAssignment an EDS cluster takes its endpoints from.
@@ -164,7 +195,7 @@ struct Composer<'a> {
     clusters: Vec<Value>,
     listener_origins: Vec<Option<Origin>>,
     cluster_origins: Vec<Option<Origin>>,
-    in_use: BTreeMap<(Kind, String), Value>,
+    in_use: BTreeMap<(Kind, String), Arc<str>>,
     warming: BTreeMap<(Kind, String), String>,
 }
 
@@ -188,7 +219,7 @@ impl<'a> Composer<'a> {
         map.insert("type".into(), json!("STATIC"));
         let assignment = match self.get(Kind::Endpoint, &service) {
             Some(cla) => {
-                let mut cla = cla.json.clone();
+                let mut cla = cla.json();
                 cla["cluster_name"] = json!(service);
                 cla
             }
@@ -222,7 +253,7 @@ impl<'a> Composer<'a> {
                 .unwrap_or_default()
                 .to_string();
             let routes = match self.get(Kind::Route, &name) {
-                Some(r) => rpc_route_config(&r.json)
+                Some(r) => rpc_route_config(&r.json())
                     .map_err(|e| format!("route configuration \"{name}\": {e}"))?,
                 None if validation_view => json!({"name": name}),
                 None => return Err(format!("its routes (route configuration \"{name}\")")),
@@ -242,16 +273,18 @@ pub fn snapshot(
     resources: &Resources,
     statics: &StaticResources,
     previous: Option<&Snapshot>,
-) -> Snapshot {
+) -> Composed {
     let mut c = Composer::new(resources, statics, previous);
     for (name, r) in c.dynamic(Kind::Cluster) {
-        let composed = c.cluster(&r.json, false);
+        let composed = c.cluster(&r.json(), false);
         c.use_or_keep(Kind::Cluster, name, composed);
     }
     for (name, r) in c.dynamic(Kind::Listener) {
-        let composed = c.listener(&r.json, false);
+        let composed = c.listener(&r.json(), false);
         let key = (Kind::Listener, name.clone());
-        let kept = previous.and_then(|p| p.in_use.get(&key));
+        let kept = previous
+            .and_then(|p| p.in_use.get(&key))
+            .map(|text| parse_kept(text));
         // The new version if it is ready and its clusters are there; else the version in use,
         // if its clusters are still there.
         let chosen = match composed.and_then(|l| c.clusters_for(&l).map(|extra| (l, extra))) {
@@ -259,16 +292,18 @@ pub fn snapshot(
             Err(waiting_for) => {
                 c.warming
                     .insert(key.clone(), format!("waiting for {waiting_for}"));
-                kept.and_then(|l| c.clusters_for(l).ok().map(|extra| (l.clone(), extra)))
+                kept.and_then(|l| c.clusters_for(&l).ok().map(|extra| (l, extra)))
             }
         };
         if let Some((json, extra)) = chosen {
             for (cluster, cluster_json) in extra {
-                c.in_use
-                    .insert((Kind::Cluster, cluster.clone()), cluster_json.clone());
+                c.in_use.insert(
+                    (Kind::Cluster, cluster.clone()),
+                    cluster_json.to_string().into(),
+                );
                 c.push(Kind::Cluster, &cluster, cluster_json);
             }
-            c.in_use.insert(key, json.clone());
+            c.in_use.insert(key, json.to_string().into());
             c.push(Kind::Listener, name, json);
         }
     }
@@ -311,7 +346,7 @@ impl<'a> Composer<'a> {
         for name in refs.difference(&have) {
             let key = (Kind::Cluster, name.clone());
             match self.previous.and_then(|p| p.in_use.get(&key)) {
-                Some(json) => extra.push((name.clone(), json.clone())),
+                Some(text) => extra.push((name.clone(), parse_kept(text))),
                 None => return Err(format!("cluster \"{name}\"")),
             }
         }
@@ -342,23 +377,35 @@ impl<'a> Composer<'a> {
             Err(waiting_for) => {
                 self.warming
                     .insert(key.clone(), format!("waiting for {waiting_for}"));
-                self.previous.and_then(|p| p.in_use.get(&key)).cloned()
+                self.previous
+                    .and_then(|p| p.in_use.get(&key))
+                    .map(|text| parse_kept(text))
             }
         };
         if let Some(json) = chosen {
-            self.in_use.insert(key, json.clone());
+            self.in_use.insert(key, json.to_string().into());
             self.push(kind, name, json);
         }
     }
 
-    fn finish(self) -> Snapshot {
+    fn finish(self) -> Composed {
         let _ = self.statics;
-        Snapshot {
-            static_resources: json!({"listeners": self.listeners, "clusters": self.clusters}),
-            in_use: self.in_use,
-            warming: self.warming,
+        let static_resources = json!({"listeners": self.listeners, "clusters": self.clusters});
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        hasher.write(static_resources.to_string().as_bytes());
+        Composed {
+            snapshot: Snapshot {
+                fingerprint: hasher.finish(),
+                in_use: self.in_use,
+                warming: self.warming,
+            },
+            static_resources,
         }
     }
+}
+
+fn parse_kept(text: &str) -> Value {
+    serde_json::from_str(text).expect("a kept resource's text is JSON composed here")
 }
 
 /// Checks every resource with the dataplane's config reader; the error names the resource.
@@ -376,13 +423,13 @@ pub fn validate(resources: &Resources, statics: &StaticResources) -> Result<(), 
     }
     let mut c = Composer::new(resources, statics, None);
     for (name, r) in c.dynamic(Kind::Cluster) {
-        let composed = c.cluster(&r.json, true)?;
+        let composed = c.cluster(&r.json(), true)?;
         c.push(Kind::Cluster, name, composed);
     }
     let mut refs = BTreeSet::new();
     for (name, r) in c.dynamic(Kind::Listener) {
         let composed = c
-            .listener(&r.json, true)
+            .listener(&r.json(), true)
             .map_err(|e| format!("listener \"{name}\": {e}"))?;
         cluster_refs(&composed, &mut refs);
         c.push(Kind::Listener, name, composed);
@@ -430,18 +477,14 @@ fn blame(c: &Composer<'_>, error: &str) -> String {
 mod tests {
     use super::*;
 
-    fn res(json: Value) -> Resource {
-        Resource {
-            version: "1".into(),
-            json,
-            last_updated: 0,
-        }
+    fn res(kind: Kind, json: Value) -> Resource {
+        Resource::new(kind, "1".into(), &json, 0)
     }
 
     fn set(entries: Vec<(Kind, &str, Value)>) -> Resources {
         let mut r = Resources::new();
         for (k, n, j) in entries {
-            r.entry(k).or_default().insert(n.to_string(), res(j));
+            r.entry(k).or_default().insert(n.to_string(), res(k, j));
         }
         r
     }
@@ -481,18 +524,17 @@ mod tests {
         let s = snapshot(&r, &statics, None);
         assert_eq!(names(&s.static_resources["clusters"]), Vec::<&str>::new());
         assert_eq!(names(&s.static_resources["listeners"]), Vec::<&str>::new());
-        assert!(
-            s.warming[&(Kind::Cluster, "web".into())].contains("cluster load assignment \"web\"")
-        );
-        assert!(s.warming[&(Kind::Listener, "in".into())].contains("cluster \"web\""));
+        assert!(s.snapshot.warming[&(Kind::Cluster, "web".into())]
+            .contains("cluster load assignment \"web\""));
+        assert!(s.snapshot.warming[&(Kind::Listener, "in".into())].contains("cluster \"web\""));
         validate(&r, &statics).unwrap();
 
         let mut r2 = r.clone();
         r2.entry(Kind::Endpoint)
             .or_default()
-            .insert("web".into(), res(cla("web", 9000)));
-        let s2 = snapshot(&r2, &statics, Some(&s));
-        assert!(s2.warming.is_empty());
+            .insert("web".into(), res(Kind::Endpoint, cla("web", 9000)));
+        let s2 = snapshot(&r2, &statics, Some(&s.snapshot));
+        assert!(s2.snapshot.warming.is_empty());
         let clusters = &s2.static_resources["clusters"];
         assert_eq!(clusters[0]["type"], "STATIC");
         assert_eq!(
@@ -513,13 +555,16 @@ mod tests {
         moved["eds_cluster_config"]["service_name"] = json!("web-v2");
         r3.get_mut(&Kind::Cluster)
             .unwrap()
-            .insert("web".into(), res(moved));
-        let s3 = snapshot(&r3, &statics, Some(&s2));
+            .insert("web".into(), res(Kind::Cluster, moved));
+        let s3 = snapshot(&r3, &statics, Some(&s2.snapshot));
         assert_eq!(
             s3.static_resources["clusters"],
             s2.static_resources["clusters"]
         );
-        assert!(s3.warming.contains_key(&(Kind::Cluster, "web".into())));
+        assert!(s3
+            .snapshot
+            .warming
+            .contains_key(&(Kind::Cluster, "web".into())));
         assert_eq!(
             wanted_names(&r3, Kind::Endpoint),
             BTreeSet::from(["web-v2".to_string()])
@@ -537,7 +582,7 @@ mod tests {
         let s = snapshot(&r, &statics, None);
         let mut without_cluster = r.clone();
         without_cluster.remove(&Kind::Cluster);
-        let s2 = snapshot(&without_cluster, &statics, Some(&s));
+        let s2 = snapshot(&without_cluster, &statics, Some(&s.snapshot));
         assert_eq!(s2.static_resources, s.static_resources);
         sluice::config::bootstrap::parse_bootstrap(
             &json!({"static_resources": s2.static_resources}),
@@ -545,7 +590,7 @@ mod tests {
         .unwrap();
         let mut neither = without_cluster.clone();
         neither.remove(&Kind::Listener);
-        let s3 = snapshot(&neither, &statics, Some(&s2));
+        let s3 = snapshot(&neither, &statics, Some(&s2.snapshot));
         assert_eq!(
             s3.static_resources,
             json!({"listeners": [], "clusters": []})

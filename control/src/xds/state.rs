@@ -8,7 +8,7 @@
 //! then ACKs or NACKs it by the dataplane's answer, and asks for the RDS and EDS names the
 //! accepted listeners and clusters now use.
 
-use super::compose::{self, Resource, Resources, Snapshot, StaticResources};
+use super::compose::{self, Composed, Resource, Resources, Snapshot, StaticResources};
 use super::decode;
 use super::kind::Kind;
 use std::collections::{BTreeMap, BTreeSet};
@@ -92,13 +92,12 @@ struct TypeState {
 }
 
 /// A response waiting for the dataplane's answer.
-#[derive(Debug)]
 pub struct Pending {
     kind: Kind,
     version_info: String,
     nonce: String,
     candidate: Resources,
-    snapshot: Snapshot,
+    composed: Composed,
 }
 
 pub enum Step {
@@ -110,7 +109,7 @@ pub enum Step {
 
 impl Pending {
     pub fn static_resources(&self) -> &serde_json::Value {
-        &self.snapshot.static_resources
+        &self.composed.static_resources
     }
 }
 
@@ -181,7 +180,7 @@ impl Client {
 
     /// What the dataplane should serve now, for one that restarted; `None` before anything
     /// was accepted.
-    pub fn full_snapshot(&self) -> Option<Snapshot> {
+    pub fn full_snapshot(&self) -> Option<Composed> {
         if self.resources.values().all(|m| m.is_empty()) {
             return None;
         }
@@ -228,7 +227,7 @@ impl Client {
 
     /// Ends the first sync without what is still missing (Envoy's initial_fetch_timeout): the
     /// snapshot to push, if there is anything.
-    pub fn force_initialized(&mut self) -> Option<Snapshot> {
+    pub fn force_initialized(&mut self) -> Option<Composed> {
         self.initialized = true;
         self.full_snapshot()
     }
@@ -318,30 +317,29 @@ impl Client {
         }
         let initializing = !self.initialized;
         self.responded.insert(kind);
-        if initializing && !self.whole_with(kind, &candidate) {
-            let snapshot = compose::snapshot(&candidate, &self.statics, None);
-            let pending = Pending {
-                kind,
-                version_info: response.version_info,
-                nonce: response.nonce,
-                candidate,
-                snapshot,
-            };
-            return Step::Reply(self.commit(pending, false));
-        }
-        self.initialized = true;
-        let snapshot = compose::snapshot(&candidate, &self.statics, self.applied.as_ref());
+        let whole = !initializing || self.whole_with(kind, &candidate);
+        // Until the first sync is whole nothing is pushed, and nothing need be composed.
+        let previous = if whole { self.applied.as_ref() } else { None };
+        let composed = if whole {
+            compose::snapshot(&candidate, &self.statics, previous)
+        } else {
+            compose::snapshot(&Resources::new(), &self.statics, None)
+        };
         let pending = Pending {
             kind,
             version_info: response.version_info,
             nonce: response.nonce,
             candidate,
-            snapshot,
+            composed,
         };
+        if !whole {
+            return Step::Reply(self.commit(pending, false));
+        }
+        self.initialized = true;
         let unchanged = self
             .applied
             .as_ref()
-            .is_some_and(|a| a.static_resources == pending.snapshot.static_resources);
+            .is_some_and(|a| a.fingerprint == pending.composed.snapshot.fingerprint);
         if unchanged && !initializing {
             Step::Reply(self.commit(pending, false))
         } else {
@@ -394,13 +392,10 @@ impl Client {
                 Mode::StateOfTheWorld => response.version_info.clone(),
             };
             // An unchanged resource keeps its version and time, as Envoy reports it.
+            let fresh = Resource::new(kind, version, &json, now);
             let resource = match previous.get(&name) {
-                Some(old) if old.json == json => old.clone(),
-                _ => Resource {
-                    version,
-                    json,
-                    last_updated: now,
-                },
+                Some(old) if old.text == fresh.text => old.clone(),
+                _ => fresh,
             };
             next.insert(name, resource);
         }
@@ -452,8 +447,9 @@ impl Client {
             version_info,
             nonce,
             candidate,
-            snapshot,
+            composed,
         } = pending;
+        let snapshot = composed.snapshot;
         if pushed {
             self.pushed_version = Some(self.version_string(Some((kind, &version_info))));
             self.applied = Some(snapshot);

@@ -10,6 +10,7 @@ pub fn render(client: &Client, conn: &Connection) -> Value {
     let warming = client.applied().map(|s| &s.warming);
     let mut types = serde_json::Map::new();
     let mut resources = serde_json::Map::new();
+    let mut counts = serde_json::Map::new();
     for kind in Kind::ALL {
         let c = client.counters(kind);
         let mut t = json!({
@@ -34,7 +35,6 @@ pub fn render(client: &Client, conn: &Connection) -> Value {
                     "version_info": r.version,
                     "last_updated": r.last_updated,
                     "state": if waiting.is_some() { "warming" } else { "active" },
-                    "resource": r.json,
                 });
                 if let Some(w) = waiting {
                     entry["warming_reason"] = json!(w);
@@ -42,6 +42,11 @@ pub fn render(client: &Client, conn: &Connection) -> Value {
                 entry
             })
             .collect();
+        let warming_count = list.iter().filter(|r| r["state"] == "warming").count();
+        counts.insert(
+            kind.short().into(),
+            json!({"active": list.len() - warming_count, "warming": warming_count}),
+        );
         resources.insert(kind.short().into(), Value::Array(list));
     }
     json!({
@@ -53,6 +58,8 @@ pub fn render(client: &Client, conn: &Connection) -> Value {
         "last_error": conn.last_error,
         "initialized": client.is_initialized(),
         "types": types,
-        "resources": resources,
+        "resource_counts": counts,
+        // As JSON text: the dataplane keeps it as text (see sluice::control_status).
+        "resources": Value::Object(resources).to_string(),
     })
 }

@@ -79,7 +79,7 @@ pub fn parse_bootstrap(doc: &serde_json::Value) -> Result<Bootstrap> {
         listeners,
         clusters,
         sluice,
-        source: doc.clone(),
+        source: doc.to_string().into(),
         resources_version: None,
     })
 }
