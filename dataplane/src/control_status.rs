@@ -73,12 +73,12 @@ impl ControlStatus {
             (
                 "sluice_xds_connects_total",
                 "counter",
-                number(&status, "connects"),
+                number(status, "connects"),
             ),
             (
                 "sluice_xds_disconnects_total",
                 "counter",
-                number(&status, "disconnects"),
+                number(status, "disconnects"),
             ),
         ];
         for (family, kind, v) in gauges {
