@@ -5,6 +5,8 @@
 //!   world or delta), and pushes what it learns to the dataplane started with
 //!   `sluice -c BOOTSTRAP --control-socket SOCKET`.
 //! - `sluice-control push --socket SOCKET -f FILE`: pushes a file's static resources once.
+//! - `sluice-control fallback up|down -c CONFIG`: the host kernel's TAP for a dataplane that
+//!   owns the wire (`sluice.io.fallback`), with the stack's addresses and MAC.
 
 use clap::{Parser, Subcommand};
 use sluice_control::dataplane_link::DataplaneLink;
@@ -43,6 +45,32 @@ enum Command {
         #[arg(long, default_value = "1")]
         version: String,
     },
+    /// Makes or removes the host kernel's TAP for `sluice.io.fallback` (needs root).
+    Fallback {
+        #[command(subcommand)]
+        action: FallbackAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum FallbackAction {
+    /// Creates the TAP (multi-queue, persistent) with the stack's addresses, MAC and MTU.
+    Up {
+        /// The dataplane's config (its `sluice.io` section).
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+        /// The stack's MAC when the config does not say it (a DPDK port's own address).
+        #[arg(long)]
+        mac: Option<String>,
+        /// Also route the host's default traffic through the stack's gateways.
+        #[arg(long)]
+        routes: bool,
+    },
+    /// Removes the TAP, its addresses and routes.
+    Down {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,6 +93,7 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
+        Command::Fallback { action } => fallback(action),
         Command::Xds { config, dataplane } => rt.block_on(run_xds(&config, &dataplane)),
         Command::Push {
             socket,
@@ -87,6 +116,43 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn fallback(action: FallbackAction) -> Result<(), String> {
+    use sluice_control::fallback;
+    let load = |config: &Path| {
+        sluice::config::load_file(config).map_err(|e| format!("{}: {e}", config.display()))
+    };
+    match action {
+        FallbackAction::Up {
+            config,
+            mac,
+            routes,
+        } => {
+            let mac = mac
+                .map(|m| {
+                    sluice::config::userspace::parse_mac(&m).map_err(|e| format!("--mac: {e}"))
+                })
+                .transpose()?;
+            let plan = fallback::plan(&load(&config)?, mac)?;
+            fallback::up(&plan, routes)?;
+            println!(
+                "fallback TAP {} is up with {:?}: start the dataplane on {}",
+                plan.tap,
+                plan.addresses,
+                config.display()
+            );
+        }
+        FallbackAction::Down { config } => {
+            let plan = fallback::plan(&load(&config)?, Some([2, 0, 0, 0, 0, 0]))?;
+            if fallback::down(&plan)? {
+                println!("removed {}", plan.tap);
+            } else {
+                println!("{} does not exist: nothing to remove", plan.tap);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_bootstrap(path: &Path) -> Result<serde_json::Value, String> {

@@ -2,10 +2,13 @@
 //! with a listener, an accepted connection and an outgoing one. Nothing may panic, and frames
 //! for no connection must never create state except through a listener.
 //!
-//! Input: byte 0 selects whether checksums are verified (mutated frames rarely keep a valid
-//! checksum, so most runs skip it to reach TCP); then frames as [u16 big-endian length][bytes].
+//! Input: byte 0 selects whether checksums are verified (bit 0: mutated frames rarely keep a
+//! valid checksum, so most runs skip it to reach TCP) and whether a kernel fallback takes what
+//! the stack does not serve (bit 1; bit 2 narrows its rules to TCP port 22 and ICMP); then
+//! frames as [u16 big-endian length][bytes].
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use sluice_tcpstack::fallback::{KernelPath, Protocol, Rule, Rules};
 use sluice_tcpstack::sim::QueueDevice;
 use sluice_tcpstack::{Instant, PacketDevice, Stack, StackConfig, TcpTuning};
 use std::task::Waker;
@@ -38,6 +41,17 @@ fuzz_target!(|data: &[u8]| {
         max_flows: 64,
     };
     let mut stack = Stack::new(&config, Device(QueueDevice::new(1500), mode & 1 == 1), Instant::from_millis(0)).unwrap();
+    if mode & 2 != 0 {
+        let rules = if mode & 4 != 0 {
+            Rules(vec![
+                Rule { protocol: Protocol::Tcp, ports: vec![22..=22] },
+                Rule { protocol: Protocol::Icmp, ports: vec![] },
+            ])
+        } else {
+            Rules::everything()
+        };
+        stack.set_kernel_path(KernelPath::new(Box::new(QueueDevice::new(1500)), rules));
+    }
     let listener = stack.listen("0.0.0.0:7".parse().unwrap()).unwrap();
     let _out = stack.connect("10.0.0.1:5000".parse().unwrap()).unwrap();
     let mut t = 0;

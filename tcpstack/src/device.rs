@@ -89,6 +89,93 @@ pub trait PacketDevice {
     fn next_timer(&self) -> Option<Instant> {
         None
     }
+    /// The offload header (virtio-net) of the frame `recv` returned last, for devices that
+    /// carry one: what must go with the frame if it is passed on unchanged to another device.
+    fn last_rx_offload(&self) -> Option<VnetHeader> {
+        None
+    }
+    /// Sends a frame received elsewhere, unchanged, with the offload header it came with.
+    /// Devices that cannot carry the header get the frame with its checksum completed here.
+    fn send_frame(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        offload: Option<&VnetHeader>,
+    ) -> io::Result<()> {
+        if let Some(h) = offload {
+            if h.is_gso() && frame.len() > self.caps().frame_mtu() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a coalesced (GSO) frame larger than the MTU: this device cannot segment it",
+                ));
+            }
+        }
+        self.send(now, frame.len(), &mut |buf| {
+            buf.copy_from_slice(frame);
+            if let Some(h) = offload {
+                h.complete_checksum(buf);
+            }
+        })
+    }
+}
+
+/// `struct virtio_net_hdr` (without `num_buffers`), as a TAP with IFF_VNET_HDR puts before
+/// every frame: flags, GSO type and sizes, and where a checksum left to the device goes.
+/// Native byte order on little-endian hosts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VnetHeader(pub [u8; VnetHeader::LEN]);
+
+impl VnetHeader {
+    pub const LEN: usize = 10;
+    /// flags: the checksum from `csum_start` on is still to be computed.
+    pub const NEEDS_CSUM: u8 = 1;
+    /// flags: the sender has already verified the checksum.
+    pub const DATA_VALID: u8 = 2;
+
+    /// A frame whose TCP checksum is partial: it starts at `start`, the field is `offset` in.
+    pub fn partial_checksum(start: usize, offset: usize) -> VnetHeader {
+        let mut h = [0u8; Self::LEN];
+        h[0] = Self::NEEDS_CSUM;
+        h[6..8].copy_from_slice(&(start as u16).to_ne_bytes());
+        h[8..10].copy_from_slice(&(offset as u16).to_ne_bytes());
+        VnetHeader(h)
+    }
+
+    pub fn flags(&self) -> u8 {
+        self.0[0]
+    }
+
+    /// A segmentation-offload frame: one TCP segment of up to 64 KiB the receiver splits.
+    pub fn is_gso(&self) -> bool {
+        self.0[1] != 0
+    }
+
+    /// Computes a checksum the header says was left to the device, as the device would: the
+    /// one's-complement sum from `csum_start` to the end (the field already holds the
+    /// pseudo-header sum), stored at `csum_start + csum_offset`. Frames not marked, or whose
+    /// offsets do not fit, are left as they are.
+    pub fn complete_checksum(&self, frame: &mut [u8]) {
+        if self.flags() & Self::NEEDS_CSUM == 0 {
+            return;
+        }
+        let start = u16::from_ne_bytes([self.0[6], self.0[7]]) as usize;
+        let at = start + u16::from_ne_bytes([self.0[8], self.0[9]]) as usize;
+        if at + 2 > frame.len() {
+            return;
+        }
+        let mut sum = ones_sum(&frame[start..]);
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        frame[at..at + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    }
+}
+
+/// Sum of big-endian 16-bit words (a last odd byte padded with zero).
+pub(crate) fn ones_sum(b: &[u8]) -> u32 {
+    b.chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+        .sum()
 }
 
 impl<D: PacketDevice + ?Sized> PacketDevice for Box<D> {
@@ -129,5 +216,16 @@ impl<D: PacketDevice + ?Sized> PacketDevice for Box<D> {
     }
     fn next_timer(&self) -> Option<Instant> {
         (**self).next_timer()
+    }
+    fn last_rx_offload(&self) -> Option<VnetHeader> {
+        (**self).last_rx_offload()
+    }
+    fn send_frame(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        offload: Option<&VnetHeader>,
+    ) -> io::Result<()> {
+        (**self).send_frame(now, frame, offload)
     }
 }

@@ -37,18 +37,42 @@ impl std::os::fd::AsRawFd for Fd {
     }
 }
 
+/// Registers a descriptor of the stack's devices with the reactor.
+fn readiness(fd: Option<RawFd>) -> std::io::Result<Option<AsyncFd<Fd>>> {
+    match fd {
+        // SAFETY: the descriptor belongs to one of the stack's devices, and the driver task
+        // holds the stack (and so the device) for as long as the registration lives.
+        Some(fd) => Ok(Some(unsafe {
+            AsyncFd::register_with_interest(Fd(fd), Interest::READABLE)?
+        })),
+        None => Ok(None),
+    }
+}
+
+/// Whether `fd` is readable; when it is, its readiness is cleared before the caller drains
+/// it, so a frame arriving after the last empty read raises readiness again.
+fn take_ready(fd: &Option<AsyncFd<Fd>>, cx: &mut std::task::Context<'_>) -> bool {
+    match fd.as_ref().map(|fd| fd.poll_read_ready(cx)) {
+        Some(Poll::Ready(Ok(mut guard))) => {
+            guard.clear_ready();
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Runs `stack` until the task is dropped.
 pub async fn drive(stack: SharedStack, clock: Clock) -> std::io::Result<()> {
-    let fd = stack.borrow().device().raw_fd();
-    let fd = match fd {
-        // SAFETY: the descriptor belongs to the stack's device, and this task holds the stack
-        // (and so the device) for as long as the registration lives.
-        Some(fd) => Some(unsafe { AsyncFd::register_with_interest(Fd(fd), Interest::READABLE)? }),
-        None => None,
-    };
+    let fd = readiness(stack.borrow().device().raw_fd())?;
+    let kernel_fd = readiness(stack.borrow().kernel_fd())?;
     let mut sleep = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
     loop {
-        let worked = stack.borrow_mut().poll(clock.now());
+        let worked = {
+            let mut st = stack.borrow_mut();
+            let now = clock.now();
+            // Not short-circuited: both the wire and the kernel's TAP are drained each round.
+            st.poll(now) | (kernel_fd.is_some() && st.poll_kernel(now))
+        };
         if worked {
             tokio::task::yield_now().await;
             continue;
@@ -60,14 +84,13 @@ pub async fn drive(stack: SharedStack, clock: Clock) -> std::io::Result<()> {
         poll_fn(|cx| {
             let mut st = stack.borrow_mut();
             st.set_kick(cx.waker());
-            if let Some(fd) = &fd {
-                if let Poll::Ready(Ok(mut guard)) = fd.poll_read_ready(cx) {
-                    // Cleared before draining: a frame arriving after the last empty read
-                    // raises readiness again.
-                    guard.clear_ready();
+            // Both are asked, so both register this task's waker.
+            let kernel = take_ready(&kernel_fd, cx);
+            if fd.is_some() {
+                if take_ready(&fd, cx) | kernel {
                     return Poll::Ready(());
                 }
-            } else if st.device_mut().register_rx(cx.waker()) {
+            } else if st.device_mut().register_rx(cx.waker()) || kernel {
                 return Poll::Ready(());
             }
             if st.next_deadline().is_some_and(|at| at <= st.now()) {
@@ -93,6 +116,9 @@ pub enum IdlePolicy {
     Backoff { max_sleep: std::time::Duration },
 }
 
+/// Rounds between looks at a quiet kernel fallback TAP in poll mode.
+const KERNEL_POLL_EVERY: u32 = 32;
+
 /// Empty rounds spun before the first nap (a few tens of microseconds of polling).
 const SPIN_ROUNDS: u32 = 512;
 
@@ -114,8 +140,27 @@ impl IdlePolicy {
 /// call per round; tokio still checks its reactor and timers every few dozen tasks.
 pub async fn drive_polling(stack: SharedStack, clock: Clock, idle: IdlePolicy) {
     let mut empty_rounds = 0u32;
+    let has_kernel = stack.borrow().kernel_fd().is_some();
+    let mut kernel_countdown = 0u32;
     poll_fn(|cx| {
-        let worked = stack.borrow_mut().poll(clock.now());
+        let mut st = stack.borrow_mut();
+        let now = clock.now();
+        let mut worked = st.poll(now);
+        // The kernel's TAP costs a system call to look at, so a quiet one is looked at every
+        // few rounds only (microseconds apart), a busy one every round.
+        if has_kernel {
+            if kernel_countdown == 0 {
+                kernel_countdown = if st.poll_kernel(now) {
+                    worked = true;
+                    0
+                } else {
+                    KERNEL_POLL_EVERY
+                };
+            } else {
+                kernel_countdown -= 1;
+            }
+        }
+        drop(st);
         if worked {
             empty_rounds = 0;
         } else {

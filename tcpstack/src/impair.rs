@@ -3,7 +3,7 @@
 //! without netem (CONFIG_NET_SCH_NETEM unset, as on the CI machine) and for deterministic loss
 //! in tests: the drop decisions come from a seeded generator.
 
-use crate::device::{DeviceCaps, PacketDevice};
+use crate::device::{DeviceCaps, PacketDevice, VnetHeader};
 use smoltcp::time::{Duration, Instant};
 use std::collections::VecDeque;
 use std::io;
@@ -21,10 +21,11 @@ pub struct Impaired<D> {
     inner: D,
     cfg: Impairment,
     rng: u64,
-    /// Frames received from the device (and whether their checksums are known good), held
-    /// until their time.
-    rx: VecDeque<(Instant, Vec<u8>, bool)>,
+    /// Frames received from the device (whether their checksums are known good, and their
+    /// offload header), held until their time.
+    rx: VecDeque<(Instant, Vec<u8>, bool, Option<VnetHeader>)>,
     last_ok: bool,
+    last_offload: Option<VnetHeader>,
     /// Frames the stack sent, held until their time.
     tx: VecDeque<(Instant, Vec<u8>)>,
     scratch: Vec<u8>,
@@ -39,6 +40,7 @@ impl<D: PacketDevice> Impaired<D> {
             rx: VecDeque::new(),
             tx: VecDeque::new(),
             last_ok: false,
+            last_offload: None,
             scratch: vec![0; DeviceCaps::MAX_RX_FRAME],
         }
     }
@@ -73,16 +75,18 @@ impl<D: PacketDevice> PacketDevice for Impaired<D> {
         let mut scratch = std::mem::take(&mut self.scratch);
         while let Some(n) = self.inner.recv(now, &mut scratch)? {
             let ok = self.inner.last_rx_checksum_ok();
+            let offload = self.inner.last_rx_offload();
             if !self.lose() {
                 self.rx
-                    .push_back((now + self.cfg.delay, scratch[..n].to_vec(), ok));
+                    .push_back((now + self.cfg.delay, scratch[..n].to_vec(), ok, offload));
             }
         }
         self.scratch = scratch;
         match self.rx.front() {
-            Some((at, _, _)) if *at <= now => {
-                let (_, frame, ok) = self.rx.pop_front().expect("checked");
+            Some((at, ..)) if *at <= now => {
+                let (_, frame, ok, offload) = self.rx.pop_front().expect("checked");
                 self.last_ok = ok;
+                self.last_offload = offload;
                 let n = frame.len().min(buf.len());
                 buf[..n].copy_from_slice(&frame[..n]);
                 Ok(Some(n))
@@ -124,6 +128,10 @@ impl<D: PacketDevice> PacketDevice for Impaired<D> {
 
     fn last_rx_checksum_ok(&self) -> bool {
         self.last_ok
+    }
+
+    fn last_rx_offload(&self) -> Option<VnetHeader> {
+        self.last_offload
     }
 
     fn next_timer(&self) -> Option<Instant> {

@@ -7,6 +7,7 @@
 //!   stack, so the dataplane's layers run on it unchanged.
 //! - [`pcap`]: recording any device to a pcap file, and reading captures for replay.
 //! - [`impair`]: loss and delay in front of any device, where the kernel has no netem.
+//! - [`fallback`]: the host kernel's TAP, which gets what the stack does not serve.
 
 pub mod buffers;
 pub mod classify;
@@ -14,6 +15,7 @@ pub mod device;
 #[cfg(feature = "dpdk")]
 pub mod dpdk_port;
 pub mod driver;
+pub mod fallback;
 pub mod impair;
 pub mod memory;
 pub mod pcap;

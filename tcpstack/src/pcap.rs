@@ -152,6 +152,21 @@ impl<D: PacketDevice> PacketDevice for Recorder<D> {
         Ok(())
     }
 
+    fn send_frame(
+        &mut self,
+        now: Instant,
+        frame: &[u8],
+        offload: Option<&crate::device::VnetHeader>,
+    ) -> io::Result<()> {
+        self.inner.send_frame(now, frame, offload)?;
+        self.record(now, frame);
+        Ok(())
+    }
+
+    fn last_rx_offload(&self) -> Option<crate::device::VnetHeader> {
+        self.inner.last_rx_offload()
+    }
+
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         self.inner.raw_fd()
     }

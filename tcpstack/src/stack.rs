@@ -16,8 +16,9 @@
 //! virtual one in replay tests, where the same input gives the same output bytes.
 
 use crate::buffers::Buffers;
-use crate::classify::{classify, Class, FlowKey, TcpHead};
-use crate::device::{DeviceCaps, PacketDevice};
+use crate::classify::{classify, Class, DropReason, FlowKey, TcpHead};
+use crate::device::{DeviceCaps, PacketDevice, VnetHeader};
+use crate::fallback::KernelPath;
 use crate::stats::StackStats;
 use crate::timers::Timers;
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet, SocketStorage};
@@ -323,6 +324,10 @@ pub struct Stack<D: PacketDevice> {
     /// When quiet connections' pages are next handed back, while any may hold some.
     next_trim: Option<Instant>,
     stats: Arc<StackStats>,
+    /// The host kernel's TAP, when frames the stack does not serve go there.
+    kernel: Option<KernelPath>,
+    /// The offload header of the frame being processed, passed on with it to the kernel.
+    rx_offload: Option<VnetHeader>,
 }
 
 impl<D: PacketDevice> Stack<D> {
@@ -395,6 +400,8 @@ impl<D: PacketDevice> Stack<D> {
             kick: None,
             next_trim: None,
             stats,
+            kernel: None,
+            rx_offload: None,
         })
     }
 
@@ -455,6 +462,7 @@ impl<D: PacketDevice> Stack<D> {
                         self.stats.rx_coalesced_frames.inc();
                     }
                     let verify = self.verify_rx && !self.device.last_rx_checksum_ok();
+                    self.rx_offload = self.device.last_rx_offload();
                     self.ingress(frame, verify);
                 }
                 Ok(None) => break,
@@ -476,6 +484,7 @@ impl<D: PacketDevice> Stack<D> {
     /// This is how pcap replay and the fuzz target feed the stack.
     pub fn receive_frame(&mut self, now: Instant, frame: &[u8]) {
         self.set_now(now);
+        self.rx_offload = None;
         self.ingress(frame, self.verify_rx);
         self.run_due();
     }
@@ -506,18 +515,98 @@ impl<D: PacketDevice> Stack<D> {
         timers.chain(self.next_trim).min()
     }
 
+    /// Hands frames from the host kernel's TAP to `path` to the wire (see `fallback`), and
+    /// sends to the kernel what the stack does not serve from now on.
+    pub fn set_kernel_path(&mut self, path: KernelPath) {
+        self.kernel = Some(path);
+    }
+
+    /// The kernel TAP's descriptor, which becomes readable when the kernel sends.
+    pub fn kernel_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.kernel.as_ref().and_then(|k| k.device.raw_fd())
+    }
+
+    /// Moves a batch of frames the kernel sent on its TAP to the wire, unchanged. Returns
+    /// whether there were any.
+    pub fn poll_kernel(&mut self, now: Instant) -> bool {
+        self.set_now(now);
+        let Some(k) = self.kernel.as_mut() else {
+            return false;
+        };
+        let mut moved = false;
+        for _ in 0..RX_BATCH {
+            match k.device.recv(self.now, &mut k.buf) {
+                Ok(Some(n)) => {
+                    moved = true;
+                    self.stats.fallback_from_kernel.inc();
+                    let offload = k.device.last_rx_offload();
+                    if let Err(e) = self
+                        .device
+                        .send_frame(self.now, &k.buf[..n], offload.as_ref())
+                    {
+                        self.stats.fallback_errors.inc();
+                        tracing::debug!("a frame from the kernel could not be sent: {e}");
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.stats.fallback_errors.inc();
+                    tracing::warn!("the kernel fallback TAP failed to receive: {e}");
+                    break;
+                }
+            }
+        }
+        if moved {
+            self.device.flush_tx();
+        }
+        moved
+    }
+
+    /// Whether the kernel fallback takes `frame` (always false without one).
+    fn kernel_wants(&self, frame: &[u8]) -> bool {
+        self.kernel
+            .as_ref()
+            .is_some_and(|k| k.rules.wants_frame(frame))
+    }
+
+    /// Passes `frame` to the kernel's TAP as it came, with its offload header.
+    fn to_kernel(&mut self, frame: &[u8]) {
+        let Some(k) = self.kernel.as_mut() else {
+            return;
+        };
+        self.stats.fallback_to_kernel.inc();
+        if let Err(e) = k
+            .device
+            .send_frame(self.now, frame, self.rx_offload.as_ref())
+        {
+            // A full TAP queue (the kernel not keeping up) drops, as a busy NIC would.
+            self.stats.fallback_errors.inc();
+            tracing::debug!("a frame for the kernel could not be passed on: {e}");
+        }
+    }
+
     fn ingress(&mut self, frame: &[u8], verify: bool) {
         self.stats.rx_frames.inc();
         match classify(frame, verify) {
+            // What the stack cannot take (other ethertypes, fragments) the kernel may.
+            Class::Drop(DropReason::UnknownEthertype | DropReason::Fragment)
+                if self.kernel_wants(frame) =>
+            {
+                self.to_kernel(frame)
+            }
             Class::Drop(reason) => self.stats.dropped(reason),
             Class::Tcp(head) => self.tcp_ingress(frame, head),
             Class::Neighbor => {
+                // Both sides answer for the same addresses with the same MAC, and both must
+                // learn their neighbours: the kernel always gets a copy.
+                self.to_kernel(frame);
                 self.ingress_unowned(frame);
                 // Connections that stopped for lack of a link address may go on now.
                 for idx in std::mem::take(&mut self.neighbor_wait) {
                     self.mark_dirty(idx);
                 }
             }
+            Class::Other if self.kernel_wants(frame) => self.to_kernel(frame),
             Class::Other => self.ingress_unowned(frame),
         }
     }
@@ -602,8 +691,12 @@ impl<D: PacketDevice> Stack<D> {
         self.transition(idx);
     }
 
-    /// A segment for no connection: smoltcp answers it with RST (unless it is one).
+    /// A segment for no connection: the kernel's if the fallback takes it (an ssh session, a
+    /// port sluice does not listen on), else smoltcp answers it with RST (unless it is one).
     fn unknown_flow(&mut self, frame: &[u8]) {
+        if self.kernel_wants(frame) {
+            return self.to_kernel(frame);
+        }
         self.stats.rx_unknown_flow.inc();
         self.ingress_unowned(frame);
     }

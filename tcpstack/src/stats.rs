@@ -58,6 +58,9 @@ stack_stats! {
     flows_half_open: "passive connections not yet established",
     flows_created: "connections created (passive and active)",
     connect_failed: "active opens refused or timed out",
+    fallback_to_kernel: "frames passed to the host kernel's fallback TAP (not served by the stack, or ARP/NDP copies)",
+    fallback_from_kernel: "frames the host kernel sent through its fallback TAP to the wire",
+    fallback_errors: "frames lost between the wire and the kernel's fallback TAP (a full queue, a device error)",
 }
 
 impl StackStats {

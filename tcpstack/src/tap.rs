@@ -2,7 +2,7 @@
 //! laptop the kernel side of the TAP is the host's (or a namespace's) network; the userspace
 //! stack behind it owns its own MAC and IP addresses, like a virtual machine would.
 
-use crate::device::{DeviceCaps, PacketDevice};
+use crate::device::{ones_sum, DeviceCaps, PacketDevice, VnetHeader};
 use smoltcp::time::Instant;
 use std::ffi::CString;
 use std::io;
@@ -14,6 +14,7 @@ const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 /// TUNSETOFFLOAD flags: this end takes frames whose checksum the kernel left to be computed,
 /// and TCP segments coalesced beyond the MTU (IPv4, IPv6): the kernel hands over up to 64 KiB
 /// of a flow in one frame instead of one frame per MSS.
@@ -21,13 +22,7 @@ const TUN_F_CSUM: libc::c_uint = 0x01;
 const TUN_F_TSO4: libc::c_uint = 0x02;
 const TUN_F_TSO6: libc::c_uint = 0x04;
 
-/// `struct virtio_net_hdr` (without `num_buffers`): 10 bytes before every frame on a TAP
-/// opened with IFF_VNET_HDR. Native byte order on little-endian hosts.
-const VNET_HDR_LEN: usize = 10;
-/// virtio_net_hdr.flags: the checksum from `csum_start` on is still to be computed.
-const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
-/// virtio_net_hdr.flags: the kernel has already verified the checksum.
-const VIRTIO_NET_HDR_F_DATA_VALID: u8 = 2;
+const VNET_HDR_LEN: usize = VnetHeader::LEN;
 
 /// `struct ifreq` with the two union members used here.
 #[repr(C)]
@@ -77,6 +72,20 @@ pub struct TapDevice {
     /// this link (the kernel marks frames it made or checked; we mark ours as partial).
     vnet: bool,
     last_rx_ok: bool,
+    last_rx_header: VnetHeader,
+}
+
+/// How `TapDevice::attach` opens a TAP.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TapMode {
+    /// Frames carry a virtio-net header.
+    pub vnet_header: bool,
+    /// With the header: the kernel may hand over partial checksums and coalesced segments.
+    pub offloads: bool,
+    /// One queue of a multi-queue TAP (one per stack that shares it).
+    pub multi_queue: bool,
+    /// Set the kernel side's MTU and bring it up (otherwise left as whoever made it set it).
+    pub configure_link: bool,
 }
 
 impl TapDevice {
@@ -84,6 +93,18 @@ impl TapDevice {
     /// MTU and brings it up. Needs CAP_NET_ADMIN. With `checksum_offload`, frames carry a
     /// virtio-net header so TCP checksums cost nothing on either side of the TAP.
     pub fn open(name: &str, ip_mtu: usize, checksum_offload: bool) -> io::Result<TapDevice> {
+        let mode = TapMode {
+            vnet_header: checksum_offload,
+            offloads: checksum_offload,
+            multi_queue: false,
+            configure_link: true,
+        };
+        TapDevice::attach(name, ip_mtu, mode)
+    }
+
+    /// Creates or attaches to the TAP `name` as `mode` says. `ip_mtu` is the largest IP packet
+    /// this end sends and expects.
+    pub fn attach(name: &str, ip_mtu: usize, mode: TapMode) -> io::Result<TapDevice> {
         let explain = |e: io::Error, what: &str| -> io::Error {
             let hint = match e.raw_os_error() {
                 Some(libc::EPERM) | Some(libc::EACCES) => {
@@ -93,6 +114,9 @@ impl TapDevice {
                     " (is the tun module loaded? try: modprobe tun)".to_string()
                 }
                 Some(libc::EBUSY) => format!(" (another process holds {name})"),
+                Some(libc::EINVAL) if mode.multi_queue => {
+                    format!(" ({name} exists but was not created multi-queue)")
+                }
                 _ => String::new(),
             };
             io::Error::new(e.kind(), format!("TAP device {name}: {what}: {e}{hint}"))
@@ -113,7 +137,10 @@ impl TapDevice {
         }
         // SAFETY: `raw` is a descriptor we just opened and own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        req.value.flags = IFF_TAP | IFF_NO_PI | if checksum_offload { IFF_VNET_HDR } else { 0 };
+        req.value.flags = IFF_TAP
+            | IFF_NO_PI
+            | if mode.vnet_header { IFF_VNET_HDR } else { 0 }
+            | if mode.multi_queue { IFF_MULTI_QUEUE } else { 0 };
         // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `req` is laid out as.
         if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req) } < 0 {
             return Err(explain(
@@ -121,16 +148,17 @@ impl TapDevice {
                 "cannot create or attach",
             ));
         }
-        if checksum_offload {
+        if mode.vnet_header {
             let size: libc::c_int = VNET_HDR_LEN as libc::c_int;
+            let offloads = if mode.offloads {
+                TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6
+            } else {
+                0
+            };
             // SAFETY: TUNSETVNETHDRSZ reads one int; TUNSETOFFLOAD takes its flags by value.
             let ok = unsafe {
                 libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ as _, &size) == 0
-                    && libc::ioctl(
-                        fd.as_raw_fd(),
-                        TUNSETOFFLOAD as _,
-                        TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6,
-                    ) == 0
+                    && libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, offloads) == 0
             };
             if !ok {
                 return Err(explain(
@@ -139,14 +167,18 @@ impl TapDevice {
                 ));
             }
         }
-        configure_link(name, ip_mtu).map_err(|e| explain(e, "cannot set MTU and bring it up"))?;
+        if mode.configure_link {
+            configure_link(name, ip_mtu)
+                .map_err(|e| explain(e, "cannot set MTU and bring it up"))?;
+        }
         Ok(TapDevice {
             fd,
             name: name.to_string(),
             ip_mtu,
             scratch: vec![0; ip_mtu + DeviceCaps::ETHERNET_HEADER],
-            vnet: checksum_offload,
+            vnet: mode.vnet_header,
             last_rx_ok: false,
+            last_rx_header: VnetHeader::default(),
         })
     }
 
@@ -210,10 +242,55 @@ impl PacketDevice for TapDevice {
         let mut n = n as usize;
         if self.vnet {
             n = n.saturating_sub(VNET_HDR_LEN);
-            self.last_rx_ok =
-                hdr[0] & (VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID) != 0;
+            self.last_rx_header = VnetHeader(hdr);
+            self.last_rx_ok = hdr[0] & (VnetHeader::NEEDS_CSUM | VnetHeader::DATA_VALID) != 0;
         }
         Ok(Some(n))
+    }
+
+    fn last_rx_offload(&self) -> Option<VnetHeader> {
+        self.vnet.then_some(self.last_rx_header)
+    }
+
+    /// With a virtio-net header on this TAP the frame goes out with the header it came with,
+    /// so partial checksums and coalesced segments stay the kernel's to finish; without one,
+    /// a partial checksum is completed first.
+    fn send_frame(
+        &mut self,
+        _now: Instant,
+        frame: &[u8],
+        offload: Option<&VnetHeader>,
+    ) -> io::Result<()> {
+        let mut hdr = offload.copied().unwrap_or_default().0;
+        let needs_csum = offload.is_some_and(|h| h.flags() & VnetHeader::NEEDS_CSUM != 0);
+        let frame: &[u8] = if !self.vnet && needs_csum {
+            if self.scratch.len() < frame.len() {
+                self.scratch.resize(frame.len(), 0);
+            }
+            let copy = &mut self.scratch[..frame.len()];
+            copy.copy_from_slice(frame);
+            offload.expect("checked").complete_checksum(copy);
+            copy
+        } else {
+            frame
+        };
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_mut_ptr().cast(),
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: frame.as_ptr() as *mut libc::c_void,
+                iov_len: frame.len(),
+            },
+        ];
+        let parts = if self.vnet { &iov[..] } else { &iov[1..] };
+        // SAFETY: gathering from buffers that outlive the call; writev does not write to them.
+        let n = unsafe { libc::writev(self.fd.as_raw_fd(), parts.as_ptr(), parts.len() as i32) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     fn last_rx_checksum_ok(&self) -> bool {
@@ -234,9 +311,7 @@ impl PacketDevice for TapDevice {
         let mut hdr = [0u8; VNET_HDR_LEN];
         if self.vnet {
             if let Some((start, offset)) = partial_tcp_checksum(frame) {
-                hdr[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-                hdr[6..8].copy_from_slice(&(start as u16).to_ne_bytes());
-                hdr[8..10].copy_from_slice(&(offset as u16).to_ne_bytes());
+                hdr = VnetHeader::partial_checksum(start, offset).0;
             }
         }
         let iov = iovecs(self.vnet, &mut hdr, frame);
@@ -287,7 +362,7 @@ fn partial_tcp_checksum(frame: &mut [u8]) -> Option<(usize, usize)> {
             let tcp_len = total.checked_sub(ihl)?;
             (
                 14 + ihl,
-                words(frame.get(26..34)?) + TCP as u32 + tcp_len as u32,
+                ones_sum(frame.get(26..34)?) + TCP as u32 + tcp_len as u32,
             )
         }
         [0x86, 0xdd] => {
@@ -295,7 +370,7 @@ fn partial_tcp_checksum(frame: &mut [u8]) -> Option<(usize, usize)> {
                 return None;
             }
             let tcp_len = u16::from_be_bytes([frame[18], frame[19]]) as u32;
-            (54, words(frame.get(22..54)?) + TCP as u32 + tcp_len)
+            (54, ones_sum(frame.get(22..54)?) + TCP as u32 + tcp_len)
         }
         _ => return None,
     };
@@ -308,25 +383,9 @@ fn partial_tcp_checksum(frame: &mut [u8]) -> Option<(usize, usize)> {
     Some((start, CHECKSUM_AT))
 }
 
-/// Sum of big-endian 16-bit words.
-fn words(b: &[u8]) -> u32 {
-    b.chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What a device (or the kernel, when it forwards) does with a partial checksum.
-    fn complete(frame: &mut [u8], start: usize, offset: usize) {
-        let mut sum = words(&frame[start..]);
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        frame[start + offset..start + offset + 2].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    }
 
     #[test]
     fn partial_checksum_completes_to_the_real_one() {
@@ -341,7 +400,8 @@ mod tests {
                 continue; // ARP
             };
             assert_eq!((start, offset), (34, 16));
-            complete(&mut frame, start, offset);
+            // What a device (or the kernel, when it forwards) does with a partial checksum.
+            VnetHeader::partial_checksum(start, offset).complete_checksum(&mut frame);
             assert_eq!(
                 frame, original,
                 "completed checksum differs from the real one"

@@ -88,19 +88,20 @@ impl Netns {
 
     /// Moves the TAP device `tap` here and gives this side its addresses.
     pub fn adopt_tap(&self, tap: &str) {
+        self.adopt_tap_as(tap, &[&format!("{NS_IP}/24"), &format!("{NS_IP6}/64")]);
+    }
+
+    /// Moves the TAP device `tap` here and gives this side the addresses `cidrs`.
+    pub fn adopt_tap_as(&self, tap: &str, cidrs: &[&str]) {
         ip(&["link", "set", tap, "netns", &self.name]);
         let ns = self.name.as_str();
-        ip(&["-n", ns, "addr", "add", &format!("{NS_IP}/24"), "dev", tap]);
-        ip(&[
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{NS_IP6}/64"),
-            "dev",
-            tap,
-            "nodad",
-        ]);
+        for cidr in cidrs {
+            if cidr.contains(':') {
+                ip(&["-n", ns, "addr", "add", cidr, "dev", tap, "nodad"]);
+            } else {
+                ip(&["-n", ns, "addr", "add", cidr, "dev", tap]);
+            }
+        }
         ip(&["-n", ns, "link", "set", tap, "up"]);
     }
 

@@ -105,7 +105,9 @@ fn parse_extension(node: Node<'_>) -> Result<SluiceExtension> {
     if let Some(io) = node.get("io") {
         let io = io.node();
         io.expect_fields(
-            &["backend", "splice", "tap", "tcp", "pcap", "impair", "dpdk"],
+            &[
+                "backend", "splice", "tap", "tcp", "pcap", "impair", "dpdk", "fallback",
+            ],
             &[],
         )?;
         if let Some(b) = io.get("backend") {
@@ -134,6 +136,9 @@ fn parse_extension(node: Node<'_>) -> Result<SluiceExtension> {
         }
         if let Some(i) = io.get("impair") {
             ext.userspace.impair = Some(userspace::parse_impair(i.node())?);
+        }
+        if let Some(f) = io.get("fallback") {
+            ext.userspace.fallback = Some(userspace::parse_fallback(f.node())?);
         }
         ext.userspace
             .check(ext.io_backend)
@@ -1121,6 +1126,66 @@ mod tests {
         assert_eq!(
             e,
             "sluice.io: sluice.io.pcap records the userspace stack's frames; it needs backend tap"
+        );
+    }
+
+    #[test]
+    fn fallback_section() {
+        use sluice_tcpstack::fallback::{Protocol, Rule, Rules};
+        let parse = |fallback: serde_json::Value| {
+            let mut d = minimal();
+            d["sluice"] = json!({"io": {
+                "backend": "tap",
+                "tap": {"addresses": ["10.0.0.2/24"]},
+                "fallback": fallback,
+            }});
+            parse_bootstrap(&d).map(|b| b.sluice.userspace.fallback.unwrap())
+        };
+        let f = parse(json!({"tap": "slk0"})).unwrap();
+        assert_eq!(f.tap, "slk0");
+        assert_eq!(f.rules, Rules::everything());
+        let f = parse(json!({"tap": "slk0", "rules": [
+            {"protocol": "tcp", "ports": [22, "8000-8100"]},
+            {"protocol": "icmp"}
+        ]}))
+        .unwrap();
+        assert_eq!(
+            f.rules,
+            Rules(vec![
+                Rule {
+                    protocol: Protocol::Tcp,
+                    ports: vec![22..=22, 8000..=8100]
+                },
+                Rule {
+                    protocol: Protocol::Icmp,
+                    ports: vec![]
+                },
+            ])
+        );
+        let e = |v| parse(v).unwrap_err().to_string();
+        assert_eq!(
+            e(json!({"rules": []})),
+            "sluice.io.fallback.tap: required field is missing"
+        );
+        assert!(e(json!({"tap": "k", "rules": [{"protocol": "neighbor"}]}))
+            .starts_with("sluice.io.fallback.rules[0].protocol: expected tcp, udp, icmp"),);
+        assert_eq!(
+            e(json!({"tap": "k", "rules": [{"protocol": "icmp", "ports": [1]}]})),
+            "sluice.io.fallback.rules[0].ports: only tcp, udp and any rules have ports"
+        );
+        assert_eq!(
+            e(json!({"tap": "k", "rules": [{"protocol": "tcp", "ports": ["90-80"]}]})),
+            "sluice.io.fallback.rules[0].ports[0]: port range \"90-80\" ends before it starts"
+        );
+        assert!(
+            e(json!({"tap": "k", "rules": [{"protocol": "tcp", "ports": [70000]}]}))
+                .starts_with("sluice.io.fallback.rules[0].ports[0]: a port is a number")
+        );
+        let mut d = minimal();
+        d["sluice"] = json!({"io": {"fallback": {"tap": "k"}}});
+        assert_eq!(
+            parse_bootstrap(&d).unwrap_err().to_string(),
+            "sluice.io: sluice.io.fallback hands the host kernel what the userspace stack does not serve; it needs backend tap or dpdk"
         );
     }
 

@@ -11,7 +11,7 @@ pub mod userspace;
 
 pub use model::*;
 pub use reader::ConfigError;
-pub use userspace::{IoBackend, StackTcpConfig, TapConfig, UserspaceConfig};
+pub use userspace::{FallbackConfig, IoBackend, StackTcpConfig, TapConfig, UserspaceConfig};
 
 use std::path::Path;
 

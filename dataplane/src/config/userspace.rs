@@ -101,6 +101,18 @@ pub struct UserspaceConfig {
     pub impair: Option<ImpairConfig>,
     /// `sluice.io.dpdk`: the DPDK layout, the port's addresses and the idle policy.
     pub dpdk: Option<super::dpdk::DpdkConfig>,
+    /// `sluice.io.fallback`: the host kernel's TAP for what the stack does not serve.
+    pub fallback: Option<FallbackConfig>,
+}
+
+/// `sluice.io.fallback`: when the stack owns the wire, the TAP through which the host kernel
+/// (carrying the same addresses and MAC) gets the frames the stack does not serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackConfig {
+    /// The TAP `sluice-control fallback up` made (multi-queue: one queue per worker).
+    pub tap: String,
+    /// What goes to the kernel; default everything the stack does not serve.
+    pub rules: sluice_tcpstack::fallback::Rules,
 }
 
 impl UserspaceConfig {
@@ -125,6 +137,11 @@ impl UserspaceConfig {
             IoBackend::Kernel if self.pcap.is_some() => Err(
                 "sluice.io.pcap records the userspace stack's frames; it needs backend tap".into(),
             ),
+            IoBackend::Kernel if self.fallback.is_some() => Err(
+                "sluice.io.fallback hands the host kernel what the userspace stack does not \
+                 serve; it needs backend tap or dpdk"
+                    .into(),
+            ),
             IoBackend::Kernel if self.impair.is_some() => Err(
                 "sluice.io.impair acts on the userspace stack's device; it needs backend tap"
                     .into(),
@@ -132,6 +149,66 @@ impl UserspaceConfig {
             _ => Ok(()),
         }
     }
+}
+
+pub fn parse_fallback(node: Node<'_>) -> Result<FallbackConfig> {
+    use sluice_tcpstack::fallback::{Protocol, Rule, Rules};
+    node.expect_fields(&["tap", "rules"], &[])?;
+    let tap = interface_name(node.require("tap")?.node())?;
+    let rules = match node.get("rules") {
+        None => Rules::everything(),
+        Some(list) => {
+            let mut rules = Vec::new();
+            for item in list.node().items()? {
+                let r = item.node();
+                r.expect_fields(&["protocol", "ports"], &[])?;
+                let p = r.require("protocol")?;
+                let p = p.node();
+                let protocol = Protocol::from_name(p.as_str()?).ok_or_else(|| {
+                    p.error("expected tcp, udp, icmp, other or any (ARP and NDP always reach the kernel)")
+                })?;
+                let mut ports = Vec::new();
+                if let Some(list) = r.get("ports") {
+                    if !protocol.has_ports() {
+                        return Err(list.node().error("only tcp, udp and any rules have ports"));
+                    }
+                    for port in list.node().items()? {
+                        let n = port.node();
+                        ports.push(parse_port_range(n)?);
+                    }
+                }
+                rules.push(Rule { protocol, ports });
+            }
+            Rules(rules)
+        }
+    };
+    Ok(FallbackConfig { tap, rules })
+}
+
+/// A port (22) or an inclusive range ("8000-8100").
+fn parse_port_range(n: Node<'_>) -> Result<std::ops::RangeInclusive<u16>> {
+    let bad = || n.error("a port is a number from 1 to 65535, or a range such as \"8000-8100\"");
+    if let Ok(v) = n.as_u64() {
+        let p = u16::try_from(v).ok().filter(|p| *p > 0).ok_or_else(bad)?;
+        return Ok(p..=p);
+    }
+    let text = n.as_str().map_err(|_| bad())?;
+    let (lo, hi) = text.split_once('-').unwrap_or((text, text));
+    let lo: u16 = lo.trim().parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if hi < lo {
+        return Err(n.error(format!("port range \"{text}\" ends before it starts")));
+    }
+    Ok(lo..=hi)
+}
+
+/// An interface name as Linux allows it.
+fn interface_name(n: Node<'_>) -> Result<String> {
+    let s = n.as_str()?;
+    if s.is_empty() || s.len() > 15 || s.contains('/') || s.contains(char::is_whitespace) {
+        return Err(n.error("an interface name is 1 to 15 characters, no '/' or spaces"));
+    }
+    Ok(s.to_string())
 }
 
 pub fn parse_tap(node: Node<'_>) -> Result<TapConfig> {
@@ -147,14 +224,7 @@ pub fn parse_tap(node: Node<'_>) -> Result<TapConfig> {
         &[],
     )?;
     let name = match node.get("name") {
-        Some(n) => {
-            let n = n.node();
-            let s = n.as_str()?;
-            if s.is_empty() || s.len() > 15 || s.contains('/') || s.contains(char::is_whitespace) {
-                return Err(n.error("an interface name is 1 to 15 characters, no '/' or spaces"));
-            }
-            s.to_string()
-        }
+        Some(n) => interface_name(n.node())?,
         None => "sluice0".to_string(),
     };
     let StackAddresses {
@@ -349,7 +419,7 @@ fn parse_cidr(s: &str) -> std::result::Result<(IpAddr, u8), String> {
     Ok((ip, prefix))
 }
 
-fn parse_mac(s: &str) -> std::result::Result<[u8; 6], String> {
+pub fn parse_mac(s: &str) -> std::result::Result<[u8; 6], String> {
     let parts: Vec<&str> = s.split(':').collect();
     let mut mac = [0u8; 6];
     if parts.len() != 6 {

@@ -8,6 +8,7 @@ pub mod affinity;
 pub mod connect;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod fallback;
 pub mod listener;
 pub mod splice;
 pub mod userspace;

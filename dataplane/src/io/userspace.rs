@@ -56,7 +56,8 @@ pub fn start(io: &UserspaceConfig, on: StackDevice, worker: usize) -> Result<Sta
         accept_backlog: t.accept_backlog,
         ..TcpTuning::default()
     };
-    let (config, device, driver, section) = match on {
+    // The wire's MTU and whether its frames carry a virtio-net header, for the kernel's TAP.
+    let (config, device, driver, section, wire) = match on {
         StackDevice::Tap => {
             let tap: &TapConfig = io.tap.as_ref().ok_or("sluice.io.tap is missing")?;
             let config = StackConfig {
@@ -76,7 +77,8 @@ pub fn start(io: &UserspaceConfig, on: StackDevice, worker: usize) -> Result<Sta
                 "userspace TCP/IP stack running on TAP"
             );
             let device: Box<dyn PacketDevice> = Box::new(device);
-            (config, device, Driver::Signalled, "sluice.io.tap")
+            let wire = (tap.mtu, tap.checksum_offload);
+            (config, device, Driver::Signalled, "sluice.io.tap", wire)
         }
         #[cfg(feature = "dpdk")]
         StackDevice::Dpdk(q) => {
@@ -101,6 +103,7 @@ pub fn start(io: &UserspaceConfig, on: StackDevice, worker: usize) -> Result<Sta
                 .fanout
                 .is_some()
                 .then(|| (q.port.steering.clone(), q.queue));
+            let wire = (q.ip_mtu, false);
             let mut queue =
                 sluice_tcpstack::dpdk_port::DpdkQueue::new(q.port, q.queue, q.pool, q.ip_mtu);
             if let Some((fanout, index)) = q.fanout {
@@ -115,6 +118,7 @@ pub fn start(io: &UserspaceConfig, on: StackDevice, worker: usize) -> Result<Sta
                     steering,
                 },
                 "sluice.io.dpdk",
+                wire,
             )
         }
     };
@@ -152,9 +156,13 @@ pub fn start(io: &UserspaceConfig, on: StackDevice, worker: usize) -> Result<Sta
         None => device,
     };
     let clock = Clock::start();
-    #[cfg_attr(not(feature = "dpdk"), allow(unused_mut))]
     let mut stack =
         Stack::new(&config, device, clock.now()).map_err(|e| format!("{section}: {e}"))?;
+    if let Some(f) = &io.fallback {
+        let (ip_mtu, vnet) = wire;
+        stack.set_kernel_path(super::fallback::attach(f, config.mac, ip_mtu, vnet)?);
+        tracing::info!(worker, tap = %f.tap, "frames the stack does not serve go to the host kernel");
+    }
     let stats = stack.stats();
     let driver: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = match driver {
         Driver::Signalled => {
