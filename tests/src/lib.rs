@@ -6,6 +6,7 @@
 //! /proc/net/tcp, and config reloads are complete when `/stats` shows the new version.
 
 pub mod bolt;
+pub mod fallback;
 pub mod frames;
 pub mod netns;
 pub mod xds;

@@ -185,6 +185,16 @@ pub fn proxy_config(
     listeners: &[(&str, u16, &str)],
     clusters: &[(&str, &[u16])],
 ) -> String {
+    proxy_config_on(section, listeners, clusters, NS_IP)
+}
+
+/// `proxy_config` with the clusters' endpoints on `upstream` instead of `NS_IP`.
+pub fn proxy_config_on(
+    section: String,
+    listeners: &[(&str, u16, &str)],
+    clusters: &[(&str, &[u16])],
+    upstream: &str,
+) -> String {
     let mut y = section;
     y += "admin:\n  address: {socket_address: {address: 127.0.0.1, port_value: 0}}\nstatic_resources:\n  listeners:\n";
     for (name, port, cluster) in listeners {
@@ -199,7 +209,7 @@ pub fn proxy_config(
         );
         for port in ports.iter() {
             y += &format!(
-                "        - endpoint: {{address: {{socket_address: {{address: {NS_IP}, port_value: {port}}}}}}}\n"
+                "        - endpoint: {{address: {{socket_address: {{address: {upstream}, port_value: {port}}}}}}}\n"
             );
         }
     }

@@ -57,6 +57,26 @@ fn bolt_rpc_through_dpdk_net_tap() {
     bolt_rpc_through_the_stack(&t);
 }
 
+/// DPDK owns the port; the host kernel behind the fallback TAP still gets ping and an
+/// ssh-style session on the stack's address (frames go to it without a virtio-net header, so
+/// any partial checksum is completed on the way).
+#[test]
+fn kernel_fallback_through_a_dpdk_port() {
+    need_root!("kernel_fallback_through_a_dpdk_port");
+    use sluice_integration::fallback::{ping_and_a_session_reach_the_kernel, NET, STACK};
+    ping_and_a_session_reach_the_kernel(|wire, fallback| {
+        // The port's MAC is set, so `sluice-control fallback up` can give the TAP the same one.
+        dpdk_section(wire, &format!("{BACKOFF}{fallback}"))
+            .replace(STACK_IP, STACK)
+            .replace(NS_IP, NET)
+            .replace("fd99::", "fd97::")
+            .replace(
+                "        gateways:",
+                "        mac: \"02:00:00:00:97:02\"\n        gateways:",
+            )
+    });
+}
+
 /// Bad EAL or port settings end start-up with an error naming the setting, never a DPDK abort.
 #[test]
 fn bad_eal_and_port_settings_are_named_errors() {

@@ -460,176 +460,18 @@ fn missing_privilege_is_explained() {
     ));
 }
 
-/// The kernel-fallback topology: the stack owns 10.97.0.2 on its TAP (moved into a namespace,
-/// the "network"), and the test machine's own kernel carries the same address on the fallback
-/// TAP that `sluice-control fallback up` makes. A subnet of its own, so that the kernel's
-/// address clashes with no other test's.
-const FB_STACK: &str = "10.97.0.2";
-const FB_NET: &str = "10.97.0.1";
-
-fn fallback_config(tap: &str, ktap: &str, rules: &str, listener_port: u16) -> String {
-    let section = format!(
-        "sluice:\n  io:\n    backend: tap\n    tap:\n      name: {tap}\n      addresses: [\"{FB_STACK}/24\"]\n      gateways: [\"{FB_NET}\"]\n    fallback:\n      tap: {ktap}\n{rules}"
-    );
-    proxy_config(
-        section,
-        &[("echo", listener_port, "echo")],
-        &[("echo", &[9081])],
-    )
-    .replace(NS_IP, FB_NET)
-}
-
-/// Runs `sluice-control ARGS` to completion.
-fn control(args: &[&str]) -> Exit {
-    run_to_exit(Command::new(bin_dir().join("sluice-control")).args(args))
-}
-
-/// The fallback TAP, removed with `sluice-control fallback down` on drop.
-struct FallbackTap {
-    config: std::path::PathBuf,
-}
-
-impl FallbackTap {
-    fn up(config: &std::path::Path) -> FallbackTap {
-        let out = control(&["fallback", "up", "-c", config.to_str().unwrap()]);
-        assert!(out.status.success(), "fallback up: {}", out.stderr);
-        FallbackTap {
-            config: config.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for FallbackTap {
-    fn drop(&mut self) {
-        let out = control(&["fallback", "down", "-c", self.config.to_str().unwrap()]);
-        if !std::thread::panicking() {
-            assert!(out.status.success(), "fallback down: {}", out.stderr);
-            assert!(out.stdout.contains("removed"), "{}", out.stdout);
-        }
-    }
-}
-
-/// This (root) namespace's count of ICMP echo replies its kernel sent.
-fn kernel_echo_replies() -> u64 {
-    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap();
-    let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
-    let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
-    let at = names
-        .split_whitespace()
-        .position(|n| n == "OutEchoReps")
-        .unwrap();
-    values.split_whitespace().nth(at).unwrap().parse().unwrap()
-}
-
+/// The host kernel behind the fallback TAP gets ping and an ssh-style session on the address
+/// sluice serves its listener on (see `fallback::ping_and_a_session_reach_the_kernel`).
 #[test]
 fn kernel_fallback_answers_ping_and_ssh_style_traffic_while_sluice_serves_its_listener() {
     need_root!(
         "kernel_fallback_answers_ping_and_ssh_style_traffic_while_sluice_serves_its_listener"
     );
-    require_program("socat");
-    let (kernel_port, other_port) = (free_port(), free_port());
-    let dir = TempDir::new("fallback");
-    let (tap, ktap) = (unique("slt"), unique("slk"));
-    // The kernel gets ICMP and one TCP port; a kernel listener on any other port stays
-    // unreachable from the network: the stack resets connections to it.
-    let rules = format!(
-        "      rules:\n      - {{protocol: tcp, ports: [{kernel_port}]}}\n      - {{protocol: icmp}}\n"
-    );
-    let yaml = fallback_config(&tap, &ktap, &rules, 8080);
-    let config = dir.join("sluice.yaml");
-    std::fs::write(&config, &yaml).unwrap();
-
-    // Without the fallback TAP the dataplane refuses to start, and says what to run.
-    let exit = Sluice::run_to_exit(&yaml, &[]);
-    assert!(!exit.status.success());
-    assert!(
-        exit.stderr.contains(&format!(
-            "sluice.io.fallback.tap: there is no interface {ktap}"
-        )) && exit.stderr.contains("sluice-control fallback up"),
-        "{}",
-        exit.stderr
-    );
-
-    let _fallback = FallbackTap::up(&config);
-    let ns = Netns::create();
-    let sluice = Sluice::start(&yaml, &[]);
-    ns.adopt_tap_as(&tap, &[&format!("{FB_NET}/24")]);
-    // Until the wire TAP is up in its namespace, the kernel's first frames (IPv6 router
-    // solicitations) cannot be sent: counted as errors, and none may be from here on.
-    let errors = sluice.stat("sluice_stack_fallback_errors");
-
-    // The host's own services, on the address it shares with the stack.
-    let _ssh = socat_server_on(FB_STACK, kernel_port);
-    let _other = socat_server_on(FB_STACK, other_port);
-    // sluice's listener proxies to an echo service in the network.
-    let _echo = echo_in(&ns, 9081);
-
-    // ping is answered by the host kernel (its counter moves), not by the stack.
-    let replies = kernel_echo_replies();
-    ns.run("ping", &["-c", "3", "-W", "2", FB_STACK]);
-    assert!(
-        kernel_echo_replies() >= replies + 3,
-        "the host kernel did not answer the pings"
-    );
-    // ssh-style: a TCP session to the host's port, through the stack's wire.
-    assert_eq!(
-        socat_roundtrip(&ns, &format!("{FB_STACK}:{kernel_port}"), "to it\n"),
-        "host-to it\n"
-    );
-    // The same address, sluice's listener: served by sluice.
-    assert_eq!(
-        socat_roundtrip(&ns, &format!("{FB_STACK}:8080"), "to sluice\n"),
-        "to sluice\n"
-    );
-    assert_eq!(
-        sluice.stat("sluice_tcp_downstream_cx_total{stat_prefix=\"echo\"}"),
-        1
-    );
-    // A port the rules keep from the kernel: the stack resets it (the kernel listens there).
-    let unknown = sluice.stat("sluice_stack_rx_unknown_flow");
-    let refused = ns
-        .cmd("socat")
-        .args(["-T", "5", "-", &format!("TCP:{FB_STACK}:{other_port}")])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("Connection refused"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
-    assert!(sluice.stat("sluice_stack_rx_unknown_flow") > unknown);
-
-    let to_kernel = sluice.stat("sluice_stack_fallback_to_kernel");
-    let from_kernel = sluice.stat("sluice_stack_fallback_from_kernel");
-    // 3 echo requests, the session's segments (at least SYN, data, FIN, ACKs) and ARP copies.
-    assert!(to_kernel >= 8, "to kernel: {to_kernel}");
-    assert!(from_kernel >= 6, "from kernel: {from_kernel}");
-    assert_eq!(sluice.stat("sluice_stack_fallback_errors"), errors);
-}
-
-/// A socat in this (root) namespace bound to `addr:port` that answers each line with
-/// "host-" and the line.
-fn socat_server_on(addr: &str, port: u16) -> Proc {
-    let mut cmd = Command::new("socat");
-    cmd.args([
-        &format!("TCP-LISTEN:{port},bind={addr},reuseaddr,fork"),
-        "SYSTEM:sed -u s/^/host-/",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let p = Proc::spawn(cmd, "socat");
-    assert!(
-        wait_until(Duration::from_secs(10), || is_listening_on(addr, port)),
-        "socat did not listen on {addr}:{port}"
-    );
-    p
-}
-
-fn is_listening_on(addr: &str, port: u16) -> bool {
-    Command::new("ss")
-        .args(["-Htln", &format!("src {addr}:{port}")])
-        .output()
-        .is_ok_and(|o| !o.stdout.is_empty())
+    sluice_integration::fallback::ping_and_a_session_reach_the_kernel(|wire, fallback| {
+        format!(
+            "sluice:\n  io:\n    backend: tap\n    tap:\n      name: {wire}\n      addresses: [\"{STACK}/24\"]\n      gateways: [\"{NET}\"]\n{fallback}",
+            STACK = sluice_integration::fallback::STACK,
+            NET = sluice_integration::fallback::NET,
+        )
+    });
 }
