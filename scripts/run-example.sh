@@ -10,6 +10,9 @@
 #                                 sets up the topology and tears it down on exit
 #   scripts/run-example.sh dpdk   (root) the same in DPDK mode: DPDK's net_tap device as the port,
 #                                 the stack polled on CPU 1 (examples/dpdk.yaml)
+#   scripts/run-example.sh xds    sluice configured over xDS: an ADS server (third-party library)
+#                                 on 127.0.0.1:18000 serves a TCP proxy on 127.0.0.1:10000 with
+#                                 an EDS cluster; sluice-control applies it (examples/xds.yaml)
 #
 # The admin API is on 127.0.0.1:9901 in all of them.
 set -euo pipefail
@@ -18,6 +21,8 @@ cd "$root"
 which=${1:-tcp}
 if [ "$which" = dpdk ]; then
   scripts/setup/deps.sh run-dpdk >/dev/null
+elif [ "$which" = xds ]; then
+  scripts/setup/deps.sh run-xds >/dev/null
 else
   scripts/setup/deps.sh run >/dev/null
 fi
@@ -95,5 +100,35 @@ MSG
 MSG
     target/release/sluice -c examples/dpdk.yaml
     ;;
-  *) echo "usage: $0 [tcp|bolt|tap|dpdk]" >&2; exit 2 ;;
+  xds)
+    cargo build --release --bin sluice --bin sluice-control
+    web_server 8080 127.0.0.1 "hello from the upstream, through a listener sluice got over xDS"
+    run=$(mktemp -d)
+    .tools/venv/bin/python tests/xds/ads_server.py --port 18000 --control-port 18001 \
+      --snapshot examples/xds-resources.json > "$run/ads.out" &
+    ads=$!
+    trap 'kill $upstream $ads ${control:-} ${dataplane:-} 2>/dev/null; rm -rf "$www" "$run"' EXIT
+    # Each waits for the readiness signal of the one before: the server's "xds PORT" line, the
+    # dataplane's admin address file.
+    until grep -q '^xds ' "$run/ads.out" 2>/dev/null; do kill -0 $ads; sleep 0.1; done
+    target/release/sluice -c examples/xds.yaml --control-socket "$run/sluice.sock" \
+      --admin-address-path "$run/admin" &
+    dataplane=$!
+    until [ -s "$run/admin" ]; do kill -0 $dataplane; sleep 0.1; done
+    target/release/sluice-control xds -c examples/xds.yaml --dataplane "$run/sluice.sock" &
+    control=$!
+    cat <<MSG
+
+  sluice is running with examples/xds.yaml; sluice-control got its listener and cluster from
+  the ADS server on 127.0.0.1:18000 (resources: examples/xds-resources.json):
+    proxy:   curl http://127.0.0.1:10000/
+    xDS:     curl http://127.0.0.1:9901/config_dump   (dynamic_resources, with versions)
+             curl -s http://127.0.0.1:9901/stats | grep sluice_xds
+    update:  edit examples/xds-resources.json, then send it as version 2:
+             (printf '{"cmd":"set","version":"2","resources":'; tr -d '\n' < examples/xds-resources.json; echo '}') | nc -q1 127.0.0.1 18001
+
+MSG
+    wait $dataplane
+    ;;
+  *) echo "usage: $0 [tcp|bolt|tap|dpdk|xds]" >&2; exit 2 ;;
 esac

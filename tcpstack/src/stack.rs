@@ -570,7 +570,7 @@ impl<D: PacketDevice> Stack<D> {
     }
 
     /// Passes `frame` to the kernel's TAP as it came, with its offload header.
-    fn to_kernel(&mut self, frame: &[u8]) {
+    fn pass_to_kernel(&mut self, frame: &[u8]) {
         let Some(k) = self.kernel.as_mut() else {
             return;
         };
@@ -592,21 +592,21 @@ impl<D: PacketDevice> Stack<D> {
             Class::Drop(DropReason::UnknownEthertype | DropReason::Fragment)
                 if self.kernel_wants(frame) =>
             {
-                self.to_kernel(frame)
+                self.pass_to_kernel(frame)
             }
             Class::Drop(reason) => self.stats.dropped(reason),
             Class::Tcp(head) => self.tcp_ingress(frame, head),
             Class::Neighbor => {
                 // Both sides answer for the same addresses with the same MAC, and both must
                 // learn their neighbours: the kernel always gets a copy.
-                self.to_kernel(frame);
+                self.pass_to_kernel(frame);
                 self.ingress_unowned(frame);
                 // Connections that stopped for lack of a link address may go on now.
                 for idx in std::mem::take(&mut self.neighbor_wait) {
                     self.mark_dirty(idx);
                 }
             }
-            Class::Other if self.kernel_wants(frame) => self.to_kernel(frame),
+            Class::Other if self.kernel_wants(frame) => self.pass_to_kernel(frame),
             Class::Other => self.ingress_unowned(frame),
         }
     }
@@ -695,7 +695,7 @@ impl<D: PacketDevice> Stack<D> {
     /// port sluice does not listen on), else smoltcp answers it with RST (unless it is one).
     fn unknown_flow(&mut self, frame: &[u8]) {
         if self.kernel_wants(frame) {
-            return self.to_kernel(frame);
+            return self.pass_to_kernel(frame);
         }
         self.stats.rx_unknown_flow.inc();
         self.ingress_unowned(frame);

@@ -133,7 +133,7 @@ fn unserved_frames_reach_the_kernel_unchanged_and_served_ones_do_not() {
 
     // ARP: the stack answers, and the kernel gets a copy.
     s.receive_frame(at, &arp);
-    assert_eq!(kernel.got.borrow().as_slice(), &[arp.clone()]);
+    assert_eq!(*kernel.got.borrow(), vec![arp.clone()]);
     let replies = std::mem::take(&mut s.device_mut().sent);
     assert_eq!(replies.len(), 1, "the stack still answers ARP");
 

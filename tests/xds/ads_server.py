@@ -2,7 +2,7 @@
 messages and the gRPC service base of PyPI's envoy-data-plane (betterproto2), served by grpclib.
 It speaks both variants of ADS (state of the world and delta) and drives Envoy and sluice alike.
 
-    python ads_server.py --port 0 --control-port 0
+    python ads_server.py --port 0 --control-port 0 [--snapshot RESOURCES.json]
 
 prints "xds PORT control PORT" once both listen (the tests' readiness signal), then serves:
   - ADS on PORT (h2c);
@@ -326,8 +326,12 @@ async def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--control-port", type=int, default=0)
+    p.add_argument("--snapshot", help="resources (as for the set command) served as version 1 to every node")
     args = p.parse_args()
     state = State()
+    if args.snapshot:
+        with open(args.snapshot) as f:
+            await state.set("*", build_snapshot("1", json.load(f)))
     server = Server([Ads(state)])
     await server.start("127.0.0.1", args.port)
     port = server._server.sockets[0].getsockname()[1]
