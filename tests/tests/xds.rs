@@ -396,6 +396,27 @@ fn delta_adds_removes_and_resubscribes_with_what_it_has() {
     assert_eq!(echo_on(&mut held, b"after\n"), b"after\n");
 }
 
+/// The xDS example's resources (`scripts/run-example.sh xds`), served by the ADS server, reach
+/// the dataplane through sluice-control and carry traffic.
+#[test]
+fn the_example_resources_carry_traffic() {
+    let ads = AdsServer::start();
+    let (_upstream, upstream) = reply_server("from-the-example-upstream");
+    let front = free_port();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/xds-resources.json"
+    );
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("10000", &front.to_string())
+        .replace("8080", &upstream.to_string());
+    ads.set("*", "1", &serde_json::from_str(&text).unwrap());
+    let s = SluiceXds::start("example", "GRPC", ads.port);
+    s.wait_version("1");
+    eventually_reads(front, "from-the-example-upstream");
+}
+
 #[test]
 fn control_config_mistakes_are_named() {
     let dir = TempDir::new("control-config");

@@ -182,6 +182,16 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_example_bootstrap() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/xds.yaml");
+        let doc = sluice::config::read_document(std::path::Path::new(path)).unwrap();
+        let b = read(&doc).unwrap();
+        assert_eq!(b.mode, Mode::StateOfTheWorld);
+        assert_eq!(b.server, "127.0.0.1:18000");
+        assert_eq!(b.node["id"], "sluice-example");
+    }
+
+    #[test]
     fn mistakes_name_their_path() {
         type Change = fn(&mut Value);
         let cases: Vec<(Change, &str)> = vec![
