@@ -3,23 +3,11 @@
 
 mod common;
 
-use sluice_tcpstack::pcap::read_frames;
 use sluice_tcpstack::sim::QueueDevice;
 use sluice_tcpstack::stack::ListenerId;
 use sluice_tcpstack::{Instant, Stack};
 use smoltcp::wire::{EthernetFrame, IpAddress, Ipv4Packet, TcpPacket};
-use std::path::PathBuf;
 use std::task::Waker;
-
-fn golden_input() -> Vec<Vec<u8>> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/replay/handshake_data_fin.in.pcap");
-    read_frames(&p)
-        .unwrap()
-        .into_iter()
-        .map(|f| f.data)
-        .collect()
-}
 
 /// The server of the replay scenarios (10.0.0.2, listening on 7), with checksums verified.
 fn server() -> (Stack<QueueDevice>, ListenerId) {
@@ -73,7 +61,7 @@ fn sent(s: &mut Stack<QueueDevice>) -> Vec<Vec<u8>> {
 
 #[test]
 fn malformed_frames_are_dropped_and_counted_by_reason() {
-    let frames = golden_input();
+    let frames = common::golden_input();
     let syn = first_tcp(&frames, |t| t.syn() && !t.ack());
     let (mut s, _) = server();
     let st = s.stats();
@@ -118,7 +106,7 @@ fn malformed_frames_are_dropped_and_counted_by_reason() {
 
 #[test]
 fn segments_for_unknown_flows_get_rst_and_never_create_state() {
-    let frames = golden_input();
+    let frames = common::golden_input();
     let ack = first_tcp(&frames, |t| t.ack() && !t.syn() && t.payload().is_empty());
     let (mut s, _) = server();
     // The peer's ARP request (the capture's first frame) teaches the stack its link address.
@@ -145,7 +133,7 @@ fn segments_for_unknown_flows_get_rst_and_never_create_state() {
 
 #[test]
 fn out_of_window_data_is_not_delivered() {
-    let frames = golden_input();
+    let frames = common::golden_input();
     let (mut s, l) = server();
     // Replay up to and including the handshake's final ACK.
     let mut i = 0;
@@ -172,7 +160,7 @@ fn out_of_window_data_is_not_delivered() {
 
 #[test]
 fn a_syn_flood_is_bounded_by_the_half_open_cap() {
-    let frames = golden_input();
+    let frames = common::golden_input();
     let syn = first_tcp(&frames, |t| t.syn() && !t.ack());
     let mut config = common::config(2);
     config.tcp.max_half_open = 100;
@@ -198,7 +186,7 @@ fn a_syn_flood_is_bounded_by_the_half_open_cap() {
 
 #[test]
 fn a_listener_replaced_at_once_does_not_inherit_its_predecessors_handshakes() {
-    let frames = golden_input();
+    let frames = common::golden_input();
     let syn = first_tcp(&frames, |t| t.syn() && !t.ack());
     let mut config = common::config(2);
     config.tcp.max_half_open = 1;

@@ -6,14 +6,12 @@ mod common;
 
 use sluice_tcpstack::device::VnetHeader;
 use sluice_tcpstack::fallback::{KernelPath, Protocol, Rule, Rules};
-use sluice_tcpstack::pcap::read_frames;
 use sluice_tcpstack::sim::QueueDevice;
 use sluice_tcpstack::{DeviceCaps, Instant, PacketDevice, Stack};
 use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::path::PathBuf;
 use std::rc::Rc;
 
 /// The kernel's TAP as the test sees it: what the stack gave it, and what it will "send".
@@ -45,16 +43,6 @@ impl PacketDevice for KernelTap {
     }
 }
 
-fn golden_input() -> Vec<Vec<u8>> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata/replay/handshake_data_fin.in.pcap");
-    read_frames(&p)
-        .unwrap()
-        .into_iter()
-        .map(|f| f.data)
-        .collect()
-}
-
 /// The replay scenarios' server (10.0.0.2, a listener on port 7) with a kernel path.
 fn server(rules: Rules) -> (Stack<QueueDevice>, KernelTap) {
     let mut s = Stack::new(
@@ -70,7 +58,7 @@ fn server(rules: Rules) -> (Stack<QueueDevice>, KernelTap) {
 }
 
 fn syn() -> Vec<u8> {
-    golden_input()
+    common::golden_input()
         .into_iter()
         .find(|f| {
             let eth = EthernetFrame::new_checked(f.as_slice()).unwrap();
@@ -127,7 +115,7 @@ fn unserved_frames_reach_the_kernel_unchanged_and_served_ones_do_not() {
     let (mut s, kernel) = server(Rules::everything());
     let st = s.stats();
     let at = Instant::from_millis(1);
-    let input = golden_input();
+    let input = common::golden_input();
     let arp = input[0].clone();
     assert_eq!(&arp[12..14], &[0x08, 0x06], "the capture starts with ARP");
 
@@ -181,7 +169,7 @@ fn rules_keep_what_they_do_not_name_from_the_kernel() {
     let st = s.stats();
     let at = Instant::from_millis(1);
     // The client's ARP first, so the stack can answer it at all.
-    s.receive_frame(at, &golden_input()[0]);
+    s.receive_frame(at, &common::golden_input()[0]);
     s.device_mut().sent.clear();
     let syn = syn();
     s.receive_frame(at, &to_port(&syn, 22));

@@ -53,3 +53,14 @@ pub fn pattern(len: usize) -> Vec<u8> {
         .map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8)
         .collect()
 }
+
+/// The frames the client sent in the golden handshake/data/FIN capture (ARP first).
+pub fn golden_input() -> Vec<Vec<u8>> {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/replay/handshake_data_fin.in.pcap");
+    sluice_tcpstack::pcap::read_frames(&p)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.data)
+        .collect()
+}
