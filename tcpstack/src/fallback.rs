@@ -130,6 +130,8 @@ pub struct KernelPath {
     pub(crate) device: Box<dyn PacketDevice>,
     pub(crate) rules: Rules,
     pub(crate) buf: Vec<u8>,
+    /// The device failed to receive (the TAP was removed): it is left alone from then on.
+    pub(crate) failed: bool,
 }
 
 impl KernelPath {
@@ -138,6 +140,7 @@ impl KernelPath {
             device,
             rules,
             buf: vec![0; crate::DeviceCaps::MAX_RX_FRAME],
+            failed: false,
         }
     }
 }

@@ -515,8 +515,9 @@ impl<D: PacketDevice> Stack<D> {
         timers.chain(self.next_trim).min()
     }
 
-    /// Hands frames from the host kernel's TAP to `path` to the wire (see `fallback`), and
-    /// sends to the kernel what the stack does not serve from now on.
+    /// From now on, gives the host kernel the frames the stack does not serve, through `path`
+    /// (see `fallback`); the driver also moves what the kernel sends to the wire
+    /// (`poll_kernel`).
     pub fn set_kernel_path(&mut self, path: KernelPath) {
         self.kernel = Some(path);
     }
@@ -530,7 +531,7 @@ impl<D: PacketDevice> Stack<D> {
     /// whether there were any.
     pub fn poll_kernel(&mut self, now: Instant) -> bool {
         self.set_now(now);
-        let Some(k) = self.kernel.as_mut() else {
+        let Some(k) = self.kernel.as_mut().filter(|k| !k.failed) else {
             return false;
         };
         let mut moved = false;
@@ -550,8 +551,13 @@ impl<D: PacketDevice> Stack<D> {
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    // The TAP is gone (deleted under the dataplane) or broken: said once, and
+                    // the stack serves on without the kernel rather than failing every round.
                     self.stats.fallback_errors.inc();
-                    tracing::warn!("the kernel fallback TAP failed to receive: {e}");
+                    tracing::error!(
+                        "the kernel fallback TAP failed ({e}): the host kernel gets no more frames"
+                    );
+                    k.failed = true;
                     break;
                 }
             }
@@ -566,12 +572,12 @@ impl<D: PacketDevice> Stack<D> {
     fn kernel_wants(&self, frame: &[u8]) -> bool {
         self.kernel
             .as_ref()
-            .is_some_and(|k| k.rules.wants_frame(frame))
+            .is_some_and(|k| !k.failed && k.rules.wants_frame(frame))
     }
 
     /// Passes `frame` to the kernel's TAP as it came, with its offload header.
     fn pass_to_kernel(&mut self, frame: &[u8]) {
-        let Some(k) = self.kernel.as_mut() else {
+        let Some(k) = self.kernel.as_mut().filter(|k| !k.failed) else {
             return;
         };
         self.stats.fallback_to_kernel.inc();

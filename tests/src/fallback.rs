@@ -64,7 +64,8 @@ fn kernel_echo_replies() -> u64 {
 /// - ping from the network is answered by the host kernel (its own counter moves);
 /// - a TCP session to the kernel's port (socat, as ssh would be) goes through the stack's wire;
 /// - the listener on the same address is sluice's;
-/// - a kernel port the rules do not give the kernel is reset by the stack.
+/// - a kernel port the rules do not give the kernel is reset by the stack;
+/// - with the fallback TAP deleted under it, sluice says so once and serves on.
 pub fn ping_and_a_session_reach_the_kernel(section: impl Fn(&str, &str) -> String) {
     require_program("socat");
     let (kernel_port, other_port) = (free_port(), free_port());
@@ -92,7 +93,7 @@ pub fn ping_and_a_session_reach_the_kernel(section: impl Fn(&str, &str) -> Strin
         exit.stderr
     );
 
-    let _fallback = FallbackTap::up(&config);
+    let fallback = FallbackTap::up(&config);
     let ns = Netns::create();
     let sluice = Sluice::start(&yaml, &[]);
     ns.adopt_tap_as(&wire, &[&format!("{NET}/24")]);
@@ -144,6 +145,31 @@ pub fn ping_and_a_session_reach_the_kernel(section: impl Fn(&str, &str) -> Strin
     assert!(to_kernel >= 8, "to kernel: {to_kernel}");
     assert!(from_kernel >= 6, "from kernel: {from_kernel}");
     assert_eq!(sluice.stat("sluice_stack_fallback_errors"), errors);
+
+    // The fallback TAP removed under the running dataplane: said once, and sluice serves on.
+    drop(fallback);
+    assert_eq!(
+        socat_roundtrip(&ns, &format!("{STACK}:8080"), "still sluice\n"),
+        "still sluice\n"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || sluice
+            .log()
+            .contains("the kernel fallback TAP failed")),
+        "{}",
+        sluice.log()
+    );
+    assert_eq!(
+        socat_roundtrip(&ns, &format!("{STACK}:8080"), "and still\n"),
+        "and still\n"
+    );
+    assert_eq!(
+        sluice
+            .log()
+            .matches("the kernel fallback TAP failed")
+            .count(),
+        1
+    );
 }
 
 /// A socat in this (root) namespace on `STACK:port` that answers each line with "host-" and
