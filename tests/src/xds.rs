@@ -350,18 +350,23 @@ pub fn endpoint_ports(cla: &Value) -> String {
 
 /// Reads what a server sends on connect until it closes.
 pub fn read_all(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut out = String::new();
-    let _ = std::io::Read::read_to_string(&mut s, &mut out);
-    out.trim().to_string()
+    try_read_all(port).unwrap_or_else(|e| panic!("cannot connect to port {port}: {e}"))
 }
 
-/// Waits until a connection to `port` reads `want` (a proxy may still be warming).
+fn try_read_all(port: u16) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(&mut s, &mut out);
+    Ok(out.trim().to_string())
+}
+
+/// Waits until a connection to `port` reads `want` (a proxy may still be warming, or not yet
+/// listen on the port at all).
 pub fn eventually_reads(port: u16, want: &str) {
     let mut last = String::new();
     let ok = wait_until(Duration::from_secs(20), || {
-        last = read_all(port);
+        last = try_read_all(port).unwrap_or_else(|e| format!("(connect: {e})"));
         last == want
     });
     assert!(ok, "port {port} reads {last:?}, not {want:?}");
