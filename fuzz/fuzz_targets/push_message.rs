@@ -12,6 +12,10 @@ fuzz_target!(|data: &[u8]| {
     let Ok(push) = sluice::push::parse_push(&message) else {
         return;
     };
-    let doc = serde_json::json!({ "static_resources": push.static_resources });
+    // parse_push accepted it as a JSON object (sent as one, or as text): it must read back.
+    let resources: serde_json::Value =
+        serde_json::from_str(&push.static_resources).expect("accepted resources are JSON");
+    assert!(resources.is_object());
+    let doc = serde_json::json!({ "static_resources": resources });
     let _ = sluice::config::bootstrap::parse_bootstrap(&doc);
 });
