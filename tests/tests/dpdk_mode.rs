@@ -64,17 +64,46 @@ fn bolt_rpc_through_dpdk_net_tap() {
 fn kernel_fallback_through_a_dpdk_port() {
     need_root!("kernel_fallback_through_a_dpdk_port");
     use sluice_integration::fallback::{ping_and_a_session_reach_the_kernel, NET, STACK};
-    ping_and_a_session_reach_the_kernel(|wire, fallback| {
-        // The port's MAC is set, so `sluice-control fallback up` can give the TAP the same one.
-        dpdk_section(wire, &format!("{BACKOFF}{fallback}"))
+    ping_and_a_session_reach_the_kernel(
+        |wire, fallback| {
+            // The port's MAC is set, so `sluice-control fallback up` can give the TAP the same one.
+            dpdk_section(wire, &format!("{BACKOFF}{fallback}"))
+                .replace(STACK_IP, STACK)
+                .replace(NS_IP, NET)
+                .replace("fd99::", "fd97::")
+                .replace(
+                    "        gateways:",
+                    "        mac: \"02:00:00:00:97:02\"\n        gateways:",
+                )
+        },
+        1,
+    );
+}
+
+/// The same with two workers, each polling a queue of the port and attached to a queue of the
+/// fallback TAP: the kernel's traffic goes in through whichever worker the port hands a frame
+/// to, and out through whichever worker's TAP queue the kernel picks.
+#[test]
+fn kernel_fallback_with_two_workers() {
+    need_root!("kernel_fallback_with_two_workers");
+    use sluice_integration::fallback::{ping_and_a_session_reach_the_kernel, NET, STACK};
+    ping_and_a_session_reach_the_kernel(
+        |wire, fallback| {
+            dpdk_section(wire, &format!("{BACKOFF}{fallback}"))
             .replace(STACK_IP, STACK)
             .replace(NS_IP, NET)
             .replace("fd99::", "fd97::")
             .replace(
                 "        gateways:",
-                "        mac: \"02:00:00:00:97:02\"\n        gateways:",
+                "        rx_queues: 2\n        tx_queues: 2\n        mac: \"02:00:00:00:97:02\"\n        gateways:",
             )
-    });
+            .replace(
+                "queues: [{lcore: 1, port: wire, queue: 0}]",
+                "queues: [{lcore: 0, port: wire, queue: 0}, {lcore: 1, port: wire, queue: 1}]",
+            )
+        },
+        2,
+    );
 }
 
 /// Bad EAL or port settings end start-up with an error naming the setting, never a DPDK abort.

@@ -467,11 +467,14 @@ fn kernel_fallback_answers_ping_and_ssh_style_traffic_while_sluice_serves_its_li
     need_root!(
         "kernel_fallback_answers_ping_and_ssh_style_traffic_while_sluice_serves_its_listener"
     );
-    sluice_integration::fallback::ping_and_a_session_reach_the_kernel(|wire, fallback| {
-        format!(
+    sluice_integration::fallback::ping_and_a_session_reach_the_kernel(
+        |wire, fallback| {
+            format!(
             "sluice:\n  io:\n    backend: tap\n    tap:\n      name: {wire}\n      addresses: [\"{STACK}/24\"]\n      gateways: [\"{NET}\"]\n{fallback}",
             STACK = sluice_integration::fallback::STACK,
             NET = sluice_integration::fallback::NET,
         )
-    });
+        },
+        1,
+    );
 }
