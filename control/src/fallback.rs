@@ -6,6 +6,7 @@
 //! It is multi-queue, so each of the dataplane's workers attaches a queue of its own, and
 //! persistent, so it keeps its addresses while the dataplane restarts.
 
+use sluice::config::userspace::format_mac;
 use sluice::config::{Bootstrap, IoBackend};
 use std::net::IpAddr;
 use std::process::Command;
@@ -24,10 +25,7 @@ pub struct Plan {
 /// read: unless the config sets `mac`, it must be given (`mac`, from `--mac`).
 pub fn plan(b: &Bootstrap, mac: Option<[u8; 6]>) -> Result<Plan, String> {
     let io = &b.sluice.userspace;
-    let f = io
-        .fallback
-        .as_ref()
-        .ok_or("the config has no sluice.io.fallback section (with `tap`, the TAP's name)")?;
+    let tap = tap_name(b)?;
     let (addresses, gateways, config_mac, mtu) = match (b.sluice.io_backend, &io.dpdk, &io.tap) {
         (IoBackend::Dpdk, Some(d), _) => (
             &d.addresses.addresses,
@@ -43,11 +41,19 @@ pub fn plan(b: &Bootstrap, mac: Option<[u8; 6]>) -> Result<Plan, String> {
          address with --mac (`sluice hwconfig check` or `dpdk-devbind.py` shows it)",
     )?;
     Ok(Plan {
-        tap: f.tap.clone(),
+        tap: tap.to_string(),
         mac,
         mtu,
         addresses: addresses.clone(),
         gateways: gateways.clone(),
+    })
+}
+
+/// The fallback TAP's name in the dataplane config `b`.
+pub fn tap_name(b: &Bootstrap) -> Result<&str, String> {
+    let f = b.sluice.userspace.fallback.as_ref();
+    f.map(|f| f.tap.as_str()).ok_or_else(|| {
+        "the config has no sluice.io.fallback section (with `tap`, the TAP's name)".to_string()
     })
 }
 
@@ -60,7 +66,7 @@ pub fn up_commands(plan: &Plan, exists: bool, routes: bool) -> Vec<Vec<String>> 
     if !exists {
         ip(&["tuntap", "add", "dev", tap, "mode", "tap", "multi_queue"]);
     }
-    let mac = mac_text(plan.mac);
+    let mac = format_mac(plan.mac);
     let mtu = plan.mtu.to_string();
     ip(&["link", "set", "dev", tap, "address", &mac, "mtu", &mtu]);
     for (addr, prefix) in &plan.addresses {
@@ -98,11 +104,7 @@ pub fn up(plan: &Plan, routes: bool) -> Result<(), String> {
             ))
         }
     };
-    if !exists
-        && std::path::Path::new("/sys/class/net")
-            .join(&plan.tap)
-            .exists()
-    {
+    if !exists && interface_exists(&plan.tap) {
         return Err(format!(
             "{} exists and is not a TAP; choose another sluice.io.fallback.tap",
             plan.tap
@@ -114,16 +116,18 @@ pub fn up(plan: &Plan, routes: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Removes the TAP (and with it its addresses and routes). Nothing to remove is not an error.
-pub fn down(plan: &Plan) -> Result<bool, String> {
-    if !std::path::Path::new("/sys/class/net")
-        .join(&plan.tap)
-        .exists()
-    {
+/// Removes the TAP `tap` (and with it its addresses and routes). Nothing to remove is not an
+/// error: the answer says whether there was anything.
+pub fn down(tap: &str) -> Result<bool, String> {
+    if !interface_exists(tap) {
         return Ok(false);
     }
-    run_ip(&["link".into(), "del".into(), "dev".into(), plan.tap.clone()])?;
+    run_ip(&["link".into(), "del".into(), "dev".into(), tap.to_string()])?;
     Ok(true)
+}
+
+fn interface_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
 const IFF_TAP: u32 = 0x0002;
@@ -149,13 +153,6 @@ fn run_ip(args: &[String]) -> Result<(), String> {
         return Err(format!("ip {}: {}{hint}", args.join(" "), why.trim()));
     }
     Ok(())
-}
-
-fn mac_text(m: [u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
 }
 
 #[cfg(test)]

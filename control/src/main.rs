@@ -145,11 +145,12 @@ fn fallback(action: FallbackAction) -> Result<(), String> {
             );
         }
         FallbackAction::Down { config } => {
-            let plan = fallback::plan(&load(&config)?, Some([2, 0, 0, 0, 0, 0]))?;
-            if fallback::down(&plan)? {
-                println!("removed {}", plan.tap);
+            let b = load(&config)?;
+            let tap = fallback::tap_name(&b)?;
+            if fallback::down(tap)? {
+                println!("removed {tap}");
             } else {
-                println!("{} does not exist: nothing to remove", plan.tap);
+                println!("{tap} does not exist: nothing to remove");
             }
         }
     }

@@ -462,7 +462,9 @@ impl<D: PacketDevice> Stack<D> {
                         self.stats.rx_coalesced_frames.inc();
                     }
                     let verify = self.verify_rx && !self.device.last_rx_checksum_ok();
-                    self.rx_offload = self.device.last_rx_offload();
+                    if self.kernel.is_some() {
+                        self.rx_offload = self.device.last_rx_offload();
+                    }
                     self.ingress(frame, verify);
                 }
                 Ok(None) => break,

@@ -261,36 +261,20 @@ impl PacketDevice for TapDevice {
         frame: &[u8],
         offload: Option<&VnetHeader>,
     ) -> io::Result<()> {
-        let mut hdr = offload.copied().unwrap_or_default().0;
-        let needs_csum = offload.is_some_and(|h| h.flags() & VnetHeader::NEEDS_CSUM != 0);
-        let frame: &[u8] = if !self.vnet && needs_csum {
-            if self.scratch.len() < frame.len() {
-                self.scratch.resize(frame.len(), 0);
+        let hdr = offload.copied().unwrap_or_default().0;
+        let frame: &[u8] = match offload {
+            Some(h) if !self.vnet && h.flags() & VnetHeader::NEEDS_CSUM != 0 => {
+                if self.scratch.len() < frame.len() {
+                    self.scratch.resize(frame.len(), 0);
+                }
+                let copy = &mut self.scratch[..frame.len()];
+                copy.copy_from_slice(frame);
+                h.complete_checksum(copy);
+                copy
             }
-            let copy = &mut self.scratch[..frame.len()];
-            copy.copy_from_slice(frame);
-            offload.expect("checked").complete_checksum(copy);
-            copy
-        } else {
-            frame
+            _ => frame,
         };
-        let iov = [
-            libc::iovec {
-                iov_base: hdr.as_mut_ptr().cast(),
-                iov_len: hdr.len(),
-            },
-            libc::iovec {
-                iov_base: frame.as_ptr() as *mut libc::c_void,
-                iov_len: frame.len(),
-            },
-        ];
-        let parts = if self.vnet { &iov[..] } else { &iov[1..] };
-        // SAFETY: gathering from buffers that outlive the call; writev does not write to them.
-        let n = unsafe { libc::writev(self.fd.as_raw_fd(), parts.as_ptr(), parts.len() as i32) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        write_frame(self.fd.as_raw_fd(), self.vnet, &hdr, frame)
     }
 
     fn last_rx_checksum_ok(&self) -> bool {
@@ -314,20 +298,36 @@ impl PacketDevice for TapDevice {
                 hdr = VnetHeader::partial_checksum(start, offset).0;
             }
         }
-        let iov = iovecs(self.vnet, &mut hdr, frame);
-        let parts = &iov.0[iov.1..];
-        // SAFETY: gathering from buffers we own. A full TAP queue drops the frame (EAGAIN): TCP
-        // retransmits it, as it would after a drop on a wire.
-        let n = unsafe { libc::writev(self.fd.as_raw_fd(), parts.as_ptr(), parts.len() as i32) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        write_frame(self.fd.as_raw_fd(), self.vnet, &hdr, frame)
     }
 
     fn raw_fd(&self) -> Option<RawFd> {
         Some(self.fd.as_raw_fd())
     }
+}
+
+/// Writes one frame to the TAP `fd`, after the virtio-net header `hdr` when the TAP carries
+/// one. A full TAP queue drops the frame (EAGAIN, returned as an error): TCP retransmits it,
+/// as it would after a drop on a wire.
+fn write_frame(fd: RawFd, vnet: bool, hdr: &[u8; VNET_HDR_LEN], frame: &[u8]) -> io::Result<()> {
+    // writev only reads through these pointers; the casts to *mut are what iovec requires.
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_ptr() as *mut libc::c_void,
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: frame.as_ptr() as *mut libc::c_void,
+            iov_len: frame.len(),
+        },
+    ];
+    let parts = if vnet { &iov[..] } else { &iov[1..] };
+    // SAFETY: gathering from buffers that outlive the call.
+    let n = unsafe { libc::writev(fd, parts.as_ptr(), parts.len() as i32) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The I/O vector for one frame: the virtio-net header (when the TAP carries one), then the

@@ -57,25 +57,29 @@ fn bolt_rpc_through_dpdk_net_tap() {
     bolt_rpc_through_the_stack(&t);
 }
 
+/// `dpdk_section` moved to the fallback tests' subnet, with the `fallback:` lines, the port's
+/// MAC set (so `sluice-control fallback up` can give the TAP the same one) and `port_extra`
+/// lines in the port.
+fn fallback_dpdk_section(wire: &str, fallback: &str, port_extra: &str) -> String {
+    use sluice_integration::fallback::{NET, STACK};
+    dpdk_section(wire, &format!("{BACKOFF}{fallback}"))
+        .replace(STACK_IP, STACK)
+        .replace(NS_IP, NET)
+        .replace("fd99::", "fd97::")
+        .replace(
+            "        gateways:",
+            &format!("{port_extra}        mac: \"02:00:00:00:97:02\"\n        gateways:"),
+        )
+}
+
 /// DPDK owns the port; the host kernel behind the fallback TAP still gets ping and an
 /// ssh-style session on the stack's address (frames go to it without a virtio-net header, so
 /// any partial checksum is completed on the way).
 #[test]
 fn kernel_fallback_through_a_dpdk_port() {
     need_root!("kernel_fallback_through_a_dpdk_port");
-    use sluice_integration::fallback::{ping_and_a_session_reach_the_kernel, NET, STACK};
-    ping_and_a_session_reach_the_kernel(
-        |wire, fallback| {
-            // The port's MAC is set, so `sluice-control fallback up` can give the TAP the same one.
-            dpdk_section(wire, &format!("{BACKOFF}{fallback}"))
-                .replace(STACK_IP, STACK)
-                .replace(NS_IP, NET)
-                .replace("fd99::", "fd97::")
-                .replace(
-                    "        gateways:",
-                    "        mac: \"02:00:00:00:97:02\"\n        gateways:",
-                )
-        },
+    sluice_integration::fallback::ping_and_a_session_reach_the_kernel(
+        |wire, fallback| fallback_dpdk_section(wire, fallback, ""),
         1,
     );
 }
@@ -86,16 +90,12 @@ fn kernel_fallback_through_a_dpdk_port() {
 #[test]
 fn kernel_fallback_with_two_workers() {
     need_root!("kernel_fallback_with_two_workers");
-    use sluice_integration::fallback::{ping_and_a_session_reach_the_kernel, NET, STACK};
-    ping_and_a_session_reach_the_kernel(
+    sluice_integration::fallback::ping_and_a_session_reach_the_kernel(
         |wire, fallback| {
-            dpdk_section(wire, &format!("{BACKOFF}{fallback}"))
-            .replace(STACK_IP, STACK)
-            .replace(NS_IP, NET)
-            .replace("fd99::", "fd97::")
-            .replace(
-                "        gateways:",
-                "        rx_queues: 2\n        tx_queues: 2\n        mac: \"02:00:00:00:97:02\"\n        gateways:",
+            fallback_dpdk_section(
+                wire,
+                fallback,
+                "        rx_queues: 2\n        tx_queues: 2\n",
             )
             .replace(
                 "queues: [{lcore: 1, port: wire, queue: 0}]",

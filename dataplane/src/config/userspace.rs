@@ -419,6 +419,14 @@ fn parse_cidr(s: &str) -> std::result::Result<(IpAddr, u8), String> {
     Ok((ip, prefix))
 }
 
+/// A MAC address as Linux writes it ("02:73:0a:63:00:02").
+pub fn format_mac(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
 pub fn parse_mac(s: &str) -> std::result::Result<[u8; 6], String> {
     let parts: Vec<&str> = s.split(':').collect();
     let mut mac = [0u8; 6];

@@ -2,6 +2,7 @@
 //! stack attaches one queue of the multi-queue TAP that `sluice-control fallback up` made with
 //! the stack's addresses and MAC, and hands it what it does not serve.
 
+use crate::config::userspace::format_mac;
 use crate::config::FallbackConfig;
 use sluice_tcpstack::fallback::KernelPath;
 use sluice_tcpstack::tap::{TapDevice, TapMode};
@@ -25,7 +26,7 @@ pub fn attach(
             "sluice.io.fallback.tap: there is no interface {name}; {hint}"
         ));
     };
-    let ours = mac_text(mac);
+    let ours = format_mac(mac);
     if !theirs.eq_ignore_ascii_case(&ours) {
         return Err(format!(
             "sluice.io.fallback.tap: {name} has MAC {theirs} but the stack answers with {ours}: \
@@ -51,11 +52,4 @@ pub fn attach(
     let device = TapDevice::attach(name, ip_mtu, mode)
         .map_err(|e| format!("sluice.io.fallback.tap: {e}"))?;
     Ok(KernelPath::new(Box::new(device), f.rules.clone()))
-}
-
-fn mac_text(m: [u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
 }
