@@ -305,10 +305,18 @@ pub fn spawn(listener: std::net::TcpListener, admin: Admin) -> std::io::Result<(
             }
         };
         let admin = std::rc::Rc::new(admin);
+        // A couple of descriptors held back, so /stats and /ready still answer when the data
+        // path has used up the process's descriptors (which is when an operator looks).
+        let mut reserve = crate::io::fds::Reserve::new(2);
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+            reserve.refill();
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) if crate::io::fds::is_out_of_fds(&e) && reserve.release_one() => continue,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             let admin = admin.clone();
             tokio::task::spawn_local(async move {

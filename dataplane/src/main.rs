@@ -162,6 +162,17 @@ fn serve(
         })?),
         None => None,
     };
+    match sluice::io::fds::raise_nofile_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!(
+                before,
+                after,
+                "raised the open-files limit (RLIMIT_NOFILE) to its hard limit"
+            )
+        }
+        Ok((_, now)) => tracing::info!(limit = now, "open-files limit (RLIMIT_NOFILE)"),
+        Err(e) => tracing::warn!("cannot raise the open-files limit (RLIMIT_NOFILE): {e}"),
+    }
     let concurrency = args
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -93,6 +93,7 @@ metric_block!(
         upstream_rq_no_healthy: Counter,
         upstream_cx_heartbeat_failure: Counter,
         upstream_cx_protocol_error: Counter,
+        upstream_flow_control_backed_up_total: Counter,
     }
 );
 
@@ -136,6 +137,11 @@ metric_block!(
         downstream_rs_total: Counter,
         downstream_heartbeat: Counter,
         downstream_unexpected_response: Counter,
+        downstream_rq_oneway_dropped: Counter,
+        downstream_cx_idle_timeout: Counter,
+        downstream_cx_frame_timeout: Counter,
+        downstream_flow_control_paused_reading_total: Counter,
+        downstream_flow_control_resumed_reading_total: Counter,
         upstream_rs_late: Counter,
         upstream_heartbeat_sent: Counter,
     }

@@ -8,6 +8,7 @@
 pub mod bolt;
 pub mod fallback;
 pub mod frames;
+pub mod hostile;
 pub mod netns;
 pub mod xds;
 
@@ -224,6 +225,11 @@ impl Sluice {
 
     /// Starts sluice on `yaml` (written to a file) and waits until its admin API is up.
     pub fn start(yaml: &str, extra: &[&str]) -> Sluice {
+        Sluice::start_with_fd_limit(yaml, extra, None)
+    }
+
+    /// As [`Sluice::start`], with RLIMIT_NOFILE (soft and hard) set to `nofile` for the process.
+    pub fn start_with_fd_limit(yaml: &str, extra: &[&str], nofile: Option<u64>) -> Sluice {
         let dir = TempDir::new("sluice");
         let cfg = dir.join("sluice.yaml");
         std::fs::write(&cfg, yaml).unwrap();
@@ -237,6 +243,22 @@ impl Sluice {
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut proc = Proc::spawn(cmd, "sluice");
         let up = wait_until(Duration::from_secs(20), || {
             addr_file.exists() || proc.child.try_wait().unwrap().is_some()

@@ -179,6 +179,12 @@ pub struct RpcProxyConfig {
     pub default_timeout: Duration,
     /// Requests one downstream connection may have in flight before sluice stops reading it.
     pub max_requests_per_downstream: u32,
+    /// A downstream connection with no request in flight and nothing read or written for this
+    /// long is closed; `None`: never (Envoy's `idle_timeout`, 0s turns it off).
+    pub idle_timeout: Option<Duration>,
+    /// A frame that has begun to arrive must be whole within this long, else the connection is
+    /// closed (a client that sends half a header and goes silent).
+    pub frame_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

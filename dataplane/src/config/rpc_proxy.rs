@@ -19,6 +19,10 @@ const DEFAULT_MAX_PER_DOWNSTREAM: u32 = 10_000;
 const DEFAULT_PER_CONNECTION: u32 = 10_000;
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Envoy's default for a connection's idle timeout (tcp_proxy, http_connection_manager).
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// MOSN's default read timeout for a connection in the middle of a frame.
+const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub fn parse_rpc_proxy(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<RpcProxyConfig> {
     node.expect_fields(
@@ -32,6 +36,8 @@ pub fn parse_rpc_proxy(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<Rpc
             "upstream",
             "default_timeout",
             "max_requests_per_downstream",
+            "idle_timeout",
+            "frame_timeout",
         ],
         &[],
     )?;
@@ -97,7 +103,20 @@ pub fn parse_rpc_proxy(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<Rpc
         Some(m) => at_least_one(m.node())?,
         None => DEFAULT_MAX_PER_DOWNSTREAM,
     };
+    let idle_timeout = match node.get("idle_timeout") {
+        Some(t) => {
+            let d = parse_duration(t.node())?;
+            (!d.is_zero()).then_some(d)
+        }
+        None => Some(DEFAULT_IDLE_TIMEOUT),
+    };
+    let frame_timeout = match node.get("frame_timeout") {
+        Some(t) => positive_duration(t.node())?,
+        None => DEFAULT_FRAME_TIMEOUT,
+    };
     Ok(RpcProxyConfig {
+        idle_timeout,
+        frame_timeout,
         stat_prefix,
         protocols,
         max_frame_bytes,

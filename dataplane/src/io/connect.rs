@@ -12,6 +12,26 @@ pub enum ConnectError {
     Io(io::Error),
 }
 
+impl ConnectError {
+    /// The failure is this process's or host's (out of descriptors, buffers or local ports), not
+    /// the upstream's: it says nothing about the host and must not make it back off.
+    pub fn is_local(&self) -> bool {
+        match self {
+            ConnectError::Timeout => false,
+            ConnectError::Io(e) => matches!(
+                e.raw_os_error(),
+                Some(
+                    libc::EMFILE
+                        | libc::ENFILE
+                        | libc::ENOBUFS
+                        | libc::ENOMEM
+                        | libc::EADDRNOTAVAIL
+                )
+            ),
+        }
+    }
+}
+
 impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

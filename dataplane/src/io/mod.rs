@@ -9,6 +9,7 @@ pub mod connect;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod fallback;
+pub mod fds;
 pub mod listener;
 pub mod splice;
 pub mod userspace;

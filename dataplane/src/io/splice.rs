@@ -10,6 +10,45 @@ pub struct Pipe {
     pub write: OwnedFd,
     /// Capacity in bytes as the kernel reports it.
     pub capacity: usize,
+    /// The size it was made for (what [`take_pipe`] matches on).
+    requested: usize,
+}
+
+/// Spare empty pipes a worker keeps for reuse; more are closed when given back.
+const SPARE_PIPES: usize = 32;
+
+thread_local! {
+    /// This worker's empty pipes. A connection holds a pipe only while bytes are in flight in
+    /// that direction, so an idle spliced connection costs its two sockets and nothing more.
+    static SPARE: std::cell::RefCell<Vec<Pipe>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty pipe of `size` bytes from this worker's spares, or a new one.
+pub fn take_pipe(size: usize) -> io::Result<Pipe> {
+    let spare = SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        let i = s.iter().position(|p| p.requested == size)?;
+        Some(s.swap_remove(i))
+    });
+    match spare {
+        Some(p) => Ok(p),
+        None => Pipe::new(size),
+    }
+}
+
+/// Gives back a pipe that holds no bytes.
+pub fn give_back_pipe(pipe: Pipe) {
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_PIPES {
+            s.push(pipe);
+        }
+    });
+}
+
+/// Spare pipes this worker holds.
+pub fn spare_pipes() -> usize {
+    SPARE.with(|s| s.borrow().len())
 }
 
 impl Pipe {
@@ -24,6 +63,7 @@ impl Pipe {
         }
         // SAFETY: pipe2 succeeded, so both descriptors are open and exclusively ours.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let requested = size;
         let size = size.min(i32::MAX as usize) as libc::c_int;
         // SAFETY: fcntl on an fd we own; failure is reported through the return value.
         let capacity = unsafe {
@@ -41,6 +81,7 @@ impl Pipe {
             read,
             write,
             capacity: capacity as usize,
+            requested,
         })
     }
 }

@@ -7,9 +7,11 @@
 //! unhealthy hosts. When no host of a pool is healthy, the pool uses all of them (Envoy's panic
 //! mode) rather than failing every request.
 
+use super::backoff::ConnectBackoff;
 use super::hosts::{ClusterHosts, HostHealth, HostSet};
 use super::lb::{Balancer, Candidate, Rng};
 use crate::config::{ClusterConfig, LbPolicy, Metadata, SubsetFallback};
+use crate::fasthash::FastMap;
 use crate::stats::{ClusterStats, HostStats, Shard};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,6 +25,17 @@ pub struct Host {
     pub metadata: Arc<Metadata>,
     pub health: Arc<HostHealth>,
     pub stats: Arc<HostStats>,
+    /// Connect pacing: a host whose connect just failed is passed by for a while.
+    pub backoff: Rc<ConnectBackoff>,
+}
+
+impl Host {
+    pub fn note_connect_failure(&self) {
+        self.backoff.failed(std::time::Instant::now());
+    }
+    pub fn note_connect_success(&self) {
+        self.backoff.succeeded();
+    }
 }
 
 impl Candidate for Host {
@@ -94,6 +107,8 @@ pub struct Cluster {
     all_stats: Arc<crate::stats::Stats>,
     worker: usize,
     view: RefCell<View>,
+    /// Connect pacing per address, kept when the view is rebuilt.
+    backoffs: RefCell<FastMap<SocketAddr, Rc<ConnectBackoff>>>,
     rng: Rc<RefCell<Rng>>,
 }
 
@@ -107,7 +122,8 @@ impl Cluster {
     ) -> Cluster {
         let shard = &stats.shards[worker];
         let set = shared.current.load_full();
-        let view = build_view(&config, &set, shared.health_epoch(), shard);
+        let backoffs = RefCell::new(FastMap::default());
+        let view = build_view(&config, &set, shared.health_epoch(), shard, &backoffs);
         Cluster {
             stats: shard.cluster(&config.name),
             config,
@@ -115,6 +131,7 @@ impl Cluster {
             all_stats: stats,
             worker,
             view: RefCell::new(view),
+            backoffs,
             rng,
         }
     }
@@ -138,22 +155,25 @@ impl Cluster {
                 &set,
                 epoch,
                 &self.all_stats.shards[self.worker],
+                &self.backoffs,
             );
             *self.view.borrow_mut() = v;
         }
     }
 
-    /// Picks a host for `req`; the index is stable for this view (what `tried` holds).
+    /// Picks a host for `req`; the index is stable for this view (what `tried` holds). Hosts
+    /// whose connect just failed are passed by while they back off; `None` when no host is left.
     pub fn pick(&self, req: &PickRequest<'_>) -> Option<(usize, Rc<Host>)> {
         self.refresh();
         let mut view = self.view.borrow_mut();
         let pool = view.pool_for(&self.config, req.subset)?;
         let mut rng = self.rng.borrow_mut();
         let members = &pool.members;
+        let hosts = &pool.hosts;
         let i = pool.balancer.pick(
             &pool.hosts,
             &mut rng,
-            &|k| req.tried.contains(&members[k]),
+            &|k| req.tried.contains(&members[k]) || hosts[k].backoff.is_active(),
             req.hash,
         )?;
         Some((pool.members[i], pool.hosts[i].clone()))
@@ -191,7 +211,14 @@ impl View {
     }
 }
 
-fn build_view(config: &ClusterConfig, set: &HostSet, health_epoch: u64, shard: &Shard) -> View {
+fn build_view(
+    config: &ClusterConfig,
+    set: &HostSet,
+    health_epoch: u64,
+    shard: &Shard,
+    backoffs: &RefCell<FastMap<SocketAddr, Rc<ConnectBackoff>>>,
+) -> View {
+    let mut backoffs = backoffs.borrow_mut();
     let hosts: Rc<[Rc<Host>]> = set
         .hosts
         .iter()
@@ -202,6 +229,7 @@ fn build_view(config: &ClusterConfig, set: &HostSet, health_epoch: u64, shard: &
                 metadata: h.metadata.clone(),
                 health: h.health.clone(),
                 stats: shard.host(&config.name, &h.address.to_string()),
+                backoff: backoffs.entry(h.address).or_default().clone(),
             })
         })
         .collect();

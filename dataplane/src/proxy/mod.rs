@@ -1,6 +1,7 @@
 //! Proxy layer: clusters and their hosts, load balancing, and the network filters that decide
 //! where a downstream connection goes.
 
+pub mod backoff;
 pub mod cluster;
 pub mod health;
 pub mod hosts;

@@ -12,6 +12,7 @@ use super::cluster::{Cluster, Host, PickRequest};
 use super::lb::{hash64, pick_weighted, Rng};
 use super::rpc_router::Router;
 use super::tcp_proxy::{Active, Route, TcpProxy};
+use crate::config::bootstrap::DEFAULT_BUFFER_LIMIT;
 use crate::config::{RpcProxyConfig, RpcRouteAction, TcpProxyConfig, TcpRoute};
 use crate::fasthash::FastMap;
 use crate::io::{Connection, Prefixed};
@@ -128,9 +129,12 @@ impl RouteEntry {
             self.targets[c].cluster.stats.upstream_rq_no_healthy.inc();
             return;
         };
-        self.targets[c]
-            .get(&host, &downstream.codec)
-            .send_oneway(frame);
+        let pool = self.targets[c].get(&host, &downstream.codec);
+        if !pool.send_oneway(frame, downstream) {
+            // Every connection to the host is at its request limit: a oneway request has no
+            // answer to carry the failure, so it is dropped and counted.
+            downstream.stats.downstream_rq_oneway_dropped.inc();
+        }
     }
 
     fn hash_key(&self, codec: &dyn Codec, frame: &[u8]) -> Option<u64> {
@@ -167,6 +171,8 @@ pub struct RpcProxy {
     codecs: Vec<Arc<dyn Codec>>,
     router: Router<Rc<RouteEntry>>,
     passthrough: Option<Rc<TcpProxy>>,
+    /// The listener's per-connection buffer bound: unwritten answers above it pause reading.
+    buffer_limit: usize,
 }
 
 impl RpcProxy {
@@ -200,6 +206,7 @@ impl RpcProxy {
                     heartbeat_timeout: up.heartbeat_timeout,
                     connect_timeout: c.config.connect_timeout,
                     max_frame: config.max_frame_bytes,
+                    buffer_limit: c.config.buffer_limit.unwrap_or(DEFAULT_BUFFER_LIMIT),
                 }),
                 cluster: c,
                 proxy_stats: stats.clone(),
@@ -259,6 +266,7 @@ impl RpcProxy {
             codecs,
             router,
             passthrough,
+            buffer_limit,
         })
     }
 
@@ -266,7 +274,8 @@ impl RpcProxy {
     pub async fn serve(self: Rc<Self>, mut conn: Connection, peer: SocketAddr) {
         self.stats.downstream_cx_total.inc();
         let _active = Active::raise(&self.stats.downstream_cx_active);
-        let mut first = BytesMut::with_capacity(64 * 1024);
+        // Detection needs a few bytes; the frame reader grows the buffer as frames need.
+        let mut first = BytesMut::with_capacity(DETECT_READ);
         let codec = loop {
             match registry::detect(&self.codecs, &first) {
                 Detected::Codec(c) => break c,
@@ -286,14 +295,37 @@ impl RpcProxy {
                     }
                     return;
                 }
-                Detected::NeedMore => match conn.read_buf(&mut first).await {
-                    Ok(n) if n > 0 => {}
-                    _ => return,
-                },
+                Detected::NeedMore => {
+                    // Silence before the first byte is idleness; silence after it is a stalled
+                    // frame.
+                    let limit = if first.is_empty() {
+                        self.config.idle_timeout
+                    } else {
+                        Some(self.config.frame_timeout)
+                    };
+                    let read = conn.read_buf(&mut first);
+                    let r = match limit {
+                        Some(d) => tokio::time::timeout(d, read).await.ok(),
+                        None => Some(read.await),
+                    };
+                    match r {
+                        Some(Ok(n)) if n > 0 => {}
+                        Some(_) => return,
+                        None if first.is_empty() => {
+                            self.stats.downstream_cx_idle_timeout.inc();
+                            return;
+                        }
+                        None => {
+                            self.stats.downstream_cx_frame_timeout.inc();
+                            tracing::debug!(%peer, bytes = first.len(), "downstream stalled before its first frame was whole; closing it");
+                            return;
+                        }
+                    }
+                }
             }
         };
         let (mut rd, wr) = conn.split();
-        let outbox = Outbox::new();
+        let outbox = Outbox::new(self.buffer_limit);
         let writer = tokio::task::spawn_local(write_loop(outbox.clone(), wr));
         let downstream = Downstream::new(
             outbox.clone(),
@@ -302,45 +334,133 @@ impl RpcProxy {
             self.config.max_requests_per_downstream,
         );
         let mut reader = FrameReader::new(codec.clone(), self.config.max_frame_bytes, first);
-        'conn: loop {
-            // One clock read per batch of frames: deadlines need no finer grain.
-            let now = Instant::now();
+        let mut clock = ConnClock::new(Instant::now());
+        let timer = tokio::time::sleep_until(clock.armed.into());
+        tokio::pin!(timer);
+        let end = 'conn: loop {
+            // One clock read per batch of frames (the read's): deadlines need no finer grain.
+            let now = clock.last_read;
+            let mut consumed = false;
             loop {
                 match reader.next_frame() {
                     Ok(Some(head)) => {
                         self.on_frame(&downstream, head, reader.frame(head.len), now);
                         reader.consume(head.len);
+                        consumed = true;
                     }
                     Ok(None) => break,
                     Err(e) => {
                         self.stats.downstream_cx_protocol_error.inc();
                         tracing::warn!(%peer, protocol = codec.name(), error = %e, "bad frame from downstream; closing the connection");
-                        outbox.close();
-                        break 'conn;
+                        break 'conn End::Finish;
                     }
                 }
             }
-            // Backpressure: no more reading while the connection has its fill of requests out.
-            while downstream.is_full() && !outbox.is_dead() {
-                downstream.progress.notified().await;
+            clock.after_frames(reader.buffered(), consumed, now);
+            // Backpressure: no more reading while the connection has its fill of requests out,
+            // its answers are piling up unread, or an upstream it feeds is backed up.
+            if downstream.must_pause() && !outbox.is_dead() {
+                self.stats
+                    .downstream_flow_control_paused_reading_total
+                    .inc();
+                if !self.pause(&downstream, &mut clock).await {
+                    break 'conn End::Idle;
+                }
+                self.stats
+                    .downstream_flow_control_resumed_reading_total
+                    .inc();
             }
-            match reader.fill(&mut rd).await {
-                Ok(true) => {}
-                Ok(false) | Err(_) => {
-                    if reader.buffered() > 0 {
-                        self.stats.downstream_cx_protocol_error.inc();
-                        tracing::warn!(%peer, bytes = reader.buffered(), "downstream closed in the middle of a frame (truncated frame)");
+            if outbox.is_dead() {
+                break End::Finish;
+            }
+            let wanted = clock.next_wakeup(&self.config, &reader, &outbox);
+            if wanted < clock.armed {
+                timer.as_mut().reset(wanted.into());
+                clock.armed = wanted;
+            }
+            tokio::select! {
+                r = reader.fill(&mut rd) => match r {
+                    Ok(true) => {
+                        clock.last_read = Instant::now();
+                        clock.released = false;
                     }
-                    // The client is done sending: answer what is in flight, then close.
-                    while downstream.inflight() > 0 && !outbox.is_dead() {
-                        downstream.progress.notified().await;
+                    Ok(false) | Err(_) => {
+                        if reader.buffered() > 0 {
+                            self.stats.downstream_cx_protocol_error.inc();
+                            tracing::warn!(%peer, bytes = reader.buffered(), "downstream closed in the middle of a frame (truncated frame)");
+                        }
+                        break End::ClientDone;
                     }
-                    outbox.close();
-                    break;
+                },
+                _ = &mut timer => {
+                    clock.armed = clock.far;
+                    timer.as_mut().reset(clock.far.into());
+                    if let Some(end) = clock.on_timer(&self.config, &mut reader, &downstream, Instant::now()) {
+                        break end;
+                    }
+                }
+            }
+        };
+        match end {
+            End::ClientDone | End::Finish => {}
+            End::FrameTimeout => {
+                self.stats.downstream_cx_frame_timeout.inc();
+                tracing::debug!(%peer, bytes = reader.buffered(), "downstream stalled in the middle of a frame; closing it");
+            }
+            End::Idle => {
+                self.stats.downstream_cx_idle_timeout.inc();
+                tracing::debug!(%peer, "downstream connection idle; closing it");
+                // Nothing in flight and nothing moving: no answer is lost by not waiting.
+                writer.abort();
+                return;
+            }
+        }
+        // Requests already accepted get their answers (each ends by its deadline at the latest).
+        drop(reader);
+        while downstream.inflight() > 0 && !outbox.is_dead() {
+            downstream.progress.notified().await;
+        }
+        outbox.close();
+        // Answers already queued are written, unless the client reads none of them for as long
+        // as an idle connection is kept.
+        let grace = self
+            .config
+            .idle_timeout
+            .unwrap_or(self.config.frame_timeout);
+        let abort = writer.abort_handle();
+        if tokio::time::timeout(grace, writer).await.is_err() {
+            abort.abort();
+            self.stats.downstream_cx_idle_timeout.inc();
+        }
+    }
+
+    /// Waits while the connection must not be read (see `Downstream::must_pause`). `false`: the
+    /// connection was idle (no request in flight, no byte written) for `idle_timeout` meanwhile,
+    /// as with a client that never reads its answers.
+    async fn pause(&self, downstream: &Downstream, clock: &mut ConnClock) -> bool {
+        let Some(idle) = self.config.idle_timeout else {
+            downstream.wait_for_room().await;
+            return true;
+        };
+        let mut since = clock.last_activity(&downstream.outbox);
+        loop {
+            tokio::select! {
+                _ = downstream.wait_for_room() => break,
+                _ = tokio::time::sleep_until((since + idle).into()) => {
+                    let now = Instant::now();
+                    let last = clock.last_activity(&downstream.outbox);
+                    if downstream.inflight() == 0 && now >= last + idle {
+                        return false;
+                    }
+                    since = if downstream.inflight() > 0 { now } else { last };
                 }
             }
         }
-        let _ = writer.await;
+        // Time spent paused is not the client's: a frame it had begun gets its full time.
+        if clock.partial_since.is_some() {
+            clock.partial_since = Some(Instant::now());
+        }
+        true
     }
 
     fn on_frame(&self, downstream: &Rc<Downstream>, head: FrameHead, frame: &[u8], now: Instant) {
@@ -392,6 +512,115 @@ impl RpcProxy {
             (None, None) => self.config.default_timeout,
         };
         now + d
+    }
+}
+
+/// The least room the first read of a downstream connection gets (detection needs a few bytes).
+const DETECT_READ: usize = 512;
+
+/// A quiet connection with an empty read buffer hands its memory back after this long.
+const RELEASE_AFTER: Duration = Duration::from_secs(1);
+
+/// How a downstream connection's read loop ended.
+enum End {
+    /// EOF or a read error.
+    ClientDone,
+    /// A bad frame, or the writer is gone.
+    Finish,
+    FrameTimeout,
+    Idle,
+}
+
+/// The times one downstream connection's timeouts are measured from. One timer serves them all:
+/// it is moved earlier when a nearer deadline appears and, when it fires, re-armed from the
+/// latest activity, so a busy connection costs a timer event per second, not one per read.
+struct ConnClock {
+    /// When the last read returned bytes (also the batch clock for the frames it completed).
+    last_read: Instant,
+    /// When the first byte of the frame now partly buffered arrived.
+    partial_since: Option<Instant>,
+    /// When the idle check last found requests in flight.
+    busy_at: Instant,
+    /// The read buffer was handed back since the last read.
+    released: bool,
+    armed: Instant,
+    far: Instant,
+}
+
+impl ConnClock {
+    fn new(now: Instant) -> ConnClock {
+        let far = now + Duration::from_secs(86400 * 365);
+        ConnClock {
+            last_read: now,
+            partial_since: None,
+            busy_at: now,
+            released: false,
+            armed: far,
+            far,
+        }
+    }
+
+    fn last_activity(&self, outbox: &Outbox) -> Instant {
+        outbox
+            .last_write()
+            .map_or(self.last_read, |w| w.max(self.last_read))
+            .max(self.busy_at)
+    }
+
+    fn after_frames(&mut self, buffered: usize, consumed: bool, now: Instant) {
+        self.partial_since = match (buffered, self.partial_since) {
+            (0, _) => None,
+            // The rest of this read began a new frame.
+            (_, _) if consumed => Some(now),
+            (_, Some(t)) => Some(t),
+            (_, None) => Some(now),
+        };
+    }
+
+    fn next_wakeup(
+        &self,
+        config: &RpcProxyConfig,
+        reader: &FrameReader,
+        outbox: &Outbox,
+    ) -> Instant {
+        let frame = self.partial_since.map(|t| t + config.frame_timeout);
+        let idle = config.idle_timeout.map(|d| self.last_activity(outbox) + d);
+        let release =
+            (reader.buffered() == 0 && !self.released).then(|| self.last_read + RELEASE_AFTER);
+        [frame, idle, release]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(self.far)
+    }
+
+    /// What the timer's firing means now: the end of the connection, or nothing (re-armed by the
+    /// next `next_wakeup`).
+    fn on_timer(
+        &mut self,
+        config: &RpcProxyConfig,
+        reader: &mut FrameReader,
+        downstream: &Downstream,
+        now: Instant,
+    ) -> Option<End> {
+        if self
+            .partial_since
+            .is_some_and(|t| now >= t + config.frame_timeout)
+        {
+            return Some(End::FrameTimeout);
+        }
+        if let Some(d) = config.idle_timeout {
+            if downstream.inflight() > 0 {
+                self.busy_at = now;
+            } else if now >= self.last_activity(&downstream.outbox) + d {
+                return Some(End::Idle);
+            }
+        }
+        if reader.buffered() == 0 && now >= self.last_read + RELEASE_AFTER {
+            reader.release_if_empty();
+            self.released = true;
+        }
+        None
     }
 }
 

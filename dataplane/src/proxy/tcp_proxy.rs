@@ -144,13 +144,25 @@ impl TcpProxy {
                     tried.clear();
                     cluster.pick(&PickRequest::default())
                 });
-            let (index, host) = picked?;
+            let Some((index, host)) = picked else {
+                // Every host is backing off after failed connects: fail now, not one connect
+                // per client.
+                cluster.stats.upstream_cx_none_healthy.inc();
+                tracing::debug!(%peer, cluster = %cluster.config.name, "every upstream host is backing off after failed connects");
+                return None;
+            };
             tried.push(index);
             cluster.stats.upstream_cx_total.inc();
             host.stats.cx_total.inc();
             match connect(host.address, cluster.config.connect_timeout).await {
-                Ok(conn) => return Some((conn, host)),
+                Ok(conn) => {
+                    host.note_connect_success();
+                    return Some((conn, host));
+                }
                 Err(e) => {
+                    if !e.is_local() {
+                        host.note_connect_failure();
+                    }
                     cluster.stats.upstream_cx_connect_fail.inc();
                     host.stats.cx_connect_fail.inc();
                     if matches!(e, ConnectError::Timeout) {

@@ -8,13 +8,14 @@ use super::outbox::Outbox;
 use super::signal::Signal;
 use crate::protocol::xprotocol::{Codec, FrameHead, LocalReply};
 use crate::stats::RpcProxyStats;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The downstream side of exchanges: where their responses go, and the count that bounds how
-/// many may be in flight before sluice stops reading the connection.
+/// The downstream side of exchanges: where their responses go, and the bounds that stop sluice
+/// reading the connection: requests in flight (until their answer is written), its own unwritten
+/// answers, and an upstream connection it sent to that is backed up.
 pub struct Downstream {
     pub outbox: Rc<Outbox>,
     pub codec: Arc<dyn Codec>,
@@ -23,6 +24,9 @@ pub struct Downstream {
     max_inflight: u32,
     /// Signalled when an exchange ends, for a reader waiting on the in-flight bound.
     pub progress: Signal,
+    /// An upstream connection this downstream queued a frame on while it was over its limit;
+    /// reading waits until it has drained.
+    blocked_on: RefCell<Option<Rc<Outbox>>>,
 }
 
 impl Downstream {
@@ -39,15 +43,63 @@ impl Downstream {
             inflight: Cell::new(0),
             max_inflight,
             progress: Signal::default(),
+            blocked_on: RefCell::new(None),
         })
     }
 
+    /// Exchanges not yet answered.
     pub fn inflight(&self) -> u32 {
         self.inflight.get()
     }
 
+    /// At the in-flight bound: exchanges plus answers not yet written.
     pub fn is_full(&self) -> bool {
-        self.inflight.get() >= self.max_inflight
+        self.inflight.get() + self.outbox.unwritten_frames() >= self.max_inflight
+    }
+
+    /// A frame of this downstream's went onto `upstream` while it was over its limit.
+    pub fn block_on(&self, upstream: &Rc<Outbox>) {
+        *self.blocked_on.borrow_mut() = Some(upstream.clone());
+    }
+
+    /// Whether the reader must stop before reading more.
+    pub fn must_pause(&self) -> bool {
+        self.is_full() || self.outbox.over_limit() || self.blocked_on.borrow().is_some()
+    }
+
+    /// Waits until reading may resume: below the in-flight bound, the own outbox drained to its
+    /// low watermark, and any backed-up upstream drained to its own. Returns at once when the
+    /// connection's writer is gone (the caller then closes).
+    pub async fn wait_for_room(&self) {
+        loop {
+            if self.outbox.is_dead() {
+                return;
+            }
+            let upstream = self.blocked_on.borrow().clone();
+            if let Some(u) = &upstream {
+                if !u.above_low_watermark() {
+                    *self.blocked_on.borrow_mut() = None;
+                    continue;
+                }
+            }
+            let own = self.is_full() || self.outbox.above_low_watermark();
+            match (own, upstream) {
+                (false, None) => return,
+                (_, Some(u)) => {
+                    tokio::select! {
+                        _ = self.progress.notified() => {}
+                        _ = self.outbox.written.notified() => {}
+                        _ = u.drained() => {}
+                    }
+                }
+                (true, None) => {
+                    tokio::select! {
+                        _ = self.progress.notified() => {}
+                        _ = self.outbox.written.notified() => {}
+                    }
+                }
+            }
+        }
     }
 
     fn begin(&self) {

@@ -6,7 +6,7 @@
 //! the sender, and memory per connection stays at two buffers. A FIN in one direction is passed
 //! on as a write shutdown while the other direction keeps flowing (half-close).
 
-use crate::io::splice::{splice, Pipe};
+use crate::io::splice::{give_back_pipe, splice, take_pipe, Pipe};
 use crate::io::Connection;
 use std::cell::Cell;
 use std::future::poll_fn;
@@ -60,6 +60,9 @@ const COPY_BUFFER_MAX: usize = 256 * 1024;
 /// 64 KiB), with 256 KiB..1 MiB best; see docs/benchmarks.md.
 const SPLICE_PIPE_MAX: usize = 256 * 1024;
 
+/// How long a direction waits before trying again for a pipe it could not get.
+const PIPE_RETRY: Duration = Duration::from_millis(10);
+
 /// How many transfers a pump may make before letting other connections on this worker run.
 const TRANSFERS_PER_TURN: u32 = 16;
 
@@ -87,14 +90,7 @@ pub async fn pump(
         if options.splice {
             if let (Connection::Kernel(d), Connection::Kernel(u)) = (&downstream, &upstream) {
                 let size = options.buffer_limit.min(SPLICE_PIPE_MAX);
-                match (Pipe::new(size), Pipe::new(size)) {
-                    (Ok(p1), Ok(p2)) => {
-                        return splice_both(d, u, p1, p2, observer, &activity).await;
-                    }
-                    (Err(e), _) | (_, Err(e)) => {
-                        tracing::warn!("cannot create a splice pipe ({e}); copying instead")
-                    }
-                }
+                return splice_both(d, u, size, observer, &activity).await;
             }
         }
         copy_both(
@@ -133,13 +129,19 @@ type PumpResult = Result<(), (Side, io::Error)>;
 async fn splice_both(
     down: &TcpStream,
     up: &TcpStream,
-    to_up: Pipe,
-    to_down: Pipe,
+    pipe_size: usize,
     observer: &dyn Observer,
     activity: &Cell<Instant>,
 ) -> PumpResult {
-    let a = splice_direction(down, up, to_up, Direction::Upstream, observer, activity);
-    let b = splice_direction(up, down, to_down, Direction::Downstream, observer, activity);
+    let a = splice_direction(down, up, pipe_size, Direction::Upstream, observer, activity);
+    let b = splice_direction(
+        up,
+        down,
+        pipe_size,
+        Direction::Downstream,
+        observer,
+        activity,
+    );
     tokio::try_join!(a, b).map(|_| ())
 }
 
@@ -162,22 +164,41 @@ enum Fill {
     Skipped,
 }
 
-/// source -> pipe -> destination, until the source's FIN has been passed on.
+/// source -> pipe -> destination, until the source's FIN has been passed on. The pipe is taken
+/// from the worker's spares when the source has bytes and given back as soon as it is empty
+/// and the source has no more, so an idle connection holds no pipe.
 async fn splice_direction(
     src: &TcpStream,
     dst: &TcpStream,
-    pipe: Pipe,
+    pipe_size: usize,
     direction: Direction,
     observer: &dyn Observer,
     activity: &Cell<Instant>,
 ) -> PumpResult {
     let (src_side, dst_side) = sides(direction);
     let (src_fd, dst_fd) = (src.as_raw_fd(), dst.as_raw_fd());
-    let (pipe_in, pipe_out) = (pipe.write.as_raw_fd(), pipe.read.as_raw_fd());
+    let mut held: Option<Pipe> = None;
     let mut pending = 0usize;
     let mut eof = false;
     let mut turns = 0u32;
     loop {
+        let pipe = match held.take() {
+            Some(p) => p,
+            None => {
+                src.readable().await.map_err(|e| (src_side, e))?;
+                match take_pipe(pipe_size) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // Out of descriptors, most likely: the bytes wait in the socket (TCP
+                        // pushes back) until a pipe can be had; the idle timeout still applies.
+                        tracing::debug!("cannot create a splice pipe ({e}); retrying");
+                        tokio::time::sleep(PIPE_RETRY).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        let (pipe_in, pipe_out) = (pipe.write.as_raw_fd(), pipe.read.as_raw_fd());
         let fill = if eof || pending >= pipe.capacity {
             Fill::Skipped
         } else {
@@ -215,10 +236,18 @@ async fn splice_direction(
             }
         }
         if eof && pending == 0 {
+            give_back_pipe(pipe);
             // Pass the FIN on; the other direction keeps flowing.
             let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
             return Ok(());
         }
+        let source_empty = matches!(fill, Fill::SourceEmpty);
+        if source_empty && pending == 0 {
+            // Nothing in flight: wait for the source without holding a pipe.
+            give_back_pipe(pipe);
+            continue;
+        }
+        held = Some(pipe);
         if matches!(fill, Fill::Moved | Fill::Eof) || drained {
             turns += 1;
             if turns >= TRANSFERS_PER_TURN {
@@ -227,7 +256,6 @@ async fn splice_direction(
             }
             continue;
         }
-        let source_empty = matches!(fill, Fill::SourceEmpty);
         let waited = match (source_empty, dst_blocked) {
             (true, true) => tokio::select! {
                 r = src.readable() => r.map_err(|e| (src_side, e)),

@@ -6,12 +6,12 @@
 //! heap of its outstanding requests and the heartbeat of an idle connection.
 
 use super::deadlines::DeadlineQueue;
-use super::exchange::{Exchange, Failure};
+use super::exchange::{Downstream, Exchange, Failure};
 use super::framed::FrameReader;
 use super::outbox::{write_loop, Outbox};
 use super::signal::Signal;
 use crate::fasthash::FastMap;
-use crate::io::connect::connect;
+use crate::io::connect::{connect, ConnectError};
 use crate::protocol::xprotocol::{Codec, FrameKind, LocalReply};
 use crate::proxy::cluster::Host;
 use crate::stats::{ClusterStats, RpcProxyStats};
@@ -31,6 +31,9 @@ pub struct PoolSettings {
     pub heartbeat_timeout: Duration,
     pub connect_timeout: Duration,
     pub max_frame: usize,
+    /// Unwritten bytes an upstream connection holds before the downstreams feeding it pause
+    /// (the cluster's `per_connection_buffer_limit_bytes`).
+    pub buffer_limit: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -74,8 +77,8 @@ pub struct UpstreamConn {
 impl UpstreamConn {
     fn open(ctx: Rc<PoolContext>) -> Rc<UpstreamConn> {
         let conn = Rc::new(UpstreamConn {
+            outbox: Outbox::new(ctx.settings.buffer_limit),
             ctx,
-            outbox: Outbox::new(),
             state: Cell::new(State::Connecting),
             pending: RefCell::new(FastMap::default()),
             deadlines: RefCell::new(DeadlineQueue::default()),
@@ -126,7 +129,7 @@ impl UpstreamConn {
     fn send(&self, ex: Exchange, frame: Option<&[u8]>, per_try: Option<Duration>) {
         let id = self.allocate_id();
         let bytes = frame.or(ex.retry_frame.as_deref()).unwrap_or_default();
-        self.outbox.push_frame(&*self.ctx.codec, bytes, id);
+        self.push_from(&ex.downstream, bytes, id);
         let deadline = Instant::from_std(ex.deadline);
         let try_deadline = per_try.map_or(deadline, |d| (Instant::now() + d).min(deadline));
         self.ctx.host.stats.rq_total.inc();
@@ -157,11 +160,28 @@ impl UpstreamConn {
         }
     }
 
-    fn send_oneway(&self, frame: &[u8]) {
+    fn send_oneway(&self, frame: &[u8], downstream: &Downstream) {
         let id = self.allocate_id();
-        self.outbox.push_frame(&*self.ctx.codec, frame, id);
+        self.push_from(downstream, frame, id);
         self.ctx.host.stats.rq_total.inc();
         self.ctx.cluster_stats.upstream_rq_total.inc();
+    }
+
+    /// Queues `frame` for the upstream. A frame is never refused once accepted; if the
+    /// connection is over its limit (the upstream reads slower than downstreams send), the
+    /// downstream is told to stop reading until this connection has drained.
+    fn push_from(&self, downstream: &Downstream, frame: &[u8], id: u64) {
+        let was_over = self.outbox.over_limit();
+        self.outbox.push_frame(&*self.ctx.codec, frame, id);
+        if self.outbox.over_limit() {
+            if !was_over {
+                self.ctx
+                    .cluster_stats
+                    .upstream_flow_control_backed_up_total
+                    .inc();
+            }
+            downstream.block_on(&self.outbox);
+        }
     }
 
     fn take(&self, id: u64) -> Option<Pending> {
@@ -238,13 +258,41 @@ impl UpstreamConn {
         }
     }
 
+    /// Connects within the connect timeout while the requests queued meanwhile keep their own
+    /// deadlines: one whose deadline passes during the connect is answered (TIMEOUT, or a retry
+    /// after a per-try timeout) then, not when the connect ends.
+    async fn connect_keeping_deadlines(&self) -> Result<crate::io::Connection, ConnectError> {
+        let connecting = connect(self.ctx.host.address, self.ctx.settings.connect_timeout);
+        tokio::pin!(connecting);
+        loop {
+            let next = self.expire(Instant::now());
+            let sleep = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = &mut connecting => return r,
+                _ = sleep => {}
+                _ = self.wake.notified() => {}
+            }
+        }
+    }
+
     async fn run(self: Rc<Self>) {
         let addr = self.ctx.host.address;
         self.ctx.cluster_stats.upstream_cx_total.inc();
         self.ctx.host.stats.cx_total.inc();
-        let conn = match connect(addr, self.ctx.settings.connect_timeout).await {
+        let conn = match self.connect_keeping_deadlines().await {
             Ok(c) => c,
             Err(e) => {
+                if matches!(e, ConnectError::Timeout) {
+                    self.ctx.cluster_stats.upstream_cx_connect_timeout.inc();
+                }
+                if !e.is_local() {
+                    self.ctx.host.note_connect_failure();
+                }
                 self.ctx.cluster_stats.upstream_cx_connect_fail.inc();
                 self.ctx.host.stats.cx_connect_fail.inc();
                 tracing::debug!(upstream = %addr, error = %e, "upstream connect failed");
@@ -254,6 +302,7 @@ impl UpstreamConn {
                 return;
             }
         };
+        self.ctx.host.note_connect_success();
         self.state.set(State::Ready);
         self.ctx.cluster_stats.upstream_cx_active.inc();
         self.ctx.host.stats.cx_active.inc();
@@ -334,8 +383,15 @@ impl UpstreamConn {
         self.ctx.cluster_stats.upstream_cx_active.dec();
         self.ctx.host.stats.cx_active.dec();
         self.fail_all(Failure::ConnectionLost);
-        // Let the writer flush (it stops at once if the socket is gone).
-        let _ = writer.await;
+        // Let the writer flush what is queued, but not forever: an upstream that stopped
+        // reading would hold the connection (and its buffer) for good.
+        let abort = writer.abort_handle();
+        if tokio::time::timeout(self.ctx.settings.connect_timeout, writer)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
     }
 }
 
@@ -387,10 +443,10 @@ impl HostPool {
     }
 
     /// Sends a oneway request; `false` when every connection is at its limit.
-    pub fn send_oneway(&self, frame: &[u8]) -> bool {
+    pub fn send_oneway(&self, frame: &[u8], downstream: &Downstream) -> bool {
         match self.choose() {
             Some(c) => {
-                c.send_oneway(frame);
+                c.send_oneway(frame, downstream);
                 true
             }
             None => false,
