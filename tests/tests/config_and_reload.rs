@@ -394,3 +394,41 @@ fn admin_endpoints() {
     s.read_to_string(&mut r).unwrap();
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
 }
+
+/// An empty file (or comments only, or a list) is refused at start and by `--mode validate`, as
+/// Envoy 1.40 refuses it; on reload it is rejected and the running config keeps serving (taken
+/// as "no listeners", a file truncated mid-deploy would have stopped all traffic).
+#[test]
+fn empty_and_non_mapping_files_are_refused_everywhere() {
+    let dir = TempDir::new("empty");
+    let empty = dir.join("empty.yaml");
+    std::fs::write(&empty, "").unwrap();
+    let envoy = run_to_exit(
+        Command::new(envoy_bin())
+            .args(["--mode", "validate", "-c"])
+            .arg(&empty),
+    );
+    assert!(!envoy.status.success(), "Envoy accepted an empty file");
+    for (text, want) in [
+        ("", "the file is empty"),
+        ("# just a comment\n", "holds no document"),
+        ("- a\n- b\n", "is a list"),
+    ] {
+        for mode in [&["--mode", "validate"][..], &[]] {
+            Sluice::run_to_exit(text, mode).assert_fails_with(want);
+        }
+    }
+    let (_one, p_one) = reply_server("one");
+    let yaml = front_to(p_one);
+    let sluice = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let front = sluice.listener("front");
+    sluice.reload("", false);
+    assert!(
+        sluice.log().contains("the file is empty"),
+        "{}",
+        sluice.log()
+    );
+    sluice.reload("\n# nothing\n", false);
+    assert_eq!(roundtrip(front, b"").unwrap(), b"one\n");
+    assert_eq!(sluice.stat("sluice_server_config_version"), 1);
+}
