@@ -258,7 +258,7 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-async fn serve_one(admin: &Admin, mut stream: tokio::net::TcpStream) -> std::io::Result<()> {
+async fn serve_one(admin: &Admin, stream: &mut tokio::net::TcpStream) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let response = loop {
@@ -306,22 +306,41 @@ pub fn spawn(listener: std::net::TcpListener, admin: Admin) -> std::io::Result<(
         };
         let admin = std::rc::Rc::new(admin);
         // A couple of descriptors held back, so /stats and /ready still answer when the data
-        // path has used up the process's descriptors (which is when an operator looks).
-        let mut reserve = crate::io::fds::Reserve::new(2);
+        // path has used up the process's descriptors (which is when an operator looks). A
+        // connection accepted in a reserved slot hands the slot back when it is done.
+        let reserve = std::rc::Rc::new(std::cell::RefCell::new(crate::io::fds::Reserve::new(2)));
         loop {
-            reserve.refill();
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) if crate::io::fds::is_out_of_fds(&e) && reserve.release_one() => continue,
+            let (stream, from_reserve) = match listener.accept().await {
+                Ok((stream, _)) => (stream, false),
+                Err(e)
+                    if crate::io::fds::is_out_of_fds(&e) && reserve.borrow_mut().release_one() =>
+                {
+                    match listener.accept().await {
+                        Ok((stream, _)) => (stream, true),
+                        Err(_) => {
+                            reserve.borrow_mut().refill();
+                            continue;
+                        }
+                    }
+                }
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
+                    reserve.borrow_mut().refill();
                     continue;
                 }
             };
             let admin = admin.clone();
+            let reserve = reserve.clone();
             tokio::task::spawn_local(async move {
+                let mut stream = stream;
                 let _ =
-                    tokio::time::timeout(Duration::from_secs(10), serve_one(&admin, stream)).await;
+                    tokio::time::timeout(Duration::from_secs(10), serve_one(&admin, &mut stream))
+                        .await;
+                if from_reserve {
+                    if let Ok(s) = stream.into_std() {
+                        reserve.borrow_mut().reclaim(s.into());
+                    }
+                }
             });
         }
     })?;

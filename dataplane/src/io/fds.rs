@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit (as Envoy's and nginx's packagers advise, and
 /// as Go does at start): a proxy holds two descriptors per proxied connection, and the common
@@ -66,6 +67,35 @@ impl Reserve {
         }
     }
 
+    /// Closes `fd` (a connection accepted in a reserved slot) and keeps its descriptor number
+    /// as a reserve in one step (dup2 of /dev/null over it), so no other thread can take the
+    /// slot in between.
+    pub fn reclaim(&mut self, fd: OwnedFd) {
+        if self.held.len() >= self.size {
+            return; // dropping `fd` closes it
+        }
+        let Some(null) = self.held.first().map(|f| f.as_raw_fd()).or_else(|| {
+            File::open("/dev/null").ok().map(|f| {
+                let raw = f.as_raw_fd();
+                self.held.push(f);
+                raw
+            })
+        }) else {
+            return;
+        };
+        let raw = fd.into_raw_fd();
+        // SAFETY: `raw` is ours (taken from the OwnedFd); dup2 atomically closes what it refers
+        // to and makes it a copy of /dev/null, which we then own as a File.
+        unsafe {
+            if libc::dup2(null, raw) >= 0 {
+                self.held.push(File::from_raw_fd(raw));
+            } else {
+                libc::close(raw);
+            }
+        }
+        self.held.truncate(self.size);
+    }
+
     pub fn held(&self) -> usize {
         self.held.len()
     }
@@ -91,5 +121,13 @@ mod tests {
         assert!(r.release_one());
         r.refill();
         assert_eq!(r.held(), 2);
+        // A connection in a reserved slot gives the slot back as a reserve.
+        assert!(r.release_one());
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let raw = c.as_raw_fd();
+        r.reclaim(c.into());
+        assert_eq!(r.held(), 2);
+        assert!(r.held.iter().any(|f| f.as_raw_fd() == raw));
     }
 }
