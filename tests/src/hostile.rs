@@ -72,17 +72,17 @@ pub fn suite_config(ports: &Upstreams, extra: &Extra) -> String {
         tcp: tcp_extra,
         listener: listener_extra,
     } = extra;
-    let cluster = |name: &str, port: u16| {
-        format!(
-            "  - name: {name}\n    type: STATIC\n    connect_timeout: 2s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
-        )
+    let cluster = |name: &str, ports: &[u16]| {
+        let mut c = format!(
+            "  - name: {name}\n    type: STATIC\n    connect_timeout: 2s\n    load_assignment:\n      cluster_name: {name}\n      endpoints:\n      - lb_endpoints:\n"
+        );
+        for p in ports {
+            c.push_str(&format!(
+                "        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {p}}}}}}}\n"
+            ));
+        }
+        c
     };
-    let mut bolt_eps = String::new();
-    for p in &ports.bolt {
-        bolt_eps.push_str(&format!(
-            "        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {p}}}}}}}\n"
-        ));
-    }
     format!(
         r#"admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
@@ -121,16 +121,11 @@ static_resources:
               services: ["*"]
               routes: [{{route: {{cluster: bolt}}}}]
   clusters:
-{echo}{stuck}{blackhole}  - name: bolt
-    connect_timeout: 2s
-    load_assignment:
-      cluster_name: bolt
-      endpoints:
-      - lb_endpoints:
-{bolt_eps}"#,
-        echo = cluster("echo", ports.echo),
-        stuck = cluster("stuck", ports.stuck),
-        blackhole = cluster("blackhole", ports.blackhole),
+{echo}{stuck}{blackhole}{bolt}"#,
+        echo = cluster("echo", &ports.echo),
+        stuck = cluster("stuck", &[ports.stuck]),
+        blackhole = cluster("blackhole", &[ports.blackhole]),
+        bolt = cluster("bolt", &ports.bolt),
     )
 }
 
@@ -144,17 +139,18 @@ pub struct Extra<'a> {
 
 /// The upstreams' ports.
 pub struct Upstreams {
-    pub echo: u16,
+    pub echo: Vec<u16>,
     pub stuck: u16,
     pub blackhole: u16,
     pub bolt: Vec<u16>,
 }
 
-/// tests/js/echo_server.js: an echo server, or (`no_read`) one that never reads.
-pub fn node_echo(no_read: bool) -> (Proc, u16) {
+/// tests/js/echo_server.js on `port` (0: any): an echo server, or (`no_read`) one that never
+/// reads.
+pub fn node_echo(port: u16, no_read: bool) -> (Proc, u16) {
     let mut cmd = Command::new("node");
     cmd.arg(js_dir().join("echo_server.js"))
-        .args(["--port", "0"])
+        .args(["--port", &port.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if no_read {
@@ -274,6 +270,15 @@ const MIN_RUN: Duration = Duration::from_millis(500);
 
 impl GoodClient {
     pub fn start(kind: Kind, addr: SocketAddr) -> GoodClient {
+        GoodClient::spawn(kind, addr, false)
+    }
+
+    /// A client that opens a new connection for every exchange.
+    pub fn start_fresh(kind: Kind, addr: SocketAddr) -> GoodClient {
+        GoodClient::spawn(kind, addr, true)
+    }
+
+    fn spawn(kind: Kind, addr: SocketAddr, fresh: bool) -> GoodClient {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -286,6 +291,9 @@ impl GoodClient {
                 let c = conn.get_or_insert_with(|| Conn::open(kind, addr));
                 if c.exchange(kind, id) {
                     t.ok += 1;
+                    if fresh {
+                        conn = None;
+                    }
                 } else {
                     t.failed += 1;
                     conn = None;

@@ -22,23 +22,26 @@ const MIB: u64 = 1024;
 /// A running suite: sluice on [`suite_config`] with its upstreams.
 struct Bench {
     s: Sluice,
-    _echo: Proc,
+    echo: Vec<Proc>,
+    echo_ports: Vec<u16>,
     _stuck: Proc,
     _blackhole: Blackhole,
     bolt: Vec<BoltServer>,
 }
 
 impl Bench {
-    fn start(extra: Extra<'_>, bolt_servers: usize) -> Bench {
+    /// `upstreams` servers behind each of the `echo` and `bolt` clusters.
+    fn start(extra: Extra<'_>, upstreams: usize) -> Bench {
         raise_own_fd_limit();
-        let (echo, echo_port) = node_echo(false);
-        let (stuck, stuck_port) = node_echo(true);
+        let (echo, echo_ports): (Vec<Proc>, Vec<u16>) =
+            (0..upstreams).map(|_| node_echo(0, false)).unzip();
+        let (stuck, stuck_port) = node_echo(0, true);
         let blackhole = Blackhole::new();
-        let bolt: Vec<BoltServer> = (0..bolt_servers)
+        let bolt: Vec<BoltServer> = (0..upstreams)
             .map(|i| BoltServer::start(&format!("s{i}"), 0, &[]))
             .collect();
         let ports = Upstreams {
-            echo: echo_port,
+            echo: echo_ports.clone(),
             stuck: stuck_port,
             blackhole: blackhole.port,
             bolt: bolt.iter().map(|b| b.port).collect(),
@@ -46,7 +49,8 @@ impl Bench {
         let s = Sluice::start(&suite_config(&ports, &extra), &[]);
         Bench {
             s,
-            _echo: echo,
+            echo,
+            echo_ports,
             _stuck: stuck,
             _blackhole: blackhole,
             bolt,
@@ -155,6 +159,79 @@ fn readers_that_never_read_are_held_back_then_closed() {
     }
     assert!(b.rpc("downstream_cx_idle_timeout") >= 2);
     assert!(b.s.stat("sluice_tcp_idle_timeout{stat_prefix=\"tcp\"}") >= 1);
+}
+
+/// A client that reads, but slowly: it gets every answer, in full and in order of its ids,
+/// while sluice holds back its requests instead of buffering their answers.
+#[test]
+fn slow_readers_get_every_answer_with_bounded_memory() {
+    let b = Bench::start(
+        Extra {
+            listener: "    per_connection_buffer_limit_bytes: 262144\n",
+            ..Default::default()
+        },
+        1,
+    );
+    for kind in ALL {
+        // Enough answer bytes to fill the kernel's socket buffers several times over (a Bolt
+        // answer is about 150 bytes, an echo 1 KiB).
+        let n_requests: u32 = match kind {
+            Kind::TcpProxy => 4000,
+            Kind::RpcBolt => 40_000,
+        };
+        let rss0 = b.s.rss_kib();
+        let paused0 = b.rpc("downstream_flow_control_paused_reading_total");
+        let conn = TcpStream::connect(b.addr(kind)).unwrap();
+        let mut w = conn.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut sent = Vec::new();
+            for id in 1..=n_requests {
+                let r = kind.request(id);
+                w.write_all(&r).unwrap();
+                sent.extend_from_slice(&r);
+            }
+            sent
+        });
+        // About 2 MB/s: 16 KiB every 8 ms.
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut r = &conn;
+        r.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut peak = rss0;
+        let want = n_requests as usize * kind.request(1).len();
+        let mut answers = 0u32;
+        while answers < n_requests {
+            let n = std::io::Read::read(&mut r, &mut buf).unwrap();
+            assert!(n > 0, "{kind:?}: closed after {answers} answers");
+            got.extend_from_slice(&buf[..n]);
+            match kind {
+                Kind::TcpProxy => answers = (got.len() / kind.request(1).len()) as u32,
+                Kind::RpcBolt => {
+                    while let Some(h) = Bolt.decode(&got, 1 << 24).unwrap() {
+                        answers += 1;
+                        assert_eq!(h.status, status::SUCCESS);
+                        got.drain(..h.len);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(8));
+            if answers % 256 == 0 {
+                peak = peak.max(b.s.rss_kib());
+            }
+        }
+        let sent = writer.join().unwrap();
+        if kind == Kind::TcpProxy {
+            assert_eq!(got.len(), want);
+            assert!(got == sent, "the echo came back changed");
+        }
+        assert!(peak < rss0 + 32 * MIB, "{kind:?}: RSS {rss0} -> {peak} KiB");
+        if kind == Kind::RpcBolt {
+            assert!(b.rpc("downstream_flow_control_paused_reading_total") > paused0);
+        }
+        eprintln!(
+            "{kind:?}: slow reader got all {n_requests} answers; RSS {rss0} -> peak {peak} KiB"
+        );
+    }
 }
 
 /// Oneway requests to an upstream that stopped reading: the upstream connection's buffer is
@@ -443,7 +520,7 @@ fn fifty_thousand_short_connections_leave_nothing_behind() {
 #[test]
 fn running_out_of_descriptors_keeps_admin_answering_and_recovers() {
     raise_own_fd_limit();
-    let (_echo, echo_port) = node_echo(false);
+    let (_echo, echo_port) = node_echo(0, false);
     let s = Sluice::start_with_fd_limit(&front_to(echo_port), &["--concurrency", "1"], Some(256));
     let pid = s.proc.pid();
     let addr = s.listener("front");
@@ -488,44 +565,67 @@ fn running_out_of_descriptors_keeps_admin_answering_and_recovers() {
     );
 }
 
-/// One of two Bolt hosts dies: connects to it are paced (a handful, not one per request), its
-/// share of requests goes to the survivor meanwhile, and it is used again once it is back.
+/// One of two upstream hosts dies: connects to it are paced (a handful, not one per request or
+/// connection), its share goes to the survivor meanwhile, and it is used again once it is back.
+/// The client opens a new connection for every exchange, so each one is a chance to pick the
+/// dead host.
 #[test]
 fn a_dead_upstream_is_reconnected_with_backoff_while_the_other_takes_its_share() {
     let mut b = Bench::start(Extra::default(), 2);
-    let kind = Kind::RpcBolt;
-    let addr = b.addr(kind);
-    let alone = b.baseline(kind);
-    let dead_port = b.bolt[0].port;
-    let dead =
-        format!("sluice_host_cx_total{{cluster=\"bolt\",address=\"127.0.0.1:{dead_port}\"}}");
-    b.bolt[0].kill();
-    let attempts0 = b.s.stat(&dead);
-    let outage = GoodClient::measure(kind, addr, Duration::from_secs(3));
-    let attempts = b.s.stat(&dead) - attempts0;
-    eprintln!(
-        "dead host: {attempts} connect attempts in 3 s; client {:?} (alone {:.0}/s)",
-        outage,
-        alone.rate()
-    );
-    assert!(
-        attempts <= 30,
-        "{attempts} connect attempts to a dead host in 3 s"
-    );
-    let total = outage.ok + outage.failed;
-    assert!(
-        outage.failed * 100 <= total * 2,
-        "{} of {total} requests failed while one host of two was down",
-        outage.failed
-    );
-    // Back on the same port: used again within the longest backoff.
-    b.bolt[0] = BoltServer::start("s0", dead_port, &[]);
-    let c = GoodClient::start(kind, addr);
-    assert!(
-        wait_until(Duration::from_secs(12), || !b.bolt[0].requests().is_empty()),
-        "the host that came back got no requests"
-    );
-    c.finish();
+    for kind in ALL {
+        let addr = b.addr(kind);
+        let (cluster, dead_port) = match kind {
+            Kind::TcpProxy => ("echo", b.echo_ports[0]),
+            Kind::RpcBolt => ("bolt", b.bolt[0].port),
+        };
+        let alone = GoodClient::start_fresh(kind, addr).finish();
+        let dead = format!(
+            "sluice_host_cx_total{{cluster=\"{cluster}\",address=\"127.0.0.1:{dead_port}\"}}"
+        );
+        match kind {
+            Kind::TcpProxy => drop(b.echo.remove(0)),
+            Kind::RpcBolt => b.bolt[0].kill(),
+        }
+        let attempts0 = b.s.stat(&dead);
+        let c = GoodClient::start_fresh(kind, addr);
+        std::thread::sleep(Duration::from_secs(3));
+        let outage = c.finish();
+        let attempts = b.s.stat(&dead) - attempts0;
+        eprintln!(
+            "{kind:?}: dead host: {attempts} connect attempts in 3 s; client {outage:?} (alone {:.0}/s)",
+            alone.rate()
+        );
+        assert!(
+            attempts <= 30,
+            "{kind:?}: {attempts} connect attempts to a dead host in 3 s"
+        );
+        let total = outage.ok + outage.failed;
+        assert!(
+            outage.failed * 100 <= total * 2 && outage.ok > 0,
+            "{kind:?}: {} of {total} exchanges failed while one host of two was down",
+            outage.failed
+        );
+        // Back on the same port: used again within the longest backoff.
+        let used = b.s.stat(&format!(
+            "sluice_host_cx_connect_fail{{cluster=\"{cluster}\",address=\"127.0.0.1:{dead_port}\"}}"
+        ));
+        match kind {
+            Kind::TcpProxy => b.echo.push(node_echo(dead_port, false).0),
+            Kind::RpcBolt => b.bolt[0] = BoltServer::start("s0", dead_port, &[]),
+        }
+        let c = GoodClient::start_fresh(kind, addr);
+        let cx_before = b.s.stat(&dead);
+        assert!(
+            wait_until(Duration::from_secs(12), || {
+                b.s.stat(&dead) > cx_before
+                && b.s.stat(&format!(
+                    "sluice_host_cx_connect_fail{{cluster=\"{cluster}\",address=\"127.0.0.1:{dead_port}\"}}"
+                )) == used
+            }),
+            "{kind:?}: the host that came back was not connected to again"
+        );
+        assert_served(kind, c.finish(), alone);
+    }
 }
 
 /// An upstream that never completes the handshake: a Bolt request's own deadline answers it
