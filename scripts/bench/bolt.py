@@ -36,11 +36,14 @@ RPC_PROXY_FILTER = f"""      - name: sluice.filters.network.rpc_proxy
 
 def start_proxies(args, tmp, upstream, procs):
     want = args.proxies.split(",")
-    for name, filter_yaml in (("sluice", RPC_PROXY_FILTER), ("sluice-l4", TCP_PROXY_FILTER)):
-        if name in want:
-            port = free_port()
-            yaml_text = envoy_yaml(port, upstream, free_port(), filter_yaml=filter_yaml)
-            procs.append((name, port, start_proxy(args, tmp, name, yaml_text)))
+    builds = [("", None)] + ([("-base", args.baseline)] if args.baseline else [])
+    for suffix, binary in builds:
+        for name, filter_yaml in (("sluice", RPC_PROXY_FILTER), ("sluice-l4", TCP_PROXY_FILTER)):
+            if name in want:
+                port = free_port()
+                yaml_text = envoy_yaml(port, upstream, free_port(), filter_yaml=filter_yaml)
+                procs.append((name + suffix, port,
+                              start_proxy(args, tmp, name + suffix, yaml_text, binary=binary)))
     if "envoy" in want:
         port = free_port()
         yaml_text = envoy_yaml(port, upstream, free_port())
@@ -73,6 +76,8 @@ def main():
     ap.add_argument("--proxy-cpu", type=int, default=1)
     ap.add_argument("--load-cpu", type=int, default=0)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
+    ap.add_argument("--baseline", help="another sluice binary (an earlier build) to run beside "
+                                       "this one, as sluice-base and sluice-l4-base")
     args = ap.parse_args()
     args.sluice = os.path.join(args.root, "target/release/sluice")
     args.boltbench = os.path.join(args.root, "target/release/boltbench")

@@ -96,10 +96,10 @@ static_resources:
 {extra}"""
 
 
-def start_proxy(args, tmp, name, yaml_text, envoy=False):
+def start_proxy(args, tmp, name, yaml_text, envoy=False, binary=None):
     """Starts sluice (or Envoy) with one worker pinned to the proxy CPU on `yaml_text`; returns
     the Popen, whose pid is the process doing the work (the Envoy pip wrapper exec()s the real
-    binary, and Envoy exits when its parent does)."""
+    binary, and Envoy exits when its parent does). `binary` runs another sluice build."""
     path = os.path.join(tmp, f"{name}.yaml")
     with open(path, "w") as f:
         f.write(yaml_text)
@@ -108,7 +108,8 @@ def start_proxy(args, tmp, name, yaml_text, envoy=False):
         return subprocess.Popen(pin + [args.envoy, "-c", path, "--concurrency", "1", "-l", "error",
                                        "--base-id", str(os.getpid() % 60000)],
                                 stdout=subprocess.DEVNULL)
-    return subprocess.Popen(pin + [args.sluice, "-c", path, "--concurrency", "1", "-l", "warning"])
+    return subprocess.Popen(pin + [binary or args.sluice, "-c", path, "--concurrency", "1", "-l",
+                                   "warning"])
 
 
 def machine():

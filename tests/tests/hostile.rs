@@ -215,7 +215,7 @@ fn slow_readers_get_every_answer_with_bounded_memory() {
                 }
             }
             std::thread::sleep(Duration::from_millis(8));
-            if answers % 256 == 0 {
+            if answers.is_multiple_of(256) {
                 peak = peak.max(b.s.rss_kib());
             }
         }

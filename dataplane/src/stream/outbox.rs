@@ -171,17 +171,23 @@ pub async fn write_loop(outbox: Rc<Outbox>, mut wr: WriteSide) -> std::io::Resul
                 outbox.writing_frames.set(0);
                 outbox.writing_bytes.set(0);
                 outbox.last_write.set(Some(Instant::now()));
-                // A spare that grew large for one burst is not kept for an idle connection.
-                spare = if c.capacity() > SPARE_KEEP {
-                    BytesMut::new()
-                } else {
-                    c
-                };
+                // The written buffer becomes the spare, so a busy connection appends into memory
+                // it already has (a fresh buffer per burst would be regrown, and copied, each
+                // time).
+                spare = c;
                 outbox.after_write();
             }
             None if outbox.closed.get() => {
                 let _ = wr.shutdown().await;
                 break Ok(());
+            }
+            // A spare that grew large in a burst is let go once the connection has been quiet
+            // for a while, so an idle connection holds no burst-sized buffer.
+            None if spare.capacity() > SPARE_KEEP => {
+                tokio::select! {
+                    _ = outbox.wake.notified() => {}
+                    _ = tokio::time::sleep(SPARE_IDLE) => spare = BytesMut::new(),
+                }
             }
             None => outbox.wake.notified().await,
         }
@@ -197,8 +203,10 @@ pub async fn write_loop(outbox: Rc<Outbox>, mut wr: WriteSide) -> std::io::Resul
     result
 }
 
-/// The largest write buffer kept for reuse between bursts.
-const SPARE_KEEP: usize = 256 * 1024;
+/// The largest write buffer a quiet connection keeps for reuse, and how long a larger one is
+/// kept after the last write.
+const SPARE_KEEP: usize = 64 * 1024;
+const SPARE_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
