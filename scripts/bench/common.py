@@ -96,6 +96,9 @@ static_resources:
 {extra}"""
 
 
+_envoys_started = 0
+
+
 def start_proxy(args, tmp, name, yaml_text, envoy=False, binary=None):
     """Starts sluice (or Envoy) with one worker pinned to the proxy CPU on `yaml_text`; returns
     the Popen, whose pid is the process doing the work (the Envoy pip wrapper exec()s the real
@@ -105,8 +108,12 @@ def start_proxy(args, tmp, name, yaml_text, envoy=False, binary=None):
         f.write(yaml_text)
     pin = ["taskset", "-c", str(args.proxy_cpu)]
     if envoy:
+        # Each Envoy of one driver needs its own shared-memory base id.
+        global _envoys_started
+        _envoys_started += 1
+        base_id = (os.getpid() + _envoys_started) % 60000
         return subprocess.Popen(pin + [args.envoy, "-c", path, "--concurrency", "1", "-l", "error",
-                                       "--base-id", str(os.getpid() % 60000)],
+                                       "--base-id", str(base_id)],
                                 stdout=subprocess.DEVNULL)
     return subprocess.Popen(pin + [binary or args.sluice, "-c", path, "--concurrency", "1", "-l",
                                    "warning"])

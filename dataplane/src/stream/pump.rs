@@ -185,7 +185,9 @@ async fn splice_direction(
         let pipe = match held.take() {
             Some(p) => p,
             None => {
-                src.readable().await.map_err(|e| (src_side, e))?;
+                wait_ready(Some(src), None)
+                    .await
+                    .map_err(|e| (src_side, e))?;
                 match take_pipe(pipe_size) {
                     Ok(p) => p,
                     Err(e) => {
@@ -257,12 +259,11 @@ async fn splice_direction(
             continue;
         }
         let waited = match (source_empty, dst_blocked) {
-            (true, true) => tokio::select! {
-                r = src.readable() => r.map_err(|e| (src_side, e)),
-                r = dst.writable() => r.map_err(|e| (dst_side, e)),
-            },
-            (true, false) => src.readable().await.map_err(|e| (src_side, e)),
-            (false, true) => dst.writable().await.map_err(|e| (dst_side, e)),
+            (true, true) => wait_ready(Some(src), Some(dst))
+                .await
+                .map_err(|e| (src_side, e)),
+            (true, false) => wait_ready(Some(src), None).await.map_err(|e| (src_side, e)),
+            (false, true) => wait_ready(None, Some(dst)).await.map_err(|e| (dst_side, e)),
             (false, false) => {
                 tokio::task::yield_now().await;
                 Ok(())
@@ -270,6 +271,26 @@ async fn splice_direction(
         };
         waited?;
     }
+}
+
+/// Waits until `read` is readable or `write` writable, through each socket's own reader and
+/// writer waker slots (`poll_*_ready`): unlike `readable()`/`writable()`, no waiter list and no
+/// lock per wait. Only this pump's task waits on these sockets, so the one slot each suffices.
+async fn wait_ready(read: Option<&TcpStream>, write: Option<&TcpStream>) -> io::Result<()> {
+    poll_fn(|cx| {
+        if let Some(r) = read {
+            if let Poll::Ready(x) = r.poll_read_ready(cx) {
+                return Poll::Ready(x);
+            }
+        }
+        if let Some(w) = write {
+            if let Poll::Ready(x) = w.poll_write_ready(cx) {
+                return Poll::Ready(x);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// One direction of the copy path: a bounded buffer that is refilled only once it is empty.
