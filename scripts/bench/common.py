@@ -154,4 +154,5 @@ def stop_all(popens, tmp):
             p.wait(timeout=5)
         except subprocess.TimeoutExpired:
             p.kill()
-    shutil.rmtree(tmp, ignore_errors=True)
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -25,11 +25,14 @@ def start_proxies(args, tmp, upstream, procs):
     did)."""
     pin = ["taskset", "-c", str(args.proxy_cpu)]
     want = args.proxies.split(",")
-    for name, extra in (("sluice", ""), ("sluice-copy", "sluice:\n  io: {splice: false}\n")):
-        if name in want:
-            port = free_port()
-            yaml_text = envoy_yaml(port, upstream, free_port(), extra)
-            procs.append((name, port, start_proxy(args, tmp, name, yaml_text)))
+    builds = [("", None)] + ([("-base", args.baseline)] if args.baseline else [])
+    for suffix, binary in builds:
+        for name, extra in (("sluice", ""), ("sluice-copy", "sluice:\n  io: {splice: false}\n")):
+            if name in want:
+                port = free_port()
+                yaml_text = envoy_yaml(port, upstream, free_port(), extra)
+                procs.append((name + suffix, port,
+                              start_proxy(args, tmp, name + suffix, yaml_text, binary=binary)))
     if "envoy" in want:
         port = free_port()
         yaml_text = envoy_yaml(port, upstream, free_port())
@@ -96,6 +99,8 @@ def main():
     ap.add_argument("--proxy-cpu", type=int, default=1)
     ap.add_argument("--load-cpu", type=int, default=0)
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md")
+    ap.add_argument("--baseline", help="another sluice binary (an earlier build) to run beside "
+                                       "this one, as sluice-base and sluice-copy-base")
     args = ap.parse_args()
     args.sluice = os.path.join(args.root, "target/release/sluice")
     args.envoy = os.environ.get("SLUICE_ENVOY", os.path.join(args.root, ".tools/venv/bin/envoy"))
