@@ -19,6 +19,7 @@ use crate::io::{Connection, Prefixed};
 use crate::protocol::registry::{self, Detected};
 use crate::protocol::xprotocol::{Codec, FrameHead, FrameKind, LocalReply};
 use crate::stats::{RpcProxyStats, Shard};
+use crate::stream::conn_clock::{Activity, ConnClock, Tick, Timeouts};
 use crate::stream::exchange::{Downstream, Exchange, ExchangeOwner, Failure};
 use crate::stream::framed::FrameReader;
 use crate::stream::outbox::{write_loop, Outbox};
@@ -334,6 +335,15 @@ impl RpcProxy {
             self.config.max_requests_per_downstream,
         );
         let mut reader = FrameReader::new(codec.clone(), self.config.max_frame_bytes, first);
+        let timeouts = Timeouts {
+            idle: self.config.idle_timeout,
+            frame: self.config.frame_timeout,
+        };
+        let activity = |reader: &FrameReader| Activity {
+            inflight: downstream.inflight(),
+            last_write: outbox.last_write(),
+            buffered: reader.buffered(),
+        };
         let mut clock = ConnClock::new(Instant::now());
         let timer = tokio::time::sleep_until(clock.armed.into());
         tokio::pin!(timer);
@@ -373,17 +383,14 @@ impl RpcProxy {
             if outbox.is_dead() {
                 break End::Finish;
             }
-            let wanted = clock.next_wakeup(&self.config, &reader, &outbox);
+            let wanted = clock.next_wakeup(&timeouts, &activity(&reader));
             if wanted < clock.armed {
                 timer.as_mut().reset(wanted.into());
                 clock.armed = wanted;
             }
             tokio::select! {
                 r = reader.fill(&mut rd) => match r {
-                    Ok(true) => {
-                        clock.last_read = Instant::now();
-                        clock.released = false;
-                    }
+                    Ok(true) => clock.on_read(Instant::now()),
                     Ok(false) | Err(_) => {
                         if reader.buffered() > 0 {
                             self.stats.downstream_cx_protocol_error.inc();
@@ -395,8 +402,11 @@ impl RpcProxy {
                 _ = &mut timer => {
                     clock.armed = clock.far;
                     timer.as_mut().reset(clock.far.into());
-                    if let Some(end) = clock.on_timer(&self.config, &mut reader, &downstream, Instant::now()) {
-                        break end;
+                    match clock.on_timer(&timeouts, &activity(&reader), Instant::now()) {
+                        Tick::FrameTimeout => break End::FrameTimeout,
+                        Tick::Idle => break End::Idle,
+                        Tick::Release => reader.release_if_empty(),
+                        Tick::Nothing => {}
                     }
                 }
             }
@@ -442,13 +452,13 @@ impl RpcProxy {
             downstream.wait_for_room().await;
             return true;
         };
-        let mut since = clock.last_activity(&downstream.outbox);
+        let mut since = clock.last_activity(downstream.outbox.last_write());
         loop {
             tokio::select! {
                 _ = downstream.wait_for_room() => break,
                 _ = tokio::time::sleep_until((since + idle).into()) => {
                     let now = Instant::now();
-                    let last = clock.last_activity(&downstream.outbox);
+                    let last = clock.last_activity(downstream.outbox.last_write());
                     if downstream.inflight() == 0 && now >= last + idle {
                         return false;
                     }
@@ -456,10 +466,7 @@ impl RpcProxy {
                 }
             }
         }
-        // Time spent paused is not the client's: a frame it had begun gets its full time.
-        if clock.partial_since.is_some() {
-            clock.partial_since = Some(Instant::now());
-        }
+        clock.after_pause(Instant::now());
         true
     }
 
@@ -518,9 +525,6 @@ impl RpcProxy {
 /// The least room the first read of a downstream connection gets (detection needs a few bytes).
 const DETECT_READ: usize = 512;
 
-/// A quiet connection with an empty read buffer hands its memory back after this long.
-const RELEASE_AFTER: Duration = Duration::from_secs(1);
-
 /// How a downstream connection's read loop ended.
 enum End {
     /// EOF or a read error.
@@ -529,99 +533,6 @@ enum End {
     Finish,
     FrameTimeout,
     Idle,
-}
-
-/// The times one downstream connection's timeouts are measured from. One timer serves them all:
-/// it is moved earlier when a nearer deadline appears and, when it fires, re-armed from the
-/// latest activity, so a busy connection costs a timer event per second, not one per read.
-struct ConnClock {
-    /// When the last read returned bytes (also the batch clock for the frames it completed).
-    last_read: Instant,
-    /// When the first byte of the frame now partly buffered arrived.
-    partial_since: Option<Instant>,
-    /// When the idle check last found requests in flight.
-    busy_at: Instant,
-    /// The read buffer was handed back since the last read.
-    released: bool,
-    armed: Instant,
-    far: Instant,
-}
-
-impl ConnClock {
-    fn new(now: Instant) -> ConnClock {
-        let far = now + Duration::from_secs(86400 * 365);
-        ConnClock {
-            last_read: now,
-            partial_since: None,
-            busy_at: now,
-            released: false,
-            armed: far,
-            far,
-        }
-    }
-
-    fn last_activity(&self, outbox: &Outbox) -> Instant {
-        outbox
-            .last_write()
-            .map_or(self.last_read, |w| w.max(self.last_read))
-            .max(self.busy_at)
-    }
-
-    fn after_frames(&mut self, buffered: usize, consumed: bool, now: Instant) {
-        self.partial_since = match (buffered, self.partial_since) {
-            (0, _) => None,
-            // The rest of this read began a new frame.
-            (_, _) if consumed => Some(now),
-            (_, Some(t)) => Some(t),
-            (_, None) => Some(now),
-        };
-    }
-
-    fn next_wakeup(
-        &self,
-        config: &RpcProxyConfig,
-        reader: &FrameReader,
-        outbox: &Outbox,
-    ) -> Instant {
-        let frame = self.partial_since.map(|t| t + config.frame_timeout);
-        let idle = config.idle_timeout.map(|d| self.last_activity(outbox) + d);
-        let release =
-            (reader.buffered() == 0 && !self.released).then(|| self.last_read + RELEASE_AFTER);
-        [frame, idle, release]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(self.far)
-    }
-
-    /// What the timer's firing means now: the end of the connection, or nothing (re-armed by the
-    /// next `next_wakeup`).
-    fn on_timer(
-        &mut self,
-        config: &RpcProxyConfig,
-        reader: &mut FrameReader,
-        downstream: &Downstream,
-        now: Instant,
-    ) -> Option<End> {
-        if self
-            .partial_since
-            .is_some_and(|t| now >= t + config.frame_timeout)
-        {
-            return Some(End::FrameTimeout);
-        }
-        if let Some(d) = config.idle_timeout {
-            if downstream.inflight() > 0 {
-                self.busy_at = now;
-            } else if now >= self.last_activity(&downstream.outbox) + d {
-                return Some(End::Idle);
-            }
-        }
-        if reader.buffered() == 0 && now >= self.last_read + RELEASE_AFTER {
-            reader.release_if_empty();
-            self.released = true;
-        }
-        None
-    }
 }
 
 /// The owner of an exchange answered at once (no route): it never has an attempt to fail.

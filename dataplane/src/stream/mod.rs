@@ -4,8 +4,10 @@
 //! multiplexed RPC protocols it is one request and its response: [`exchange`] (correlation and
 //! the one answer every request gets), [`upstream`] (multiplexed upstream connections with id
 //! rewriting, deadlines and heartbeats, pooled per host), [`framed`] (frames cut from a byte
-//! stream without copying) and [`outbox`] (batched writes).
+//! stream without copying), [`outbox`] (batched, bounded writes) and [`conn_clock`] (a
+//! downstream connection's idle and frame timeouts).
 
+pub mod conn_clock;
 pub mod deadlines;
 pub mod exchange;
 pub mod framed;
