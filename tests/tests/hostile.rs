@@ -32,6 +32,11 @@ struct Bench {
 impl Bench {
     /// `upstreams` servers behind each of the `echo` and `bolt` clusters.
     fn start(extra: Extra<'_>, upstreams: usize) -> Bench {
+        Bench::start_with(extra, upstreams, &[], None)
+    }
+
+    /// As `start`, with sluice's command-line `args` and its descriptor limit.
+    fn start_with(extra: Extra<'_>, upstreams: usize, args: &[&str], nofile: Option<u64>) -> Bench {
         raise_own_fd_limit();
         let (echo, echo_ports): (Vec<Proc>, Vec<u16>) =
             (0..upstreams).map(|_| node_echo(0, false)).unzip();
@@ -46,7 +51,7 @@ impl Bench {
             blackhole: blackhole.port,
             bolt: bolt.iter().map(|b| b.port).collect(),
         };
-        let s = Sluice::start(&suite_config(&ports, &extra), &[]);
+        let s = Sluice::start_with_fd_limit(&suite_config(&ports, &extra), args, nofile);
         Bench {
             s,
             echo,
@@ -342,6 +347,8 @@ fn stalled_frames_are_closed_at_the_frame_timeout_and_cost_little_meanwhile() {
             s
         })
         .collect();
+    // Give sluice the time to read what sits in its sockets (each holds ~1 MB of frame).
+    wait_until(Duration::from_secs(3), || b.s.rss_kib() > rss0 + 16 * MIB);
     let rss = b.s.rss_kib();
     assert!(wait_until(Duration::from_secs(15), || b
         .rpc("downstream_cx_frame_timeout")
@@ -357,6 +364,10 @@ fn stalled_frames_are_closed_at_the_frame_timeout_and_cost_little_meanwhile() {
     // Their buffers are handed back once they are gone.
     let after = b.s.rss_kib();
     eprintln!("20 near-limit frames: RSS {rss0} -> {rss} KiB while stalled, {after} KiB after");
+    assert!(
+        after < rss0 + 8 * MIB,
+        "RSS after the near-limit frames were closed: {after} KiB (before {rss0} KiB)"
+    );
 }
 
 /// Garbage and cut-short frames close their own connection only, with the protocol error
@@ -519,50 +530,59 @@ fn fifty_thousand_short_connections_leave_nothing_behind() {
 /// connections go.
 #[test]
 fn running_out_of_descriptors_keeps_admin_answering_and_recovers() {
-    raise_own_fd_limit();
-    let (_echo, echo_port) = node_echo(0, false);
-    let s = Sluice::start_with_fd_limit(&front_to(echo_port), &["--concurrency", "1"], Some(256));
-    let pid = s.proc.pid();
-    let addr = s.listener("front");
-    let mut hogs = Vec::new();
-    for _ in 0..300 {
-        if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-            hogs.push(c);
+    let b = Bench::start_with(Extra::default(), 1, &["--concurrency", "1"], Some(256));
+    let pid = b.s.proc.pid();
+    for kind in ALL {
+        let addr = b.addr(kind);
+        let mut hogs = Vec::new();
+        for _ in 0..300 {
+            if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                hogs.push(c);
+            }
+        }
+        let errors = format!(
+            "sluice_listener_downstream_cx_accept_errors{{listener=\"{}\"}}",
+            kind.listener()
+        );
+        assert!(
+            wait_until(Duration::from_secs(10), || b.s.stat(&errors) > 0),
+            "{kind:?}: no accept errors counted; fds in use: {}",
+            fd_count(pid)
+        );
+        let cpu0 = cpu_ticks(pid);
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            let (code, body) = b.s.get("/stats");
+            assert_eq!(code, 200);
+            assert!(body.contains("sluice_listener_downstream_cx_accept_errors"));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let cpu = cpu_ticks(pid) - cpu0;
+        let ticks_per_s = 100.0;
+        let share = cpu as f64 / ticks_per_s / t0.elapsed().as_secs_f64();
+        assert!(
+            share < 0.3,
+            "{kind:?}: sluice used {:.0}% of a core while out of descriptors",
+            share * 100.0
+        );
+        eprintln!(
+            "{kind:?}: out of descriptors: {} accept errors, {:.0}% CPU, admin answered",
+            b.s.stat(&errors),
+            share * 100.0
+        );
+        drop(hogs);
+        // Both listener types serve again once the descriptors are free.
+        for other in ALL {
+            let addr = b.addr(other);
+            assert!(
+                wait_until(Duration::from_secs(15), || {
+                    let t = GoodClient::measure(other, addr, Duration::from_millis(100));
+                    t.ok > 0 && t.failed == 0
+                }),
+                "{other:?}: service did not resume after {kind:?}'s descriptors were freed"
+            );
         }
     }
-    let errors = "sluice_listener_downstream_cx_accept_errors{listener=\"front\"}";
-    assert!(
-        wait_until(Duration::from_secs(10), || s.stat(errors) > 0),
-        "no accept errors counted; fds in use: {}",
-        fd_count(pid)
-    );
-    let cpu0 = cpu_ticks(pid);
-    let t0 = Instant::now();
-    for _ in 0..10 {
-        let (code, body) = s.get("/stats");
-        assert_eq!(code, 200);
-        assert!(body.contains("sluice_listener_downstream_cx_accept_errors"));
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let cpu = cpu_ticks(pid) - cpu0;
-    let ticks_per_s = 100.0;
-    let share = cpu as f64 / ticks_per_s / t0.elapsed().as_secs_f64();
-    assert!(
-        share < 0.3,
-        "sluice used {:.0}% of a core while out of descriptors",
-        share * 100.0
-    );
-    eprintln!(
-        "out of descriptors: {} accept errors, {:.0}% CPU, admin answered",
-        s.stat(errors),
-        share * 100.0
-    );
-    drop(hogs);
-    assert!(
-        wait_until(Duration::from_secs(15), || roundtrip(addr, b"again")
-            .is_ok_and(|r| r == b"again")),
-        "service did not resume after the descriptors were freed"
-    );
 }
 
 /// One of two upstream hosts dies: connects to it are paced (a handful, not one per request or

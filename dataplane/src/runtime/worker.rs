@@ -242,12 +242,17 @@ fn apply(
     Ok(())
 }
 
+/// How often a listener that keeps failing to accept says so in the log.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
+
 async fn accept_loop(
     socket: Acceptor,
     current: Rc<RefCell<Rc<ListenerRuntime>>>,
     stats: Arc<Stats>,
     worker: usize,
 ) {
+    let mut last_warning: Option<std::time::Instant> = None;
+    let mut suppressed = 0u64;
     loop {
         match socket.accept().await {
             Ok((conn, peer)) => {
@@ -267,8 +272,16 @@ async fn accept_loop(
             }
             Err(e) => {
                 current.borrow().stats.downstream_cx_accept_errors.inc();
-                tracing::warn!(worker, "accept failed: {e}");
-                // Out of file descriptors and the like: back off instead of spinning.
+                // Out of file descriptors and the like: back off instead of spinning, and say
+                // so once per interval rather than twenty times a second.
+                let now = std::time::Instant::now();
+                if last_warning.is_none_or(|t| now.duration_since(t) >= ACCEPT_WARN_EVERY) {
+                    tracing::warn!(worker, suppressed, "accept failed: {e} (counted in sluice_listener_downstream_cx_accept_errors; retrying every 50 ms)");
+                    last_warning = Some(now);
+                    suppressed = 0;
+                } else {
+                    suppressed += 1;
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
