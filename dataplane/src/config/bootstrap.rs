@@ -2,7 +2,7 @@
 //! implement is an error naming its path: a config never half-applies.
 
 use super::cluster_extras::*;
-use super::duration::parse_duration;
+use super::duration::{optional_duration, parse_duration};
 use super::model::*;
 use super::reader::{ConfigError, Node, Result};
 use super::rpc_proxy;
@@ -428,13 +428,7 @@ fn parse_tcp_proxy(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<TcpProx
         return Err(stat_prefix_node.node().error("must not be empty"));
     }
     let route = parse_cluster_target(node, clusters, &[])?;
-    let idle_timeout = match node.get("idle_timeout") {
-        Some(t) => {
-            let d = parse_duration(t.node())?;
-            (!d.is_zero()).then_some(d)
-        }
-        None => Some(DEFAULT_TCP_IDLE_TIMEOUT),
-    };
+    let idle_timeout = optional_duration(node, "idle_timeout", Some(DEFAULT_TCP_IDLE_TIMEOUT))?;
     let max_connect_attempts = match node.get("max_connect_attempts") {
         Some(m) => {
             let v = m.node().as_u32()?;

@@ -4,6 +4,22 @@
 use super::reader::{Node, Result};
 use std::time::Duration;
 
+/// The timeout or interval `field` of `parent`, where `0s` turns the thing off (Envoy's
+/// convention): `None` then, and `default` when the field is absent.
+pub fn optional_duration(
+    parent: Node<'_>,
+    field: &str,
+    default: Option<Duration>,
+) -> Result<Option<Duration>> {
+    match parent.get(field) {
+        Some(n) => {
+            let d = parse_duration(n.node())?;
+            Ok((!d.is_zero()).then_some(d))
+        }
+        None => Ok(default),
+    }
+}
+
 pub fn parse_duration(node: Node<'_>) -> Result<Duration> {
     if node.value().is_object() {
         node.expect_fields(&["seconds", "nanos"], &[])?;

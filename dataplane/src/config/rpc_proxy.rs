@@ -4,7 +4,7 @@
 
 use super::bootstrap::{check_cluster, parse_cluster_target};
 use super::cluster_extras::{scalar_map, LB_NAMESPACE};
-use super::duration::parse_duration;
+use super::duration::{optional_duration, parse_duration};
 use super::model::*;
 use super::reader::{ConfigError, Node, Result};
 use crate::protocol::registry;
@@ -103,13 +103,7 @@ pub fn parse_rpc_proxy(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<Rpc
         Some(m) => at_least_one(m.node())?,
         None => DEFAULT_MAX_PER_DOWNSTREAM,
     };
-    let idle_timeout = match node.get("idle_timeout") {
-        Some(t) => {
-            let d = parse_duration(t.node())?;
-            (!d.is_zero()).then_some(d)
-        }
-        None => Some(DEFAULT_IDLE_TIMEOUT),
-    };
+    let idle_timeout = optional_duration(node, "idle_timeout", Some(DEFAULT_IDLE_TIMEOUT))?;
     let frame_timeout = match node.get("frame_timeout") {
         Some(t) => positive_duration(t.node())?,
         None => DEFAULT_FRAME_TIMEOUT,
@@ -162,13 +156,8 @@ fn parse_upstream(node: Node<'_>) -> Result<RpcUpstreamConfig> {
         Some(c) => at_least_one(c.node())?,
         None => DEFAULT_PER_CONNECTION,
     };
-    let heartbeat_interval = match node.get("heartbeat_interval") {
-        Some(h) => {
-            let d = parse_duration(h.node())?;
-            (!d.is_zero()).then_some(d)
-        }
-        None => Some(DEFAULT_HEARTBEAT),
-    };
+    let heartbeat_interval =
+        optional_duration(node, "heartbeat_interval", Some(DEFAULT_HEARTBEAT))?;
     let heartbeat_timeout = match node.get("heartbeat_timeout") {
         Some(h) => positive_duration(h.node())?,
         None => DEFAULT_HEARTBEAT_TIMEOUT,
