@@ -221,10 +221,34 @@ impl Default for Blackhole {
     }
 }
 
-/// The test process's own descriptor limit raised to its hard limit (thousands of attacking
-/// connections live in it).
+/// Descriptors the suite needs in this process (thousands of attacking connections live in it)
+/// and in the sluice it starts, which inherits the limit.
+pub const FDS_NEEDED: u64 = 16_384;
+
+/// The test process's descriptor limit raised: both limits to at least [`FDS_NEEDED`] where
+/// the process may (CAP_SYS_RESOURCE), else the soft limit to the hard one. Fails with a clear
+/// message when that is still too few.
 pub fn raise_own_fd_limit() {
-    sluice::io::fds::raise_nofile_limit().expect("raise RLIMIT_NOFILE");
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a struct we own; failures are checked below.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        if lim.rlim_max < FDS_NEEDED {
+            let more = libc::rlimit {
+                rlim_cur: FDS_NEEDED,
+                rlim_max: FDS_NEEDED,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &more);
+        }
+    }
+    let (_, now) = sluice::io::fds::raise_nofile_limit().expect("raise RLIMIT_NOFILE");
+    assert!(
+        now >= FDS_NEEDED,
+        "the hostile-client suite needs {FDS_NEEDED} open files and the hard limit is {now}: raise it (`ulimit -Hn {FDS_NEEDED}` with CAP_SYS_RESOURCE, or /etc/security/limits.conf)"
+    );
 }
 
 /// Open descriptors of process `pid`.
