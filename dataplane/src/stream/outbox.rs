@@ -181,12 +181,21 @@ pub async fn write_loop(outbox: Rc<Outbox>, mut wr: WriteSide) -> std::io::Resul
                 let _ = wr.shutdown().await;
                 break Ok(());
             }
-            // A spare that grew large in a burst is let go once the connection has been quiet
-            // for a while, so an idle connection holds no burst-sized buffer.
-            None if spare.capacity() > SPARE_KEEP => {
+            // Buffers that grew large in a burst (both alternate between producers and the
+            // writer) are let go once the connection has been quiet for a while, so an idle
+            // connection holds no burst-sized buffer.
+            None if spare.capacity() > SPARE_KEEP
+                || outbox.buf.borrow().capacity() > SPARE_KEEP =>
+            {
                 tokio::select! {
                     _ = outbox.wake.notified() => {}
-                    _ = tokio::time::sleep(SPARE_IDLE) => spare = BytesMut::new(),
+                    _ = tokio::time::sleep(SPARE_IDLE) => {
+                        spare = BytesMut::new();
+                        let mut b = outbox.buf.borrow_mut();
+                        if b.is_empty() {
+                            *b = BytesMut::new();
+                        }
+                    }
                 }
             }
             None => outbox.wake.notified().await,
