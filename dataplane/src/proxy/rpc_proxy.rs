@@ -405,7 +405,10 @@ impl RpcProxy {
                     match clock.on_timer(&timeouts, &activity(&reader), Instant::now()) {
                         Tick::FrameTimeout => break End::FrameTimeout,
                         Tick::Idle => break End::Idle,
-                        Tick::Release => reader.release_if_empty(),
+                        Tick::Release => {
+                            reader.release_if_empty();
+                            outbox.release_idle_buffers();
+                        }
                         Tick::Nothing => {}
                     }
                 }

@@ -20,6 +20,9 @@ use tokio::sync::Notify;
 
 pub struct Outbox {
     buf: RefCell<BytesMut>,
+    /// The buffer last written, reused for the next swap so that a busy connection appends into
+    /// memory it already has (a fresh buffer per burst would be regrown, and copied, each time).
+    spare: RefCell<BytesMut>,
     /// Frames in `buf`.
     queued_frames: Cell<u32>,
     /// The frames and bytes of the chunk being written.
@@ -49,6 +52,7 @@ impl Outbox {
     pub fn new(limit: usize) -> Rc<Outbox> {
         Rc::new(Outbox {
             buf: RefCell::new(BytesMut::new()),
+            spare: RefCell::new(BytesMut::new()),
             queued_frames: Cell::new(0),
             writing_frames: Cell::new(0),
             writing_bytes: Cell::new(0),
@@ -96,6 +100,25 @@ impl Outbox {
 
     pub fn is_dead(&self) -> bool {
         self.dead.get()
+    }
+
+    /// Lets go of write buffers that grew past 64 KiB in a burst, when nothing waits in them: for
+    /// a connection that has gone quiet (its owner's idle clock says when), so it holds no
+    /// burst-sized buffer. A chunk being written is the writer's and is kept.
+    pub fn release_idle_buffers(&self) {
+        let mut b = self.buf.borrow_mut();
+        if b.is_empty() && b.capacity() > SPARE_KEEP {
+            *b = BytesMut::new();
+        }
+        let mut s = self.spare.borrow_mut();
+        if s.capacity() > SPARE_KEEP {
+            *s = BytesMut::new();
+        }
+    }
+
+    /// Bytes of memory the write buffers hold (not counting a chunk being written).
+    pub fn capacity(&self) -> usize {
+        self.buf.borrow().capacity() + self.spare.borrow().capacity()
     }
 
     /// When a chunk was last written whole (`None`: never).
@@ -149,7 +172,6 @@ impl Outbox {
 
 /// Drains `outbox` into `wr` until it is closed and empty, or a write fails.
 pub async fn write_loop(outbox: Rc<Outbox>, mut wr: WriteSide) -> std::io::Result<()> {
-    let mut spare = BytesMut::new();
     let result = loop {
         let chunk = {
             let mut b = outbox.buf.borrow_mut();
@@ -157,10 +179,11 @@ pub async fn write_loop(outbox: Rc<Outbox>, mut wr: WriteSide) -> std::io::Resul
                 None
             } else {
                 // Swap in the spare buffer so producers keep appending while this one is written.
+                let mut spare = outbox.spare.take();
                 spare.clear();
                 outbox.writing_frames.set(outbox.queued_frames.replace(0));
                 outbox.writing_bytes.set(b.len());
-                Some(std::mem::replace(&mut *b, std::mem::take(&mut spare)))
+                Some(std::mem::replace(&mut *b, spare))
             }
         };
         match chunk {
@@ -171,32 +194,13 @@ pub async fn write_loop(outbox: Rc<Outbox>, mut wr: WriteSide) -> std::io::Resul
                 outbox.writing_frames.set(0);
                 outbox.writing_bytes.set(0);
                 outbox.last_write.set(Some(Instant::now()));
-                // The written buffer becomes the spare, so a busy connection appends into memory
-                // it already has (a fresh buffer per burst would be regrown, and copied, each
-                // time).
-                spare = c;
+                // The written buffer becomes the spare.
+                *outbox.spare.borrow_mut() = c;
                 outbox.after_write();
             }
             None if outbox.closed.get() => {
                 let _ = wr.shutdown().await;
                 break Ok(());
-            }
-            // Buffers that grew large in a burst (both alternate between producers and the
-            // writer) are let go once the connection has been quiet for a while, so an idle
-            // connection holds no burst-sized buffer.
-            None if spare.capacity() > SPARE_KEEP
-                || outbox.buf.borrow().capacity() > SPARE_KEEP =>
-            {
-                tokio::select! {
-                    _ = outbox.wake.notified() => {}
-                    _ = tokio::time::sleep(SPARE_IDLE) => {
-                        spare = BytesMut::new();
-                        let mut b = outbox.buf.borrow_mut();
-                        if b.is_empty() {
-                            *b = BytesMut::new();
-                        }
-                    }
-                }
             }
             None => outbox.wake.notified().await,
         }
@@ -212,10 +216,8 @@ pub async fn write_loop(outbox: Rc<Outbox>, mut wr: WriteSide) -> std::io::Resul
     result
 }
 
-/// The largest write buffer a quiet connection keeps for reuse, and how long a larger one is
-/// kept after the last write.
+/// The largest write buffer a quiet connection keeps for reuse.
 const SPARE_KEEP: usize = 64 * 1024;
-const SPARE_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
@@ -249,6 +251,17 @@ mod tests {
             ob.drained().await;
             assert_eq!(ob.unwritten_frames(), 0);
             assert!(!ob.over_limit());
+            // A burst grows the buffers; a quiet connection lets them go.
+            ob.push_with(|b| b.extend_from_slice(&vec![1u8; 300 * 1024]));
+            let mut got = vec![0u8; 300 * 1024];
+            peer.read_exact(&mut got).await.unwrap();
+            ob.drained().await;
+            while ob.unwritten_frames() > 0 {
+                ob.written.notified().await;
+            }
+            assert!(ob.capacity() > 256 * 1024, "{}", ob.capacity());
+            ob.release_idle_buffers();
+            assert!(ob.capacity() <= 64 * 1024, "{}", ob.capacity());
             ob.close();
             writer.await.unwrap().unwrap();
         });
