@@ -94,6 +94,7 @@ metric_block!(
         upstream_cx_heartbeat_failure: Counter,
         upstream_cx_protocol_error: Counter,
         upstream_flow_control_backed_up_total: Counter,
+        upstream_heartbeat_ack_dropped: Counter,
     }
 );
 

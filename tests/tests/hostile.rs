@@ -713,3 +713,60 @@ fn blackholed_upstreams_answer_at_the_requests_deadline_and_count_connect_timeou
     );
     assert!(t.stat("sluice_cluster_upstream_cx_none_healthy{cluster=\"up\"}") >= 1);
 }
+
+/// An upstream that floods heartbeats and reads nothing: sluice's acks to it stop queueing at
+/// the connection's limit (counted), its memory stays bounded, and other traffic is served.
+#[test]
+fn an_upstream_flooding_heartbeats_it_never_reads_the_acks_of_is_bounded() {
+    let b = Bench::start(Extra::default(), 1);
+    let flood = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let flood_port = flood.local_addr().unwrap().port();
+    let flooder = std::thread::spawn(move || {
+        let (s, _) = flood.accept().unwrap();
+        let hb = heartbeat(77);
+        // 32 MiB of heartbeats (1.6 million) as fast as sluice takes them; nothing is read.
+        let (sent, _) = write_until_blocked(&s, &hb, Duration::from_secs(2), 32 << 20);
+        (s, sent)
+    });
+    let routes = "            - name: all\n              services: [\"*\"]\n              routes: [{route: {cluster: flood}}]\n";
+    let cluster = bolt_cluster("flood", "", &[(flood_port, "")]);
+    let s = Sluice::start(
+        &rpc_config(
+            "          upstream: {heartbeat_interval: 0s}\n",
+            routes,
+            &cluster,
+        ),
+        &[],
+    );
+    let rss0 = s.rss_kib();
+    // One request opens the pool's connection to the flooder.
+    let mut raw = RawBolt::connect(s.listener("bolt"));
+    raw.send(
+        &Call {
+            timeout_ms: 500,
+            ..Default::default()
+        }
+        .encode(),
+    );
+    let (head, _) = raw.recv();
+    assert_eq!(head.status, status::TIMEOUT);
+    let (_conn, sent) = flooder.join().unwrap();
+    let rss = s.rss_kib();
+    assert!(
+        s.stat("sluice_cluster_upstream_heartbeat_ack_dropped{cluster=\"flood\"}") > 0,
+        "no ack was dropped after {} MiB of heartbeats",
+        sent >> 20
+    );
+    assert!(rss < rss0 + 32 * MIB, "RSS {rss0} -> {rss} KiB");
+    // The rest of the suite's listeners are unaffected.
+    let t = GoodClient::measure(
+        Kind::RpcBolt,
+        b.addr(Kind::RpcBolt),
+        Duration::from_millis(500),
+    );
+    assert!(t.ok > 0 && t.failed == 0, "{t:?}");
+    eprintln!(
+        "heartbeat flood: {} MiB sent, RSS {rss0} -> {rss} KiB",
+        sent >> 20
+    );
+}

@@ -247,6 +247,13 @@ impl UpstreamConn {
                 }
             }
             FrameKind::Heartbeat => {
+                // An upstream that sends heartbeats and reads nothing would grow this outbox
+                // without end: over its limit, acks are not queued (the upstream's own
+                // heartbeat timeout then does what it should with a peer that never reads).
+                if self.outbox.over_limit() {
+                    self.ctx.cluster_stats.upstream_heartbeat_ack_dropped.inc();
+                    return;
+                }
                 let codec = &self.ctx.codec;
                 self.outbox
                     .push_with(|b| codec.local_reply(frame, LocalReply::HeartbeatAck, b));
