@@ -1,12 +1,16 @@
 //! The config model: the Envoy v3 bootstrap (YAML or JSON) read into validated types.
 
 pub mod bootstrap;
+pub mod cluster;
 pub mod cluster_extras;
+pub mod cluster_target;
+pub mod common;
 pub mod dpdk;
 pub mod duration;
 pub mod model;
 pub mod reader;
 pub mod rpc_proxy;
+pub mod tcp_proxy;
 pub mod userspace;
 
 pub use model::*;

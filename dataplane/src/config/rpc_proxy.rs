@@ -2,8 +2,8 @@
 //! route config shaped like Envoy's dubbo_proxy / generic_proxy ones (virtual hosts matched by
 //! service, routes by method and headers).
 
-use super::bootstrap::{check_cluster, parse_cluster_target};
 use super::cluster_extras::{scalar_map, LB_NAMESPACE};
+use super::cluster_target::{check_cluster, parse_cluster_target};
 use super::duration::{optional_duration, parse_duration};
 use super::model::*;
 use super::reader::{ConfigError, Node, Result};
