@@ -166,8 +166,8 @@ fn readers_that_never_read_are_held_back_then_closed() {
     assert!(b.s.stat("sluice_tcp_idle_timeout{stat_prefix=\"tcp\"}") >= 1);
 }
 
-/// A client that reads, but slowly: it gets every answer, in full and in order of its ids,
-/// while sluice holds back its requests instead of buffering their answers.
+/// A client that reads, but slowly: it gets every answer (the echo byte for byte, each Bolt
+/// answer a success) while sluice holds back its requests instead of buffering their answers.
 #[test]
 fn slow_readers_get_every_answer_with_bounded_memory() {
     let b = Bench::start(

@@ -95,10 +95,6 @@ impl Reserve {
         }
         self.held.truncate(self.size);
     }
-
-    pub fn held(&self) -> usize {
-        self.held.len()
-    }
 }
 
 #[cfg(test)]
@@ -117,17 +113,17 @@ mod tests {
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
         assert_eq!(lim.rlim_cur, lim.rlim_max);
         let mut r = Reserve::new(2);
-        assert_eq!(r.held(), 2);
+        assert_eq!(r.held.len(), 2);
         assert!(r.release_one());
         r.refill();
-        assert_eq!(r.held(), 2);
+        assert_eq!(r.held.len(), 2);
         // A connection in a reserved slot gives the slot back as a reserve.
         assert!(r.release_one());
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let raw = c.as_raw_fd();
         r.reclaim(c.into());
-        assert_eq!(r.held(), 2);
+        assert_eq!(r.held.len(), 2);
         assert!(r.held.iter().any(|f| f.as_raw_fd() == raw));
     }
 }

@@ -46,11 +46,6 @@ pub fn give_back_pipe(pipe: Pipe) {
     });
 }
 
-/// Spare pipes this worker holds.
-pub fn spare_pipes() -> usize {
-    SPARE.with(|s| s.borrow().len())
-}
-
 impl Pipe {
     /// A pipe of (at most) `size` bytes. If the kernel refuses the size (non-root users past
     /// `pipe-user-pages-soft`) the pipe keeps its default size: a smaller bound, never a larger.

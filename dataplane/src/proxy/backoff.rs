@@ -57,8 +57,9 @@ impl ConnectBackoff {
         }
     }
 
-    /// The current pause's end, for tests and /clusters.
-    pub fn until(&self) -> Option<Instant> {
+    /// The current pause's end.
+    #[cfg(test)]
+    fn until(&self) -> Option<Instant> {
         self.until.get()
     }
 }

@@ -22,7 +22,7 @@ use crate::stats::{RpcProxyStats, Shard};
 use crate::stream::conn_clock::{Activity, ConnClock, Tick, Timeouts};
 use crate::stream::exchange::{Downstream, Exchange, ExchangeOwner, Failure};
 use crate::stream::framed::FrameReader;
-use crate::stream::outbox::{write_loop, Outbox};
+use crate::stream::outbox::{finish_writer, write_loop, Outbox};
 use crate::stream::upstream::{HostPool, PoolContext, PoolSettings};
 use bytes::BytesMut;
 use std::cell::RefCell;
@@ -373,7 +373,7 @@ impl RpcProxy {
                 self.stats
                     .downstream_flow_control_paused_reading_total
                     .inc();
-                if !self.pause(&downstream, &mut clock).await {
+                if !self.pause(&downstream, &mut clock, &timeouts).await {
                     break 'conn End::Idle;
                 }
                 self.stats
@@ -440,9 +440,7 @@ impl RpcProxy {
             .config
             .idle_timeout
             .unwrap_or(self.config.frame_timeout);
-        let abort = writer.abort_handle();
-        if tokio::time::timeout(grace, writer).await.is_err() {
-            abort.abort();
+        if !finish_writer(writer, grace).await {
             self.stats.downstream_cx_idle_timeout.inc();
         }
     }
@@ -450,22 +448,23 @@ impl RpcProxy {
     /// Waits while the connection must not be read (see `Downstream::must_pause`). `false`: the
     /// connection was idle (no request in flight, no byte written) for `idle_timeout` meanwhile,
     /// as with a client that never reads its answers.
-    async fn pause(&self, downstream: &Downstream, clock: &mut ConnClock) -> bool {
-        let Some(idle) = self.config.idle_timeout else {
-            downstream.wait_for_room().await;
-            return true;
+    async fn pause(&self, downstream: &Downstream, clock: &mut ConnClock, t: &Timeouts) -> bool {
+        let activity = || Activity {
+            inflight: downstream.inflight(),
+            last_write: downstream.outbox.last_write(),
+            buffered: 0,
         };
-        let mut since = clock.last_activity(downstream.outbox.last_write());
         loop {
+            let Some(deadline) = clock.idle_deadline(t, &activity()) else {
+                downstream.wait_for_room().await;
+                break;
+            };
             tokio::select! {
                 _ = downstream.wait_for_room() => break,
-                _ = tokio::time::sleep_until((since + idle).into()) => {
-                    let now = Instant::now();
-                    let last = clock.last_activity(downstream.outbox.last_write());
-                    if downstream.inflight() == 0 && now >= last + idle {
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    if clock.idle_due(t, &activity(), Instant::now()) {
                         return false;
                     }
-                    since = if downstream.inflight() > 0 { now } else { last };
                 }
             }
         }

@@ -106,7 +106,7 @@ impl ConnClock {
     /// When the timer should fire next.
     pub fn next_wakeup(&self, t: &Timeouts, a: &Activity) -> Instant {
         let frame = self.partial_since.map(|s| s + t.frame);
-        let idle = t.idle.map(|d| self.last_activity(a.last_write) + d);
+        let idle = self.idle_deadline(t, a);
         let release = (a.buffered == 0 && !self.released).then(|| self.last_read + RELEASE_AFTER);
         [frame, idle, release]
             .into_iter()
@@ -115,18 +115,32 @@ impl ConnClock {
             .unwrap_or(self.far)
     }
 
+    /// When the idle timeout falls due if nothing happens meanwhile; `None` without one.
+    pub fn idle_deadline(&self, t: &Timeouts, a: &Activity) -> Option<Instant> {
+        t.idle.map(|d| self.last_activity(a.last_write) + d)
+    }
+
+    /// Whether the connection has been idle for the idle timeout at `now`. Requests in flight
+    /// keep it busy, and idleness then counts from `now`.
+    pub fn idle_due(&mut self, t: &Timeouts, a: &Activity, now: Instant) -> bool {
+        let Some(d) = t.idle else {
+            return false;
+        };
+        if a.inflight > 0 {
+            self.busy_at = now;
+            return false;
+        }
+        now >= self.last_activity(a.last_write) + d
+    }
+
     /// What the timer's firing at `now` means; anything but an end is re-armed by the next
     /// `next_wakeup`.
     pub fn on_timer(&mut self, t: &Timeouts, a: &Activity, now: Instant) -> Tick {
         if self.partial_since.is_some_and(|s| now >= s + t.frame) {
             return Tick::FrameTimeout;
         }
-        if let Some(d) = t.idle {
-            if a.inflight > 0 {
-                self.busy_at = now;
-            } else if now >= self.last_activity(a.last_write) + d {
-                return Tick::Idle;
-            }
+        if self.idle_due(t, a, now) {
+            return Tick::Idle;
         }
         if a.buffered == 0 && !self.released && now >= self.last_read + RELEASE_AFTER {
             self.released = true;

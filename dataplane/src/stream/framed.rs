@@ -72,11 +72,6 @@ impl FrameReader {
         self.buf.len()
     }
 
-    /// Bytes of memory the buffer holds.
-    pub fn capacity(&self) -> usize {
-        self.buf.capacity()
-    }
-
     /// Hands the buffer's memory back when it holds nothing (a quiet connection); the next read
     /// starts small again.
     pub fn release_if_empty(&mut self) {

@@ -117,7 +117,8 @@ impl Outbox {
     }
 
     /// Bytes of memory the write buffers hold (not counting a chunk being written).
-    pub fn capacity(&self) -> usize {
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
         self.buf.borrow().capacity() + self.spare.borrow().capacity()
     }
 
@@ -168,6 +169,21 @@ impl Outbox {
             self.room.notify_waiters();
         }
     }
+}
+
+/// Waits for a closed outbox's writer to send what is queued, for at most `grace`: a peer that
+/// reads nothing would otherwise hold the connection and its buffers for good. `false` when the
+/// writer had to be stopped.
+pub async fn finish_writer(
+    writer: tokio::task::JoinHandle<std::io::Result<()>>,
+    grace: std::time::Duration,
+) -> bool {
+    let abort = writer.abort_handle();
+    let finished = tokio::time::timeout(grace, writer).await.is_ok();
+    if !finished {
+        abort.abort();
+    }
+    finished
 }
 
 /// Drains `outbox` into `wr` until it is closed and empty, or a write fails.

@@ -185,9 +185,7 @@ async fn splice_direction(
         let pipe = match held.take() {
             Some(p) => p,
             None => {
-                wait_ready(Some(src), None)
-                    .await
-                    .map_err(|e| (src_side, e))?;
+                wait_ready(Some((src, src_side)), None).await?;
                 match take_pipe(pipe_size) {
                     Ok(p) => p,
                     Err(e) => {
@@ -258,34 +256,33 @@ async fn splice_direction(
             }
             continue;
         }
-        let waited = match (source_empty, dst_blocked) {
-            (true, true) => wait_ready(Some(src), Some(dst))
-                .await
-                .map_err(|e| (src_side, e)),
-            (true, false) => wait_ready(Some(src), None).await.map_err(|e| (src_side, e)),
-            (false, true) => wait_ready(None, Some(dst)).await.map_err(|e| (dst_side, e)),
-            (false, false) => {
-                tokio::task::yield_now().await;
-                Ok(())
-            }
-        };
-        waited?;
+        if source_empty || dst_blocked {
+            let read = source_empty.then_some((src, src_side));
+            let write = dst_blocked.then_some((dst, dst_side));
+            wait_ready(read, write).await?;
+        } else {
+            tokio::task::yield_now().await;
+        }
     }
 }
 
 /// Waits until `read` is readable or `write` writable, through each socket's own reader and
 /// writer waker slots (`poll_*_ready`): unlike `readable()`/`writable()`, no waiter list and no
 /// lock per wait. Only this pump's task waits on these sockets, so the one slot each suffices.
-async fn wait_ready(read: Option<&TcpStream>, write: Option<&TcpStream>) -> io::Result<()> {
+/// An error names the side of the socket it came from.
+async fn wait_ready(
+    read: Option<(&TcpStream, Side)>,
+    write: Option<(&TcpStream, Side)>,
+) -> PumpResult {
     poll_fn(|cx| {
-        if let Some(r) = read {
+        if let Some((r, side)) = read {
             if let Poll::Ready(x) = r.poll_read_ready(cx) {
-                return Poll::Ready(x);
+                return Poll::Ready(x.map_err(|e| (side, e)));
             }
         }
-        if let Some(w) = write {
+        if let Some((w, side)) = write {
             if let Poll::Ready(x) = w.poll_write_ready(cx) {
-                return Poll::Ready(x);
+                return Poll::Ready(x.map_err(|e| (side, e)));
             }
         }
         Poll::Pending

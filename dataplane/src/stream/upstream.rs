@@ -8,7 +8,7 @@
 use super::deadlines::DeadlineQueue;
 use super::exchange::{Downstream, Exchange, Failure};
 use super::framed::FrameReader;
-use super::outbox::{write_loop, Outbox};
+use super::outbox::{finish_writer, write_loop, Outbox};
 use super::signal::Signal;
 use crate::fasthash::FastMap;
 use crate::io::connect::{connect, ConnectError};
@@ -392,13 +392,7 @@ impl UpstreamConn {
         self.fail_all(Failure::ConnectionLost);
         // Let the writer flush what is queued, but not forever: an upstream that stopped
         // reading would hold the connection (and its buffer) for good.
-        let abort = writer.abort_handle();
-        if tokio::time::timeout(self.ctx.settings.connect_timeout, writer)
-            .await
-            .is_err()
-        {
-            abort.abort();
-        }
+        finish_writer(writer, self.ctx.settings.connect_timeout).await;
     }
 }
 
