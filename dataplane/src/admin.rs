@@ -293,6 +293,10 @@ async fn serve_one(admin: &Admin, stream: &mut tokio::net::TcpStream) -> std::io
     stream.shutdown().await
 }
 
+/// Descriptors admin holds back for itself (see [`crate::io::fds::Reserve`]); more than one,
+/// because a slot can be lost to a race with the data path.
+const ADMIN_RESERVED_FDS: usize = 4;
+
 /// Serves the admin API on an already bound listener, on a thread of its own.
 pub fn spawn(listener: std::net::TcpListener, admin: Admin) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
@@ -308,9 +312,24 @@ pub fn spawn(listener: std::net::TcpListener, admin: Admin) -> std::io::Result<(
         // A couple of descriptors held back, so /stats and /ready still answer when the data
         // path has used up the process's descriptors (which is when an operator looks). A
         // connection accepted in a reserved slot hands the slot back when it is done.
-        let reserve = std::rc::Rc::new(std::cell::RefCell::new(crate::io::fds::Reserve::new(2)));
+        let reserve = std::rc::Rc::new(std::cell::RefCell::new(crate::io::fds::Reserve::new(
+            ADMIN_RESERVED_FDS,
+        )));
+        // Another thread can take a slot between its release and the accept meant for it: the
+        // reserve is made whole again once a second, whenever descriptors are free, so a race
+        // lost while the process was full does not leave admin without a reserve for the next
+        // time it is.
+        let mut refill = tokio::time::interval(Duration::from_secs(1));
+        refill.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let (stream, from_reserve) = match listener.accept().await {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = refill.tick() => {
+                    reserve.borrow_mut().refill();
+                    continue;
+                }
+            };
+            let (stream, from_reserve) = match accepted {
                 Ok((stream, _)) => (stream, false),
                 Err(e)
                     if crate::io::fds::is_out_of_fds(&e) && reserve.borrow_mut().release_one() =>

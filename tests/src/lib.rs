@@ -398,16 +398,23 @@ pub fn run_to_exit(cmd: &mut Command) -> Exit {
 
 /// A bare HTTP/1.1 GET: (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    try_http_get(addr, path).unwrap_or_else(|e| panic!("GET {path} from {addr}: {e}"))
+}
+
+/// [`http_get`] that reports a failed connection or read (10 s) instead of panicking.
+pub fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
+    )?;
     let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp[9..12].parse().unwrap();
+    s.read_to_string(&mut resp)?;
+    let status = resp
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {resp:?}")))?;
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
     let chunked = head
         .to_ascii_lowercase()
@@ -417,7 +424,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     } else {
         body.to_string()
     };
-    (status, body)
+    Ok((status, body))
 }
 
 /// The body of a chunked HTTP/1.1 response (Envoy's admin sends them).

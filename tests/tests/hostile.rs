@@ -552,7 +552,15 @@ fn running_out_of_descriptors_keeps_admin_answering_and_recovers() {
         let cpu0 = cpu_ticks(pid);
         let t0 = Instant::now();
         for _ in 0..10 {
-            let (code, body) = b.s.get("/stats");
+            let (code, body) = try_http_get(b.s.admin, "/stats").unwrap_or_else(|e| {
+                let log = b.s.log();
+                panic!(
+                    "{kind:?}: admin did not answer while out of descriptors: {e}; {} fds in \
+                     use\nlog tail:\n{}",
+                    fd_count(pid),
+                    &log[log.len().saturating_sub(4000)..]
+                )
+            });
             assert_eq!(code, 200);
             assert!(body.contains("sluice_listener_downstream_cx_accept_errors"));
             std::thread::sleep(Duration::from_millis(200));
@@ -574,13 +582,23 @@ fn running_out_of_descriptors_keeps_admin_answering_and_recovers() {
         // Both listener types serve again once the descriptors are free.
         for other in ALL {
             let addr = b.addr(other);
-            assert!(
-                wait_until(Duration::from_secs(15), || {
-                    let t = GoodClient::measure(other, addr, Duration::from_millis(100));
-                    t.ok > 0 && t.failed == 0
-                }),
-                "{other:?}: service did not resume after {kind:?}'s descriptors were freed"
-            );
+            let mut last = None;
+            let resumed = wait_until(Duration::from_secs(15), || {
+                let t = GoodClient::measure(other, addr, Duration::from_millis(100));
+                let good = t.ok > 0 && t.failed == 0;
+                last = Some(t);
+                good
+            });
+            if !resumed {
+                let (_, stats) = b.s.get("/stats");
+                let log = b.s.log();
+                panic!(
+                    "{other:?}: service did not resume after {kind:?}'s descriptors were freed; \
+                     last try {last:?}, {} fds in use\nstats:\n{stats}\nlog tail:\n{}",
+                    fd_count(pid),
+                    &log[log.len().saturating_sub(4000)..]
+                );
+            }
         }
     }
 }

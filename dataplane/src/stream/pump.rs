@@ -189,10 +189,24 @@ async fn splice_direction(
                 match take_pipe(pipe_size) {
                     Ok(p) => p,
                     Err(e) => {
-                        // Out of descriptors, most likely: the bytes wait in the socket (TCP
-                        // pushes back) until a pipe can be had; the idle timeout still applies.
-                        tracing::debug!("cannot create a splice pipe ({e}); retrying");
-                        tokio::time::sleep(PIPE_RETRY).await;
+                        // Out of descriptors, most likely. A FIN or a reset needs no pipe, and
+                        // must not wait for one: closing connections is what frees descriptors,
+                        // so if every connection waited for a pipe to read its FIN none would
+                        // ever close. Bytes wait in the socket (TCP pushes back) until a pipe
+                        // can be had; the idle timeout still applies.
+                        match src.try_io(Interest::READABLE, || peek_one(src_fd)) {
+                            Ok(0) => {
+                                let _ =
+                                    socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+                                return Ok(());
+                            }
+                            Ok(_) => {
+                                tracing::debug!("cannot create a splice pipe ({e}); retrying");
+                                tokio::time::sleep(PIPE_RETRY).await;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(e) => return Err((src_side, e)),
+                        }
                         continue;
                     }
                 }
@@ -263,6 +277,25 @@ async fn splice_direction(
         } else {
             tokio::task::yield_now().await;
         }
+    }
+}
+
+/// How many bytes (0 or 1) a socket has to read, without taking them: `Ok(0)` is its FIN.
+fn peek_one(fd: std::os::fd::RawFd) -> io::Result<usize> {
+    let mut byte = 0u8;
+    // SAFETY: one writable byte at a valid address; the kernel validates the fd.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
