@@ -3,7 +3,7 @@
 //! and reads their stats shards and the current snapshot without stopping them.
 
 use crate::control_status::ControlStatus;
-use crate::runtime::snapshot::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::stats::Stats;
 use arc_swap::ArcSwap;
 use std::fmt::Write as _;
@@ -300,7 +300,7 @@ const ADMIN_RESERVED_FDS: usize = 4;
 /// Serves the admin API on an already bound listener, on a thread of its own.
 pub fn spawn(listener: std::net::TcpListener, admin: Admin) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
-    crate::runtime::spawn_event_loop("sluice-admin", move || async move {
+    crate::event_loop::spawn("sluice-admin", move || async move {
         let listener = match tokio::net::TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {

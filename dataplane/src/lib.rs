@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 pub mod control_status;
+pub mod event_loop;
 pub mod fasthash;
 pub mod io;
 pub mod logging;
@@ -12,5 +13,6 @@ pub mod protocol;
 pub mod proxy;
 pub mod push;
 pub mod runtime;
+pub mod snapshot;
 pub mod stats;
 pub mod stream;

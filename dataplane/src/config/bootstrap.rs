@@ -2,17 +2,13 @@
 //! implement is an error naming its path: a config never half-applies.
 
 use super::cluster::parse_cluster;
-use super::common::{parse_address, parse_buffer_limit};
+use super::common::{parse_address, parse_buffer_limit, DEFAULT_BUFFER_LIMIT};
 use super::model::*;
-use super::reader::{ConfigError, Node, Result};
-use super::rpc_proxy;
-use super::tcp_proxy::{parse_tcp_proxy, TCP_PROXY_NAMES, TCP_PROXY_TYPE};
+use super::reader::{Node, Result};
 use super::userspace;
+use crate::proxy::network_filter::{parse_network_filter, ParseContext};
 use std::collections::HashSet;
 
-/// Envoy's default `per_connection_buffer_limit_bytes` is 1 MiB; sluice moves bytes through a
-/// pipe or buffer of this size per direction, so 1 MiB per direction is the default bound too.
-pub const DEFAULT_BUFFER_LIMIT: usize = 1024 * 1024;
 const DEFAULT_BACKLOG: u32 = 1024;
 
 /// Parses and validates a whole bootstrap document.
@@ -264,7 +260,7 @@ fn parse_listener(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<Listener
     })
 }
 
-fn parse_filter_chain(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<NetworkFilter> {
+fn parse_filter_chain(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<NetworkFilterConfig> {
     node.expect_fields(
         &["filters", "name"],
         &[
@@ -288,57 +284,14 @@ fn parse_filter_chain(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<Netw
             .node()
             .error("only one network filter per chain is supported (the terminal one)"));
     }
-    parse_network_filter(last.node(), clusters)
-}
-
-fn parse_network_filter(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<NetworkFilter> {
-    node.expect_fields(&["name", "typed_config"], &["config_discovery", "config"])?;
-    let name_node = node.require("name")?;
-    let name = name_node.node().as_str()?;
-    let typed = node.get("typed_config");
-    let type_url = match &typed {
-        Some(t) => Some(t.node().require("@type")?.node().as_str()?.to_string()),
-        None => None,
-    };
-    let typed = typed.ok_or_else(|| {
-        ConfigError::new(
-            format!("{}.typed_config", node.path()),
-            "required field is missing",
-        )
-    })?;
-    // Envoy picks the extension by the typed_config's type URL; the name alone is enough for a
-    // well-known filter name.
-    if rpc_proxy::selects_rpc_proxy(name, type_url.as_deref()) {
-        rpc_proxy::check_type(typed.node(), type_url.as_deref())?;
-        let config = rpc_proxy::parse_rpc_proxy(typed.node(), clusters)?;
-        return Ok(NetworkFilter::RpcProxy(Box::new(config)));
-    }
-    let by_name = TCP_PROXY_NAMES.contains(&name);
-    let by_type = type_url.as_deref() == Some(TCP_PROXY_TYPE);
-    if !by_name && !by_type {
-        return Err(name_node.node().error(format!(
-            "unknown filter \"{name}\" (available: envoy.filters.network.tcp_proxy, {})",
-            rpc_proxy::RPC_PROXY_NAME
-        )));
-    }
-    if let Some(url) = &type_url {
-        if !by_type {
-            return Err(ConfigError::new(
-                format!("{}.@type", typed.node().path()),
-                format!("filter \"{name}\" expects type {TCP_PROXY_TYPE}, found {url}"),
-            ));
-        }
-    }
-    Ok(NetworkFilter::TcpProxy(parse_tcp_proxy(
-        typed.node(),
-        clusters,
-    )?))
+    parse_network_filter(last.node(), &ParseContext { clusters })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::dpdk::IdlePolicy;
+    use crate::proxy::tcp_proxy::config::{TcpProxyConfig, TCP_PROXY_TYPE};
     use serde_json::json;
     use std::net::IpAddr;
     use std::time::Duration;
@@ -374,9 +327,7 @@ mod tests {
         assert_eq!(b.listeners.len(), 1);
         let l = &b.listeners[0];
         assert_eq!(l.buffer_limit, DEFAULT_BUFFER_LIMIT);
-        let NetworkFilter::TcpProxy(tp) = &l.filter else {
-            panic!("not tcp_proxy")
-        };
+        let tp: &TcpProxyConfig = l.filter.as_any().downcast_ref().expect("tcp_proxy");
         assert_eq!(tp.route, TcpRoute::Cluster("c0".into()));
         assert_eq!(tp.idle_timeout, Some(Duration::from_secs(3600)));
         let c = &b.clusters[0];
@@ -399,7 +350,19 @@ mod tests {
         });
         assert_eq!(
             e,
-            "static_resources.listeners[0].filter_chains[0].filters[0].name: unknown filter \"envoy.filters.network.foo\" (available: envoy.filters.network.tcp_proxy, sluice.filters.network.rpc_proxy)"
+            "static_resources.listeners[0].filter_chains[0].filters[0].name: unknown filter \"envoy.filters.network.foo\" of type type.googleapis.com/foo.Foo (available: envoy.filters.network.tcp_proxy, sluice.filters.network.rpc_proxy)"
+        );
+    }
+
+    #[test]
+    fn a_known_filter_name_with_another_type_names_the_type() {
+        let e = error_of(minimal(), |d| {
+            let f = &mut d["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0];
+            f["typed_config"]["@type"] = json!("type.googleapis.com/foo.Foo");
+        });
+        assert_eq!(
+            e,
+            format!("static_resources.listeners[0].filter_chains[0].filters[0].typed_config.@type: filter \"envoy.filters.network.tcp_proxy\" expects type {TCP_PROXY_TYPE}, found type.googleapis.com/foo.Foo")
         );
     }
 
@@ -491,9 +454,11 @@ mod tests {
         tc["weighted_clusters"] = json!({"clusters": [{"name": "c0", "weight": 2}]});
         tc["idle_timeout"] = json!("0s");
         let b = parse_bootstrap(&d).unwrap();
-        let NetworkFilter::TcpProxy(tp) = &b.listeners[0].filter else {
-            panic!("not tcp_proxy")
-        };
+        let tp: &TcpProxyConfig = b.listeners[0]
+            .filter
+            .as_any()
+            .downcast_ref()
+            .expect("tcp_proxy");
         assert_eq!(tp.idle_timeout, None);
         assert_eq!(
             tp.route,

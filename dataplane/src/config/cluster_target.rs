@@ -5,7 +5,7 @@ use super::model::*;
 use super::reader::{Node, Result};
 
 /// Checks that a filter or route names a cluster that exists.
-pub(super) fn check_cluster(node: Node<'_>, name: &str, clusters: &[ClusterConfig]) -> Result<()> {
+pub fn check_cluster(node: Node<'_>, name: &str, clusters: &[ClusterConfig]) -> Result<()> {
     if clusters.iter().any(|c| c.name == name) {
         Ok(())
     } else {
@@ -18,7 +18,7 @@ pub(super) fn check_cluster(node: Node<'_>, name: &str, clusters: &[ClusterConfi
 /// `cluster: NAME` or `weighted_clusters: {clusters: [{name, weight}]}`, as tcp_proxy and route
 /// actions both spell it. `weighted_unsupported` lists Envoy fields of `weighted_clusters` that
 /// exist in this context but sluice does not implement.
-pub(super) fn parse_cluster_target(
+pub fn parse_cluster_target(
     node: Node<'_>,
     clusters: &[ClusterConfig],
     weighted_unsupported: &[&str],

@@ -55,3 +55,7 @@ pub(super) fn parse_buffer_limit(node: Node<'_>) -> Result<usize> {
     }
     Ok(v)
 }
+
+/// Envoy's default `per_connection_buffer_limit_bytes` is 1 MiB; sluice moves bytes through a
+/// pipe or buffer of this size per direction, so 1 MiB per direction is the default bound too.
+pub const DEFAULT_BUFFER_LIMIT: usize = 1024 * 1024;

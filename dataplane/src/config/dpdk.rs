@@ -4,7 +4,7 @@
 
 use super::duration::parse_duration;
 use super::reader::{ConfigError, Node, Result};
-use super::userspace::{parse_stack_addresses, StackAddresses};
+use super::stack_addresses::{parse_stack_addresses, StackAddresses};
 use sluice_hwconfig::model::*;
 pub use sluice_tcpstack::driver::IdlePolicy;
 

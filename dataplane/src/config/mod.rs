@@ -1,16 +1,22 @@
 //! The config model: the Envoy v3 bootstrap (YAML or JSON) read into validated types.
 
+//!
+//! The core schema lives here (reader, bootstrap, listener, cluster, route targets and
+//! matchers); each network filter reads its own typed_config next to its runtime code, found
+//! through [`crate::proxy::network_filter`].
+
 pub mod bootstrap;
 pub mod cluster;
 pub mod cluster_extras;
+pub mod cluster_model;
 pub mod cluster_target;
 pub mod common;
 pub mod dpdk;
 pub mod duration;
 pub mod model;
 pub mod reader;
-pub mod rpc_proxy;
-pub mod tcp_proxy;
+pub mod route_model;
+pub mod stack_addresses;
 pub mod userspace;
 
 pub use model::*;

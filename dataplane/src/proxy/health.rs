@@ -12,7 +12,7 @@ use super::lb::Rng;
 use crate::config::{HealthCheckConfig, HealthCheckKind};
 use crate::protocol::bolt::Bolt;
 use crate::protocol::xprotocol::{Codec, FrameKind};
-use crate::runtime::snapshot::Snapshot;
+use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use std::collections::{HashMap, HashSet};
@@ -145,8 +145,7 @@ impl HealthChecker {
     pub fn start(current: Arc<ArcSwap<Snapshot>>) -> HealthChecker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let spawned =
-            crate::runtime::spawn_event_loop("sluice-health", move || supervise(current, flag));
+        let spawned = crate::event_loop::spawn("sluice-health", move || supervise(current, flag));
         if let Err(e) = spawned {
             tracing::error!("cannot start the health-check thread: {e}; endpoints stay healthy");
         }

@@ -6,6 +6,6 @@ pub mod cluster;
 pub mod health;
 pub mod hosts;
 pub mod lb;
+pub mod network_filter;
 pub mod rpc_proxy;
-pub mod rpc_router;
 pub mod tcp_proxy;

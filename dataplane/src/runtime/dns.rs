@@ -1,9 +1,9 @@
 //! Re-resolves STRICT_DNS clusters every `dns_refresh_rate`, on a thread of its own (the system
 //! resolver blocks), and swaps each cluster's host set when the answer changes.
 
-use super::snapshot::Snapshot;
 use crate::config::{ClusterConfig, Discovery};
 use crate::proxy::hosts::{resolve, ClusterHosts};
+use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,7 +4,6 @@
 //! events, and wait until all of them serve it. A failure anywhere leaves the old config serving.
 
 pub mod dns;
-pub mod snapshot;
 pub mod worker;
 
 use crate::config::{Bootstrap, Discovery, IoBackend};
@@ -12,41 +11,14 @@ use crate::io::affinity::allowed_cpus;
 use crate::io::listener::bind_reuseport;
 use crate::io::userspace;
 use crate::proxy::hosts::ClusterHosts;
+use crate::snapshot::{ClusterEntry, ListenerKey, Snapshot};
 use crate::stats::Stats;
 use arc_swap::ArcSwap;
-use snapshot::{ClusterEntry, ListenerKey, Snapshot};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use worker::{WorkerHandle, WorkerUpdate};
-
-/// Runs the future `make` builds on a named thread of its own, in a single-threaded event loop
-/// (tokio current_thread + LocalSet): the shape of every helper thread (admin, health checks).
-/// The future is built on that thread, so it may hold `!Send` state.
-pub fn spawn_event_loop<F, Fut>(name: &str, make: F) -> std::io::Result<()>
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    let thread = name.to_string();
-    std::thread::Builder::new()
-        .name(thread.clone())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    tracing::error!("{thread} cannot start its event loop: {e}");
-                    return;
-                }
-            };
-            tokio::task::LocalSet::new().block_on(&rt, make());
-        })?;
-    Ok(())
-}
 
 /// How long a worker may take to switch to a new snapshot before the apply is reported failed.
 const WORKER_SWITCH_TIMEOUT: Duration = Duration::from_secs(10);

@@ -3,17 +3,16 @@
 //! Nothing on the connection path is shared with another thread except relaxed counter writes to
 //! this worker's own shard. Config arrives as [`WorkerUpdate`]s between events.
 
-use super::snapshot::{ListenerKey, Snapshot};
 use crate::config::UserspaceConfig;
-use crate::config::{NetworkFilter, TcpRoute};
 use crate::io::affinity::pin_current_thread;
 use crate::io::listener::Acceptor;
 use crate::io::userspace;
 use crate::proxy::cluster::Cluster;
 use crate::proxy::health::HealthChecker;
 use crate::proxy::lb::Rng;
-use crate::proxy::rpc_proxy::RpcProxy;
-use crate::proxy::tcp_proxy::{Active, Route, TcpProxy};
+use crate::proxy::network_filter::{BuildContext, ConnectionHandler};
+use crate::proxy::tcp_proxy::Active;
+use crate::snapshot::{ListenerKey, Snapshot};
 use crate::stats::{ListenerStats, Stats};
 use arc_swap::ArcSwap;
 use std::cell::RefCell;
@@ -38,16 +37,11 @@ pub struct WorkerHandle {
     pub thread: std::thread::JoinHandle<()>,
 }
 
-/// The terminal filter a listener hands each accepted connection to.
-enum Filter {
-    Tcp(Rc<TcpProxy>),
-    Rpc(Rc<RpcProxy>),
-}
-
 /// What a listener hands each accepted connection to, for one snapshot.
 struct ListenerRuntime {
     stats: Arc<ListenerStats>,
-    filter: Filter,
+    /// The terminal filter each accepted connection is handed to.
+    filter: Rc<dyn ConnectionHandler>,
 }
 
 struct ActiveListener {
@@ -172,38 +166,16 @@ fn apply(
     };
     let mut wanted: HashMap<ListenerKey, Rc<ListenerRuntime>> = HashMap::new();
     for l in &snapshot.bootstrap.listeners {
-        let filter = match &l.filter {
-            NetworkFilter::TcpProxy(tp) => {
-                let route = match &tp.route {
-                    TcpRoute::Cluster(c) => Route::Cluster(cluster(c)?),
-                    TcpRoute::Weighted(list) => Route::Weighted {
-                        clusters: list
-                            .iter()
-                            .map(|w| cluster(&w.name))
-                            .collect::<Result<_, _>>()?,
-                        weights: list.iter().map(|w| w.weight).collect(),
-                    },
-                };
-                Filter::Tcp(Rc::new(TcpProxy {
-                    config: tp.clone(),
-                    route,
-                    stats: shard.tcp_proxy(&tp.stat_prefix),
-                    buffer_limit: l.buffer_limit,
-                    splice: snapshot.bootstrap.sluice.splice,
-                    rng: rng.clone(),
-                }))
-            }
-            NetworkFilter::RpcProxy(rp) => {
-                let proxy = RpcProxy::new(
-                    Arc::new((**rp).clone()),
-                    shard,
-                    l.buffer_limit,
-                    &cluster,
-                    rng.clone(),
-                )?;
-                Filter::Rpc(Rc::new(proxy))
-            }
-        };
+        let filter = l
+            .filter
+            .build(&BuildContext {
+                shard,
+                buffer_limit: l.buffer_limit,
+                splice: snapshot.bootstrap.sluice.splice,
+                rng,
+                cluster: &cluster,
+            })
+            .map_err(|e| format!("listener {}: {e}", l.name))?;
         let runtime = ListenerRuntime {
             stats: shard.listener(&l.name),
             filter,
@@ -264,10 +236,7 @@ async fn accept_loop(
                     runtime.stats.downstream_cx_total.inc();
                     let _active = Active::raise(&runtime.stats.downstream_cx_active);
                     let _w_active = Active::raise(&w.downstream_cx_active);
-                    match &runtime.filter {
-                        Filter::Tcp(p) => p.clone().serve(conn, peer).await,
-                        Filter::Rpc(p) => p.clone().serve(conn, peer).await,
-                    }
+                    runtime.filter.clone().serve(conn, peer).await;
                 });
             }
             Err(e) => {

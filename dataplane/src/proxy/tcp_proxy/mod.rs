@@ -2,9 +2,13 @@
 //! (moving on to the next host when a connect fails), then hand both connections to the stream
 //! layer's pump.
 
+pub mod config;
+
+pub use config::TcpProxyConfig;
+
 use super::cluster::{Cluster, Host, PickRequest};
 use super::lb::{pick_weighted, Rng};
-use crate::config::TcpProxyConfig;
+use super::network_filter::ConnectionHandler;
 use crate::io::connect::{connect, ConnectError};
 use crate::io::Connection;
 use crate::stats::{ClusterStats, Counter, TcpProxyStats};
@@ -30,6 +34,16 @@ pub struct TcpProxy {
     pub buffer_limit: usize,
     pub splice: bool,
     pub rng: Rc<RefCell<Rng>>,
+}
+
+impl ConnectionHandler for TcpProxy {
+    fn serve(
+        self: Rc<Self>,
+        conn: Connection,
+        peer: SocketAddr,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        Box::pin(TcpProxy::serve(self, conn, peer))
+    }
 }
 
 /// Keeps a gauge raised while alive, so every exit path lowers it.

@@ -1,7 +1,8 @@
 //! Route matching for multiplexed RPC: a virtual host by the request's service, then the first
 //! route of that host whose method and header matchers all accept the request.
 
-use crate::config::{HeaderMatch, RpcRouteConfig, StringMatch};
+use super::config::RpcRouteConfig;
+use crate::config::{HeaderMatch, StringMatch};
 use crate::fasthash::FastMap;
 use crate::protocol::xprotocol::Codec;
 
@@ -125,9 +126,9 @@ impl<R> Router<R> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::config::parse_rpc_proxy;
     use super::*;
     use crate::config::reader::Node;
-    use crate::config::rpc_proxy::parse_rpc_proxy;
     use crate::config::{ClusterConfig, Discovery, DnsFamily, LbPolicy};
     use crate::protocol::bolt::{Bolt, RequestSpec, PROTO_V1};
     use bytes::BytesMut;

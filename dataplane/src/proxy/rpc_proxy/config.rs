@@ -1,13 +1,22 @@
-//! Reads the `sluice.filters.network.rpc_proxy` network filter: multiplexed RPC at L7, with a
+//! The `sluice.filters.network.rpc_proxy` network filter's config: multiplexed RPC at L7, with a
 //! route config shaped like Envoy's dubbo_proxy / generic_proxy ones (virtual hosts matched by
-//! service, routes by method and headers).
+//! service, routes by method and headers). Read from its typed_config, built per worker into an
+//! [`RpcProxy`].
 
-use super::cluster_extras::{scalar_map, LB_NAMESPACE};
-use super::cluster_target::{check_cluster, parse_cluster_target};
-use super::duration::{optional_duration, parse_duration};
-use super::model::*;
-use super::reader::{ConfigError, Node, Result};
+use super::RpcProxy;
+use crate::config::cluster_extras::{scalar_map, LB_NAMESPACE};
+use crate::config::cluster_target::{check_cluster, parse_cluster_target};
+use crate::config::duration::{optional_duration, parse_duration};
+use crate::config::reader::{Node, Result};
+use crate::config::*;
 use crate::protocol::registry;
+use crate::proxy::network_filter::{
+    BuildContext, ConnectionHandler, FilterConfig, NetworkFilterConfig, NetworkFilterFactory,
+    ParseContext,
+};
+use std::any::Any;
+use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const RPC_PROXY_NAME: &str = "sluice.filters.network.rpc_proxy";
@@ -23,6 +32,110 @@ const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// MOSN's default read timeout for a connection in the middle of a frame.
 const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A `sluice.filters.network.rpc_proxy` filter: multiplexed RPC (Bolt, ...) proxied at L7.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcProxyConfig {
+    pub stat_prefix: String,
+    /// Codec names in detection order.
+    pub protocols: Vec<String>,
+    pub max_frame_bytes: usize,
+    /// Where connections speaking none of `protocols` go, forwarded as opaque bytes; without it
+    /// they are closed.
+    pub passthrough_cluster: Option<String>,
+    pub routes: RpcRouteConfig,
+    pub upstream: RpcUpstreamConfig,
+    /// The deadline of a request that carries none and whose route sets none.
+    pub default_timeout: Duration,
+    /// Requests one downstream connection may have in flight before sluice stops reading it.
+    pub max_requests_per_downstream: u32,
+    /// A downstream connection with no request in flight and nothing read or written for this
+    /// long is closed; `None`: never (Envoy's `idle_timeout`, 0s turns it off).
+    pub idle_timeout: Option<Duration>,
+    /// A frame that has begun to arrive must be whole within this long, else the connection is
+    /// closed (a client that sends half a header and goes silent).
+    pub frame_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcUpstreamConfig {
+    pub connections_per_host: u32,
+    pub max_requests_per_connection: u32,
+    /// Heartbeats on an upstream connection idle this long; `None` turns them off.
+    pub heartbeat_interval: Option<Duration>,
+    /// An unanswered heartbeat closes the connection after this long.
+    pub heartbeat_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcRouteConfig {
+    pub name: String,
+    pub virtual_hosts: Vec<RpcVirtualHost>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcVirtualHost {
+    pub name: String,
+    /// Service names: exact, `*`, or with one leading or trailing `*`.
+    pub services: Vec<String>,
+    pub routes: Vec<RpcRoute>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcRoute {
+    pub method: Option<StringMatch>,
+    pub headers: Vec<HeaderMatch>,
+    pub action: RpcRouteAction,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcRouteAction {
+    pub target: TcpRoute,
+    /// Endpoint metadata a host must carry (`metadata_match.filter_metadata["envoy.lb"]`).
+    pub metadata_match: Metadata,
+    pub timeout: Option<Duration>,
+    pub retry: RetryPolicy,
+    /// The header whose value is the hash key for RING_HASH / MAGLEV clusters.
+    pub hash_header: Option<String>,
+}
+
+pub struct Factory;
+
+impl NetworkFilterFactory for Factory {
+    fn name(&self) -> &'static str {
+        RPC_PROXY_NAME
+    }
+    fn type_url(&self) -> &'static str {
+        RPC_PROXY_TYPE
+    }
+    fn parse(&self, typed_config: Node<'_>, ctx: &ParseContext<'_>) -> Result<NetworkFilterConfig> {
+        Ok(Arc::new(parse_rpc_proxy(typed_config, ctx.clusters)?))
+    }
+}
+
+impl FilterConfig for RpcProxyConfig {
+    fn filter_name(&self) -> &'static str {
+        RPC_PROXY_NAME
+    }
+
+    fn build(
+        &self,
+        ctx: &BuildContext<'_>,
+    ) -> std::result::Result<Rc<dyn ConnectionHandler>, String> {
+        let proxy = RpcProxy::new(
+            Arc::new(self.clone()),
+            ctx.shard,
+            ctx.buffer_limit,
+            ctx.cluster,
+            ctx.rng.clone(),
+        )?;
+        Ok(Rc::new(proxy))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 pub fn parse_rpc_proxy(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<RpcProxyConfig> {
     node.expect_fields(
@@ -424,21 +537,6 @@ fn parse_action(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<RpcRouteAc
 }
 
 /// A filter name or type URL that selects the rpc_proxy.
-pub fn selects_rpc_proxy(name: &str, type_url: Option<&str>) -> bool {
-    name == RPC_PROXY_NAME || type_url == Some(RPC_PROXY_TYPE)
-}
-
-/// Checks that the type URL, if any, is the rpc_proxy's.
-pub fn check_type(typed: Node<'_>, url: Option<&str>) -> Result<()> {
-    match url {
-        Some(u) if u != RPC_PROXY_TYPE => Err(ConfigError::new(
-            format!("{}.@type", typed.path()),
-            format!("filter \"{RPC_PROXY_NAME}\" expects type {RPC_PROXY_TYPE}, found {u}"),
-        )),
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,9 +570,11 @@ mod tests {
                  "metadata_match": {"filter_metadata": {"envoy.lb": {"v": 1}}}}}]}]}
         })))
         .unwrap();
-        let NetworkFilter::RpcProxy(p) = &b.listeners[0].filter else {
-            panic!("not rpc_proxy")
-        };
+        let p: &RpcProxyConfig = b.listeners[0]
+            .filter
+            .as_any()
+            .downcast_ref()
+            .expect("rpc_proxy");
         assert_eq!(p.upstream.connections_per_host, 2);
         assert_eq!(p.upstream.heartbeat_interval, None);
         let action = &p.routes.virtual_hosts[0].routes[0].action;

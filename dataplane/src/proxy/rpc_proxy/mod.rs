@@ -8,12 +8,17 @@
 //! the protocol's "no processor" reply. Connections speaking no known protocol go to the
 //! passthrough cluster as opaque bytes, or are closed.
 
+pub mod config;
+mod router;
+
+pub use config::*;
+
 use super::cluster::{Cluster, Host, PickRequest};
 use super::lb::{hash64, pick_weighted, Rng};
-use super::rpc_router::Router;
+use super::tcp_proxy::TcpProxyConfig;
 use super::tcp_proxy::{Active, Route, TcpProxy};
-use crate::config::bootstrap::DEFAULT_BUFFER_LIMIT;
-use crate::config::{RpcProxyConfig, RpcRouteAction, TcpProxyConfig, TcpRoute};
+use crate::config::common::DEFAULT_BUFFER_LIMIT;
+use crate::config::TcpRoute;
 use crate::fasthash::FastMap;
 use crate::io::{Connection, Prefixed};
 use crate::protocol::registry::{self, Detected};
@@ -25,6 +30,7 @@ use crate::stream::framed::FrameReader;
 use crate::stream::outbox::{finish_writer, write_loop, Outbox};
 use crate::stream::upstream::{HostPool, PoolContext, PoolSettings};
 use bytes::BytesMut;
+use router::Router;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -174,6 +180,16 @@ pub struct RpcProxy {
     passthrough: Option<Rc<TcpProxy>>,
     /// The listener's per-connection buffer bound: unwritten answers above it pause reading.
     buffer_limit: usize,
+}
+
+impl crate::proxy::network_filter::ConnectionHandler for RpcProxy {
+    fn serve(
+        self: Rc<Self>,
+        conn: Connection,
+        peer: SocketAddr,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        Box::pin(RpcProxy::serve(self, conn, peer))
+    }
 }
 
 impl RpcProxy {

@@ -1,0 +1,66 @@
+//! What routes send to and match on, shared by the filters that route: cluster targets
+//! (single or weighted), header and string matchers, retry policy.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TcpRoute {
+    Cluster(String),
+    Weighted(Vec<WeightedCluster>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightedCluster {
+    pub name: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderMatch {
+    pub name: String,
+    /// `None`: the header only has to be present.
+    pub matcher: Option<StringMatch>,
+    pub invert: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum StringMatch {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    Regex(regex::Regex),
+}
+
+impl StringMatch {
+    pub fn matches(&self, v: &str) -> bool {
+        match self {
+            StringMatch::Exact(x) => v == x,
+            StringMatch::Prefix(x) => v.starts_with(x.as_str()),
+            StringMatch::Suffix(x) => v.ends_with(x.as_str()),
+            StringMatch::Contains(x) => v.contains(x.as_str()),
+            StringMatch::Regex(r) => r.is_match(v),
+        }
+    }
+}
+
+impl PartialEq for StringMatch {
+    fn eq(&self, other: &Self) -> bool {
+        use StringMatch::*;
+        match (self, other) {
+            (Exact(a), Exact(b))
+            | (Prefix(a), Prefix(b))
+            | (Suffix(a), Suffix(b))
+            | (Contains(a), Contains(b)) => a == b,
+            (Regex(a), Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RetryPolicy {
+    /// Further attempts after the first, on connect failure or per-try timeout.
+    pub num_retries: u32,
+    pub per_try_timeout: Option<Duration>,
+}
