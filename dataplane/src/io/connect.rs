@@ -1,6 +1,7 @@
 //! Outgoing connections.
 
 use super::Connection;
+use sluice_tcpstack::socket::SharedStack;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -41,22 +42,62 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-/// Connects to `addr` within `timeout`, through this worker's userspace stack if it has one,
-/// else through the kernel. Nagle is off either way: a proxy must not delay small writes.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Connection, ConnectError> {
-    if let Some(stack) = super::userspace::current() {
-        let connecting = sluice_tcpstack::socket::TcpStream::connect(&stack, addr);
-        return match tokio::time::timeout(timeout, connecting).await {
-            Err(_) => Err(ConnectError::Timeout),
-            Ok(Err(e)) => Err(ConnectError::Io(e)),
-            Ok(Ok(s)) => Ok(Connection::Stream(Box::new(s))),
-        };
+/// The network a worker's connections use: the kernel's, or the worker's own userspace stack.
+/// Decided once when the worker starts and handed down, never looked up per connect.
+#[derive(Clone)]
+pub enum Network {
+    Kernel,
+    Stack(SharedStack),
+}
+
+/// How one cluster's upstream connections are made on one worker: on the worker's network,
+/// within the cluster's connect timeout. The transport socket (TLS with its ALPN) joins here,
+/// so every upstream user (tcp_proxy, the RPC pools, health checks) gets it at once.
+#[derive(Clone)]
+pub struct Connector {
+    network: Network,
+    timeout: Duration,
+}
+
+impl Connector {
+    pub fn new(network: Network, timeout: Duration) -> Connector {
+        Connector { network, timeout }
     }
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => return Err(ConnectError::Timeout),
-        Ok(Err(e)) => return Err(ConnectError::Io(e)),
-        Ok(Ok(s)) => s,
-    };
-    stream.set_nodelay(true).map_err(ConnectError::Io)?;
-    Ok(Connection::Kernel(stream))
+
+    /// The same network with another timeout (a health check's own).
+    pub fn with_timeout(&self, timeout: Duration) -> Connector {
+        Connector {
+            network: self.network.clone(),
+            timeout,
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Connects to `addr` within the timeout. Nagle is off either way: a proxy must not delay
+    /// small writes.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<Connection, ConnectError> {
+        match &self.network {
+            Network::Stack(stack) => {
+                let connecting = sluice_tcpstack::socket::TcpStream::connect(stack, addr);
+                match tokio::time::timeout(self.timeout, connecting).await {
+                    Err(_) => Err(ConnectError::Timeout),
+                    Ok(Err(e)) => Err(ConnectError::Io(e)),
+                    Ok(Ok(s)) => Ok(Connection::Stream(Box::new(s))),
+                }
+            }
+            Network::Kernel => {
+                let stream =
+                    match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
+                        Err(_) => return Err(ConnectError::Timeout),
+                        Ok(Err(e)) => return Err(ConnectError::Io(e)),
+                        Ok(Ok(s)) => s,
+                    };
+                stream.set_nodelay(true).map_err(ConnectError::Io)?;
+                Ok(Connection::Kernel(stream))
+            }
+        }
+    }
 }

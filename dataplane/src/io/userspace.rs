@@ -17,15 +17,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-thread_local! {
-    static CURRENT: RefCell<Option<SharedStack>> = const { RefCell::new(None) };
-}
-
-/// The stack installed on this thread, if any.
-pub fn current() -> Option<SharedStack> {
-    CURRENT.with(|c| c.borrow().clone())
-}
-
 /// Which device a worker's stack runs on.
 pub enum StackDevice {
     /// The TAP device of `sluice.io.tap` (one worker).
@@ -164,9 +155,24 @@ pub fn start(io: &UserspaceConfig, on: StackDevice, worker: usize) -> Result<Sta
         tracing::info!(worker, tap = %f.tap, "frames the stack does not serve go to the host kernel");
     }
     let stats = stack.stats();
+    #[cfg(feature = "dpdk")]
+    if let Driver::Polled {
+        steering: Some((steering, queue)),
+        ..
+    } = &driver
+    {
+        // Replies to our upstream connections must come back to this queue: only source
+        // ports the NIC hashes here are used (the hash is over the reply's addresses; with the
+        // symmetric key either direction gives the same).
+        let (steering, queue) = (steering.clone(), *queue);
+        stack.set_source_port_filter(Box::new(move |local, remote| {
+            steering.queue_of(remote, local) == queue
+        }));
+    }
+    let shared: SharedStack = Rc::new(RefCell::new(stack));
     let driver: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = match driver {
         Driver::Signalled => {
-            let shared = install(stack);
+            let shared = shared.clone();
             Box::pin(async move {
                 if let Err(e) = drive(shared, clock).await {
                     tracing::error!("the userspace stack stopped: {e}");
@@ -174,25 +180,24 @@ pub fn start(io: &UserspaceConfig, on: StackDevice, worker: usize) -> Result<Sta
             })
         }
         #[cfg(feature = "dpdk")]
-        Driver::Polled { idle, steering } => {
-            if let Some((steering, queue)) = steering {
-                // Replies to our upstream connections must come back to this queue: only
-                // source ports the NIC hashes here are used (the hash is over the reply's
-                // addresses; with the symmetric key either direction gives the same).
-                stack.set_source_port_filter(Box::new(move |local, remote| {
-                    steering.queue_of(remote, local) == queue
-                }));
-            }
-            let shared = install(stack);
-            Box::pin(sluice_tcpstack::driver::drive_polling(shared, clock, idle))
-        }
+        Driver::Polled { idle, .. } => Box::pin(sluice_tcpstack::driver::drive_polling(
+            shared.clone(),
+            clock,
+            idle,
+        )),
     };
-    Ok(Started { stats, driver })
+    Ok(Started {
+        stats,
+        stack: shared,
+        driver,
+    })
 }
 
 /// A stack built and installed on this thread, not yet receiving.
 pub struct Started {
     pub stats: Arc<StackStats>,
+    /// The worker's stack: its listeners bind and its connectors connect through it.
+    pub stack: SharedStack,
     /// The task that runs the stack: the worker spawns it once its first config serves, so no
     /// frame is taken off the device before the listeners it is for exist.
     pub driver: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
@@ -209,12 +214,6 @@ enum Driver {
         idle: sluice_tcpstack::driver::IdlePolicy,
         steering: Option<(sluice_hwconfig::rss::RssSteering, u16)>,
     },
-}
-
-fn install(stack: Stack<Box<dyn PacketDevice>>) -> SharedStack {
-    let shared: SharedStack = Rc::new(RefCell::new(stack));
-    CURRENT.with(|c| *c.borrow_mut() = Some(shared.clone()));
-    shared
 }
 
 fn to_smol(d: std::time::Duration) -> sluice_tcpstack::stack::Duration {

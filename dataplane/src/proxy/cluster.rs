@@ -12,6 +12,7 @@ use super::hosts::{ClusterHosts, HostHealth, HostSet};
 use super::lb::{Balancer, Candidate, Rng};
 use crate::config::{ClusterConfig, LbPolicy, Metadata, SubsetFallback};
 use crate::fasthash::FastMap;
+use crate::io::connect::{Connector, Network};
 use crate::stats::{ClusterStats, HostStats, Shard};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -102,6 +103,8 @@ struct View {
 pub struct Cluster {
     pub config: Arc<ClusterConfig>,
     pub stats: Arc<ClusterStats>,
+    /// How this cluster's upstream connections are made on this worker.
+    pub connector: Connector,
     shared: Arc<ClusterHosts>,
     /// All workers' stats; this cluster only ever touches shard `worker`.
     all_stats: Arc<crate::stats::Stats>,
@@ -119,6 +122,7 @@ impl Cluster {
         stats: Arc<crate::stats::Stats>,
         worker: usize,
         rng: Rc<RefCell<Rng>>,
+        network: &Network,
     ) -> Cluster {
         let shard = &stats.shards[worker];
         let set = shared.current.load_full();
@@ -126,6 +130,7 @@ impl Cluster {
         let view = build_view(&config, &set, shared.health_epoch(), shard, &backoffs);
         Cluster {
             stats: shard.cluster(&config.name),
+            connector: Connector::new(network.clone(), config.connect_timeout),
             config,
             shared,
             all_stats: stats,

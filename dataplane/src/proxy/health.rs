@@ -10,6 +10,7 @@
 use super::hosts::{ClusterHosts, HostHealth};
 use super::lb::Rng;
 use crate::config::{HealthCheckConfig, HealthCheckKind};
+use crate::io::connect::{Connector, Network};
 use crate::protocol::bolt::Bolt;
 use crate::protocol::xprotocol::{Codec, FrameKind};
 use crate::snapshot::Snapshot;
@@ -29,17 +30,19 @@ pub enum Verdict {
     Unhealthy(String),
 }
 
-/// Runs one check of `kind` against `addr`.
-pub async fn check_once(kind: HealthCheckKind, addr: SocketAddr, timeout: Duration) -> Verdict {
-    match tokio::time::timeout(timeout, probe(kind, addr, timeout)).await {
+/// Runs one check of `kind` against `addr`, connecting with `connector` (whose timeout bounds
+/// the whole check).
+pub async fn check_once(kind: HealthCheckKind, connector: &Connector, addr: SocketAddr) -> Verdict {
+    let timeout = connector.timeout();
+    match tokio::time::timeout(timeout, probe(kind, connector, addr)).await {
         Ok(v) => v,
         Err(_) => Verdict::Unhealthy(format!("no answer within {timeout:?}")),
     }
 }
 
-async fn probe(kind: HealthCheckKind, addr: SocketAddr, timeout: Duration) -> Verdict {
+async fn probe(kind: HealthCheckKind, connector: &Connector, addr: SocketAddr) -> Verdict {
     // Through the same transport as the traffic: on a userspace-stack worker, through its stack.
-    let mut stream = match crate::io::connect::connect(addr, timeout).await {
+    let mut stream = match connector.connect(addr).await {
         Ok(s) => s,
         Err(e) => return Verdict::Unhealthy(format!("connect: {e}")),
     };
@@ -111,11 +114,13 @@ async fn check_loop(
     config: HealthCheckConfig,
     hosts: Arc<ClusterHosts>,
     health: Arc<HostHealth>,
+    network: Network,
 ) {
     let mut rng = Rng::from_entropy();
     let mut first = true;
+    let connector = Connector::new(network, config.timeout);
     loop {
-        let verdict = check_once(config.kind, addr, config.timeout).await;
+        let verdict = check_once(config.kind, &connector, addr).await;
         if record(&health, &config, &verdict, first) {
             hosts.bump_health_epoch();
             match &verdict {
@@ -142,10 +147,13 @@ pub struct HealthChecker {
 }
 
 impl HealthChecker {
+    /// Runs the checks on a thread of their own, over kernel sockets.
     pub fn start(current: Arc<ArcSwap<Snapshot>>) -> HealthChecker {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let spawned = crate::event_loop::spawn("sluice-health", move || supervise(current, flag));
+        let spawned = crate::event_loop::spawn("sluice-health", move || {
+            supervise(current, flag, Network::Kernel)
+        });
         if let Err(e) = spawned {
             tracing::error!("cannot start the health-check thread: {e}; endpoints stay healthy");
         }
@@ -155,9 +163,9 @@ impl HealthChecker {
     /// Runs the checks as a task of the current thread's event loop instead of a thread of
     /// their own: a worker with a userspace stack runs them there, so probes take the stack's
     /// path to the endpoints, as its traffic does.
-    pub fn start_local(current: Arc<ArcSwap<Snapshot>>) -> HealthChecker {
+    pub fn start_local(current: Arc<ArcSwap<Snapshot>>, network: Network) -> HealthChecker {
         let stop = Arc::new(AtomicBool::new(false));
-        tokio::task::spawn_local(supervise(current, stop.clone()));
+        tokio::task::spawn_local(supervise(current, stop.clone(), network));
         HealthChecker { stop }
     }
 }
@@ -170,7 +178,7 @@ impl Drop for HealthChecker {
 
 type TaskKey = (u64, String, SocketAddr, u64);
 
-async fn supervise(current: Arc<ArcSwap<Snapshot>>, stop: Arc<AtomicBool>) {
+async fn supervise(current: Arc<ArcSwap<Snapshot>>, stop: Arc<AtomicBool>, network: Network) {
     let mut tasks: HashMap<TaskKey, tokio::task::JoinHandle<()>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         let snap = current.load_full();
@@ -190,6 +198,7 @@ async fn supervise(current: Arc<ArcSwap<Snapshot>>, stop: Arc<AtomicBool>) {
                         config.clone(),
                         entry.hosts.clone(),
                         h.health.clone(),
+                        network.clone(),
                     ))
                 });
             }
@@ -246,14 +255,14 @@ mod tests {
     async fn tcp_check_sees_listening_and_closed_ports() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        let t = Duration::from_secs(1);
+        let c = Connector::new(Network::Kernel, Duration::from_secs(1));
         assert_eq!(
-            check_once(HealthCheckKind::TcpConnect, addr, t).await,
+            check_once(HealthCheckKind::TcpConnect, &c, addr).await,
             Verdict::Healthy
         );
         drop(l);
         assert!(matches!(
-            check_once(HealthCheckKind::TcpConnect, addr, t).await,
+            check_once(HealthCheckKind::TcpConnect, &c, addr).await,
             Verdict::Unhealthy(_)
         ));
     }

@@ -5,6 +5,7 @@
 
 use crate::config::UserspaceConfig;
 use crate::io::affinity::pin_current_thread;
+use crate::io::connect::Network;
 use crate::io::listener::Acceptor;
 use crate::io::userspace;
 use crate::proxy::cluster::Cluster;
@@ -105,13 +106,16 @@ async fn run(
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
     let mut driver = None;
+    let mut network = Network::Kernel;
     let _health = match stack {
         Some(s) => match userspace::start(&s.io, s.device, id) {
             Ok(started) => {
                 let _ = stats.stacks[id].set(started.stats);
                 driver = Some(started.driver);
+                network = Network::Stack(started.stack);
                 let _ = ready.send(Ok(()));
-                s.health.then(|| HealthChecker::start_local(s.current))
+                s.health
+                    .then(|| HealthChecker::start_local(s.current, network.clone()))
             }
             Err(e) => {
                 let _ = ready.send(Err(e));
@@ -126,7 +130,7 @@ async fn run(
     let rng = Rc::new(RefCell::new(Rng::from_entropy()));
     let mut listeners: HashMap<ListenerKey, ActiveListener> = HashMap::new();
     while let Some(mut update) = updates.recv().await {
-        let result = apply(id, &mut update, &mut listeners, &stats, &rng);
+        let result = apply(id, &mut update, &mut listeners, &stats, &rng, &network);
         if let Some(d) = driver.take() {
             tokio::task::spawn_local(d);
         }
@@ -144,6 +148,7 @@ fn apply(
     listeners: &mut HashMap<ListenerKey, ActiveListener>,
     stats: &Arc<Stats>,
     rng: &Rc<RefCell<Rng>>,
+    network: &Network,
 ) -> Result<(), String> {
     let snapshot = &update.snapshot;
     let shard = &stats.shards[id];
@@ -155,6 +160,7 @@ fn apply(
             stats.clone(),
             id,
             rng.clone(),
+            network,
         );
         clusters.insert(name.as_str(), Rc::new(c));
     }
@@ -195,13 +201,13 @@ fn apply(
             *existing.current.borrow_mut() = runtime;
             continue;
         }
-        let socket = match (update.sockets.remove(&key), userspace::current(), &key) {
+        let socket = match (update.sockets.remove(&key), network, &key) {
             (Some(s), _, _) => Acceptor::Kernel(
                 tokio::net::TcpListener::from_std(s)
                     .map_err(|e| format!("listener {key:?}: {e}"))?,
             ),
-            (None, Some(stack), ListenerKey::Address(addr)) => Acceptor::Stack(
-                sluice_tcpstack::socket::TcpListener::bind(&stack, *addr)
+            (None, Network::Stack(stack), ListenerKey::Address(addr)) => Acceptor::Stack(
+                sluice_tcpstack::socket::TcpListener::bind(stack, *addr)
                     .map_err(|e| format!("listener {addr}: {e}"))?,
             ),
             _ => return Err(format!("no socket was bound for listener {key:?}")),

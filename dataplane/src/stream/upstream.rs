@@ -11,7 +11,7 @@ use super::framed::FrameReader;
 use super::outbox::{finish_writer, write_loop, Outbox};
 use super::signal::Signal;
 use crate::fasthash::FastMap;
-use crate::io::connect::{connect, ConnectError};
+use crate::io::connect::{ConnectError, Connector};
 use crate::protocol::xprotocol::{Codec, FrameKind, LocalReply};
 use crate::proxy::cluster::Host;
 use crate::stats::{ClusterStats, RpcProxyStats};
@@ -29,7 +29,6 @@ pub struct PoolSettings {
     pub max_requests_per_connection: u32,
     pub heartbeat_interval: Option<Duration>,
     pub heartbeat_timeout: Duration,
-    pub connect_timeout: Duration,
     pub max_frame: usize,
     /// Unwritten bytes an upstream connection holds before the downstreams feeding it pause
     /// (the cluster's `per_connection_buffer_limit_bytes`).
@@ -55,6 +54,8 @@ pub struct PoolContext {
     /// The protocol the pool's connections speak (pools are per host *and* protocol).
     pub codec: Arc<dyn Codec>,
     pub settings: Rc<PoolSettings>,
+    /// The cluster's connector on this worker.
+    pub connector: Connector,
     pub cluster_stats: Arc<ClusterStats>,
     pub proxy_stats: Arc<RpcProxyStats>,
 }
@@ -269,7 +270,7 @@ impl UpstreamConn {
     /// deadlines: one whose deadline passes during the connect is answered (TIMEOUT, or a retry
     /// after a per-try timeout) then, not when the connect ends.
     async fn connect_keeping_deadlines(&self) -> Result<crate::io::Connection, ConnectError> {
-        let connecting = connect(self.ctx.host.address, self.ctx.settings.connect_timeout);
+        let connecting = self.ctx.connector.connect(self.ctx.host.address);
         tokio::pin!(connecting);
         loop {
             let next = self.expire(Instant::now());
@@ -392,7 +393,7 @@ impl UpstreamConn {
         self.fail_all(Failure::ConnectionLost);
         // Let the writer flush what is queued, but not forever: an upstream that stopped
         // reading would hold the connection (and its buffer) for good.
-        finish_writer(writer, self.ctx.settings.connect_timeout).await;
+        finish_writer(writer, self.ctx.connector.timeout()).await;
     }
 }
 

@@ -59,6 +59,7 @@ impl Pools {
                     host: host.clone(),
                     codec: codec.clone(),
                     settings: self.settings.clone(),
+                    connector: self.cluster.connector.clone(),
                     cluster_stats: self.cluster.stats.clone(),
                     proxy_stats: self.proxy_stats.clone(),
                 }))
@@ -221,7 +222,6 @@ impl RpcProxy {
                     max_requests_per_connection: up.max_requests_per_connection,
                     heartbeat_interval: up.heartbeat_interval,
                     heartbeat_timeout: up.heartbeat_timeout,
-                    connect_timeout: c.config.connect_timeout,
                     max_frame: config.max_frame_bytes,
                     buffer_limit: c.config.buffer_limit.unwrap_or(DEFAULT_BUFFER_LIMIT),
                 }),

@@ -9,7 +9,7 @@ pub use config::TcpProxyConfig;
 use super::cluster::{Cluster, Host, PickRequest};
 use super::lb::{pick_weighted, Rng};
 use super::network_filter::ConnectionHandler;
-use crate::io::connect::{connect, ConnectError};
+use crate::io::connect::ConnectError;
 use crate::io::Connection;
 use crate::stats::{ClusterStats, Counter, TcpProxyStats};
 use crate::stream::{pump, Direction, Observer, Outcome, PumpOptions};
@@ -168,7 +168,7 @@ impl TcpProxy {
             tried.push(index);
             cluster.stats.upstream_cx_total.inc();
             host.stats.cx_total.inc();
-            match connect(host.address, cluster.config.connect_timeout).await {
+            match cluster.connector.connect(host.address).await {
                 Ok(conn) => {
                     host.note_connect_success();
                     return Some((conn, host));
