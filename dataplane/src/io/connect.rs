@@ -48,6 +48,9 @@ impl std::fmt::Display for ConnectError {
 pub enum Network {
     Kernel,
     Stack(SharedStack),
+    /// In-process pipes, for unit tests of the layers above under paused time.
+    #[cfg(test)]
+    Memory(std::rc::Rc<memory::MemoryNetwork>),
 }
 
 /// How one cluster's upstream connections are made on one worker: on the worker's network,
@@ -88,6 +91,13 @@ impl Connector {
                     Ok(Ok(s)) => Ok(Connection::Stream(Box::new(s))),
                 }
             }
+            #[cfg(test)]
+            Network::Memory(net) => {
+                match tokio::time::timeout(self.timeout, net.connect(addr)).await {
+                    Err(_) => Err(ConnectError::Timeout),
+                    Ok(r) => r.map_err(ConnectError::Io),
+                }
+            }
             Network::Kernel => {
                 let stream =
                     match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
@@ -98,6 +108,53 @@ impl Connector {
                 stream.set_nodelay(true).map_err(ConnectError::Io)?;
                 Ok(Connection::Kernel(stream))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod memory {
+    //! A network of in-process pipes: "listening" addresses hand each connect's far end to the
+    //! test, an address nobody listens on refuses, and one marked black-holed never answers.
+    use super::Connection;
+    use std::cell::RefCell;
+    use std::collections::{HashMap, HashSet};
+    use std::io;
+    use std::net::SocketAddr;
+    use tokio::io::DuplexStream;
+    use tokio::sync::mpsc;
+
+    #[derive(Default)]
+    pub struct MemoryNetwork {
+        listeners: RefCell<HashMap<SocketAddr, mpsc::UnboundedSender<DuplexStream>>>,
+        blackholed: RefCell<HashSet<SocketAddr>>,
+    }
+
+    impl MemoryNetwork {
+        /// Accepts connections to `addr` from the returned receiver.
+        pub fn listen(&self, addr: SocketAddr) -> mpsc::UnboundedReceiver<DuplexStream> {
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.listeners.borrow_mut().insert(addr, tx);
+            rx
+        }
+
+        /// Connects to `addr` never complete (until the connect timeout).
+        pub fn blackhole(&self, addr: SocketAddr) {
+            self.blackholed.borrow_mut().insert(addr);
+        }
+
+        pub async fn connect(&self, addr: SocketAddr) -> io::Result<Connection> {
+            if self.blackholed.borrow().contains(&addr) {
+                return std::future::pending().await;
+            }
+            let listeners = self.listeners.borrow();
+            let tx = listeners
+                .get(&addr)
+                .ok_or_else(|| io::Error::from(io::ErrorKind::ConnectionRefused))?;
+            let (near, far) = tokio::io::duplex(256 * 1024);
+            tx.send(far)
+                .map_err(|_| io::Error::from(io::ErrorKind::ConnectionRefused))?;
+            Ok(Connection::Stream(Box::new(near)))
         }
     }
 }

@@ -5,7 +5,8 @@
 //! One per host per worker, kept across pool rebuilds (health changes) by the cluster view.
 
 use std::cell::Cell;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// The pause after the first failure; each further failure in a row doubles it.
 pub const BASE: Duration = Duration::from_millis(100);

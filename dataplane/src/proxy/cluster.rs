@@ -32,7 +32,7 @@ pub struct Host {
 
 impl Host {
     pub fn note_connect_failure(&self) {
-        self.backoff.failed(std::time::Instant::now());
+        self.backoff.failed(tokio::time::Instant::now());
     }
     pub fn note_connect_success(&self) {
         self.backoff.succeeded();

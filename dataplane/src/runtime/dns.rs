@@ -8,7 +8,8 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Resolves the given clusters in parallel, one thread each, and installs the results.
 pub fn resolve_all(clusters: &[(Arc<ClusterConfig>, Arc<ClusterHosts>)]) {

@@ -229,7 +229,7 @@ async fn accept_loop(
     stats: Arc<Stats>,
     worker: usize,
 ) {
-    let mut last_warning: Option<std::time::Instant> = None;
+    let mut last_warning: Option<tokio::time::Instant> = None;
     let mut suppressed = 0u64;
     loop {
         match socket.accept().await {
@@ -249,7 +249,7 @@ async fn accept_loop(
                 current.borrow().stats.downstream_cx_accept_errors.inc();
                 // Out of file descriptors and the like: back off instead of spinning, and say
                 // so once per interval rather than twenty times a second.
-                let now = std::time::Instant::now();
+                let now = tokio::time::Instant::now();
                 if last_warning.is_none_or(|t| now.duration_since(t) >= ACCEPT_WARN_EVERY) {
                     tracing::warn!(worker, suppressed, "accept failed: {e} (counted in sluice_listener_downstream_cx_accept_errors; retrying every 50 ms)");
                     last_warning = Some(now);

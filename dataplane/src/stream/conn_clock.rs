@@ -8,7 +8,8 @@
 //! fires, re-armed from the latest activity, so a busy connection costs a timer event per
 //! second, not one per read.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A quiet connection with an empty read buffer hands its memory back after this long.
 pub const RELEASE_AFTER: Duration = Duration::from_secs(1);

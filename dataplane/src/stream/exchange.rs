@@ -11,7 +11,7 @@ use crate::stats::RpcProxyStats;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// The downstream side of exchanges: where their responses go, and the bounds that stop sluice
 /// reading the connection: requests in flight (until their answer is written), its own unwritten

@@ -14,9 +14,9 @@ use crate::protocol::xprotocol::Codec;
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 pub struct Outbox {
     buf: RefCell<BytesMut>,

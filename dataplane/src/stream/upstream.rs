@@ -131,7 +131,7 @@ impl UpstreamConn {
         let id = self.allocate_id();
         let bytes = frame.or(ex.retry_frame.as_deref()).unwrap_or_default();
         self.push_from(&ex.downstream, bytes, id);
-        let deadline = Instant::from_std(ex.deadline);
+        let deadline = ex.deadline;
         let try_deadline = per_try.map_or(deadline, |d| (Instant::now() + d).min(deadline));
         self.ctx.host.stats.rq_total.inc();
         self.ctx.host.stats.rq_active.inc();
@@ -225,7 +225,7 @@ impl UpstreamConn {
             }
             if let Some(p) = self.take(id) {
                 self.ctx.cluster_stats.upstream_rq_timeout.inc();
-                let overall = Instant::from_std(p.exchange.deadline) <= now;
+                let overall = p.exchange.deadline <= now;
                 p.exchange.fail(if overall {
                     Failure::Timeout
                 } else {

@@ -36,8 +36,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
 
 /// One proxy instance's upstream pools to one cluster, keyed by host address and protocol (a
 /// listener may speak several protocols; a connection speaks one). When the proxy is replaced
@@ -361,7 +362,7 @@ impl RpcProxy {
             buffered: reader.buffered(),
         };
         let mut clock = ConnClock::new(Instant::now());
-        let timer = tokio::time::sleep_until(clock.armed.into());
+        let timer = tokio::time::sleep_until(clock.armed);
         tokio::pin!(timer);
         let end = 'conn: loop {
             // One clock read per batch of frames (the read's): deadlines need no finer grain.
@@ -401,7 +402,7 @@ impl RpcProxy {
             }
             let wanted = clock.next_wakeup(&timeouts, &activity(&reader));
             if wanted < clock.armed {
-                timer.as_mut().reset(wanted.into());
+                timer.as_mut().reset(wanted);
                 clock.armed = wanted;
             }
             tokio::select! {
@@ -417,7 +418,7 @@ impl RpcProxy {
                 },
                 _ = &mut timer => {
                     clock.armed = clock.far;
-                    timer.as_mut().reset(clock.far.into());
+                    timer.as_mut().reset(clock.far);
                     match clock.on_timer(&timeouts, &activity(&reader), Instant::now()) {
                         Tick::FrameTimeout => break End::FrameTimeout,
                         Tick::Idle => break End::Idle,
@@ -477,7 +478,7 @@ impl RpcProxy {
             };
             tokio::select! {
                 _ = downstream.wait_for_room() => break,
-                _ = tokio::time::sleep_until(deadline.into()) => {
+                _ = tokio::time::sleep_until(deadline) => {
                     if clock.idle_due(t, &activity(), Instant::now()) {
                         return false;
                     }
@@ -561,3 +562,6 @@ impl ExchangeOwner for NoOwner {
         ex.reply_locally(LocalReply::NoRoute);
     }
 }
+
+#[cfg(test)]
+mod tests;
