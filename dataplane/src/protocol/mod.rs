@@ -11,5 +11,6 @@
 pub mod bolt;
 pub mod crc32;
 pub mod hessian;
+pub mod http1;
 pub mod registry;
 pub mod xprotocol;

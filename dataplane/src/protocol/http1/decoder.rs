@@ -1,0 +1,264 @@
+//! Message decoders: a request (or response) stream in, `Head`, `Data`..., `End` out, one
+//! message after another on a keep-alive connection. Each call consumes what it uses from the
+//! buffer and returns `Ok(None)` when it needs more. After an error the decoder stays failed:
+//! the connection's framing is lost and it must be closed.
+
+use super::chunked::{Chunk, ChunkedDecoder};
+use super::framing::{request_framing, response_framing, BodyFraming};
+use super::head::{
+    find_head_end, parse_request, parse_response, HeaderBlock, RequestHead, ResponseHead,
+};
+use super::{Http1Error, Limits};
+use bytes::{Buf, Bytes, BytesMut};
+
+/// One step of a message.
+#[derive(Debug)]
+pub enum Message<H> {
+    Head(H),
+    /// Body bytes as they arrived (de-chunked).
+    Data(Bytes),
+    /// The message is complete; chunked bodies may end with trailers.
+    End(Option<HeaderBlock>),
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for a head; `scanned` bytes of it were searched for its end already.
+    Head {
+        scanned: usize,
+    },
+    /// The head said there is no body: `End` comes next without any byte.
+    EndPending,
+    Length {
+        remaining: u64,
+    },
+    Chunked(ChunkedDecoder),
+    /// Everything until the connection closes (a response without length, or an upgraded
+    /// connection's bytes).
+    UntilClose,
+    Failed(Http1Error),
+}
+
+/// The machinery both directions share; they differ in how a head is parsed and framed.
+#[derive(Debug)]
+struct Decoder {
+    limits: Limits,
+    state: State,
+}
+
+impl Decoder {
+    fn new(limits: Limits) -> Decoder {
+        Decoder {
+            limits,
+            state: State::Head { scanned: 0 },
+        }
+    }
+
+    fn fail<T>(&mut self, e: Http1Error) -> Result<T, Http1Error> {
+        self.state = State::Failed(e.clone());
+        Err(e)
+    }
+
+    /// The next complete head's bytes, once all of them are in `buf`.
+    fn take_head(
+        &mut self,
+        buf: &mut BytesMut,
+        scanned: usize,
+    ) -> Result<Option<Bytes>, Http1Error> {
+        if scanned == 0 {
+            // Empty lines before a head are ignored (RFC 9112 §2.2).
+            let blank = buf
+                .iter()
+                .take_while(|b| **b == b'\r' || **b == b'\n')
+                .count();
+            buf.advance(blank);
+        }
+        match find_head_end(buf, scanned) {
+            Some(end) if end <= self.limits.max_head_bytes => Ok(Some(buf.split_to(end).freeze())),
+            None if buf.len() <= self.limits.max_head_bytes => {
+                self.state = State::Head { scanned: buf.len() };
+                Ok(None)
+            }
+            _ => self.fail(Http1Error {
+                status: 431,
+                reason: format!("head over {} bytes", self.limits.max_head_bytes),
+            }),
+        }
+    }
+
+    fn start_body(&mut self, framing: BodyFraming) {
+        self.state = match framing {
+            BodyFraming::None => State::EndPending,
+            BodyFraming::Length(n) => State::Length { remaining: n },
+            BodyFraming::Chunked => State::Chunked(ChunkedDecoder::default()),
+            BodyFraming::UntilClose => State::UntilClose,
+        };
+    }
+
+    /// The body step of whatever message is in progress; `None` while waiting for a head.
+    fn body<H>(&mut self, buf: &mut BytesMut) -> Option<Result<Option<Message<H>>, Http1Error>> {
+        let next_head = State::Head { scanned: 0 };
+        Some(match &mut self.state {
+            State::Head { .. } => return None,
+            State::Failed(e) => Err(e.clone()),
+            State::EndPending => {
+                self.state = next_head;
+                Ok(Some(Message::End(None)))
+            }
+            State::Length { remaining } => {
+                if buf.is_empty() {
+                    return Some(Ok(None));
+                }
+                let n = (*remaining).min(buf.len() as u64) as usize;
+                *remaining -= n as u64;
+                if *remaining == 0 {
+                    self.state = State::EndPending;
+                }
+                Ok(Some(Message::Data(buf.split_to(n).freeze())))
+            }
+            State::Chunked(c) => match c.decode(buf, &self.limits) {
+                Ok(Some(Chunk::Data(d))) => Ok(Some(Message::Data(d))),
+                Ok(Some(Chunk::End(trailers))) => {
+                    self.state = next_head;
+                    Ok(Some(Message::End(trailers)))
+                }
+                Ok(None) => Ok(None),
+                Err(e) => self.fail(e),
+            },
+            State::UntilClose => {
+                if buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Ok(Some(Message::Data(buf.split().freeze())))
+                }
+            }
+        })
+    }
+
+    fn is_idle(&self) -> bool {
+        matches!(self.state, State::Head { scanned: 0 })
+    }
+
+    fn eof<H>(&mut self, buf: &BytesMut) -> Result<Option<Message<H>>, Http1Error> {
+        match &self.state {
+            State::UntilClose => {
+                self.state = State::Head { scanned: 0 };
+                Ok(Some(Message::End(None)))
+            }
+            State::Head { .. } if buf.iter().all(|b| *b == b'\r' || *b == b'\n') => Ok(None),
+            State::Failed(e) => Err(e.clone()),
+            _ => {
+                let e = Http1Error::bad_request("connection closed in the middle of a message");
+                self.fail(e)
+            }
+        }
+    }
+}
+
+/// Decodes the requests a client sends on one connection.
+#[derive(Debug)]
+pub struct RequestDecoder(Decoder);
+
+impl RequestDecoder {
+    pub fn new(limits: Limits) -> RequestDecoder {
+        RequestDecoder(Decoder::new(limits))
+    }
+
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<Message<RequestHead>>, Http1Error> {
+        let d = &mut self.0;
+        if let Some(step) = d.body(buf) {
+            return step;
+        }
+        let State::Head { scanned } = d.state else {
+            unreachable!("body() handles every other state")
+        };
+        let Some(raw) = d.take_head(buf, scanned)? else {
+            return Ok(None);
+        };
+        let head = match parse_request(raw, &d.limits) {
+            Ok(h) => h,
+            Err(e) => return d.fail(e),
+        };
+        match request_framing(&head.headers, head.version) {
+            Ok(f) => d.start_body(f),
+            Err(e) => return d.fail(e),
+        }
+        Ok(Some(Message::Head(head)))
+    }
+
+    /// The client closed its side: the end of a body that runs to the close, nothing between
+    /// messages, an error in the middle of one.
+    pub fn decode_eof(
+        &mut self,
+        buf: &BytesMut,
+    ) -> Result<Option<Message<RequestHead>>, Http1Error> {
+        self.0.eof(buf)
+    }
+
+    /// After the upstream accepted an upgrade (101): every further byte is the new protocol's.
+    pub fn upgrade(&mut self) {
+        self.0.state = State::UntilClose;
+    }
+
+    /// Between messages with nothing of the next one read.
+    pub fn is_idle(&self) -> bool {
+        self.0.is_idle()
+    }
+}
+
+/// Decodes the responses an upstream sends on one connection.
+#[derive(Debug)]
+pub struct ResponseDecoder(Decoder);
+
+impl ResponseDecoder {
+    pub fn new(limits: Limits) -> ResponseDecoder {
+        ResponseDecoder(Decoder::new(limits))
+    }
+
+    /// `to_head`: whether the request this response answers was a HEAD (its response has no
+    /// body whatever its headers say); read when a head is decoded.
+    pub fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        to_head: bool,
+    ) -> Result<Option<Message<ResponseHead>>, Http1Error> {
+        let d = &mut self.0;
+        if let Some(step) = d.body(buf) {
+            return step;
+        }
+        let State::Head { scanned } = d.state else {
+            unreachable!("body() handles every other state")
+        };
+        let Some(raw) = d.take_head(buf, scanned)? else {
+            return Ok(None);
+        };
+        let head = match parse_response(raw, &d.limits) {
+            Ok(h) => h,
+            Err(e) => return d.fail(e),
+        };
+        if head.status == 101 {
+            // Switching protocols: what follows is the upgraded connection's.
+            d.state = State::UntilClose;
+            return Ok(Some(Message::Head(head)));
+        }
+        match response_framing(&head.headers, head.status, to_head) {
+            Ok(f) => d.start_body(f),
+            Err(e) => return d.fail(e),
+        }
+        Ok(Some(Message::Head(head)))
+    }
+
+    pub fn decode_eof(
+        &mut self,
+        buf: &BytesMut,
+    ) -> Result<Option<Message<ResponseHead>>, Http1Error> {
+        self.0.eof(buf)
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.0.is_idle()
+    }
+}

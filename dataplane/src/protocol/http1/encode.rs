@@ -1,0 +1,73 @@
+//! Heads and chunked bodies back into bytes. Callers pass header fields that came from a parsed
+//! message or from config (both already valid field bytes); framing fields are the caller's to
+//! choose, with [`framing_header`].
+
+use super::framing::BodyFraming;
+use bytes::{BufMut, BytesMut};
+
+/// `METHOD target HTTP/1.1` and the fields, up to and including the empty line.
+pub fn request_head<'a>(
+    method: &str,
+    target: &[u8],
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    out: &mut BytesMut,
+) {
+    out.put_slice(method.as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(target);
+    out.put_slice(b" HTTP/1.1\r\n");
+    put_fields(fields, out);
+}
+
+/// `HTTP/1.1 status reason` and the fields, up to and including the empty line.
+pub fn response_head<'a>(
+    status: u16,
+    reason: &[u8],
+    fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    out: &mut BytesMut,
+) {
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.to_string().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(reason);
+    out.put_slice(b"\r\n");
+    put_fields(fields, out);
+}
+
+fn put_fields<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>, out: &mut BytesMut) {
+    for (name, value) in fields {
+        out.put_slice(name);
+        out.put_slice(b": ");
+        out.put_slice(value);
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// The field that announces `framing`, if it needs one (`None` and `UntilClose` do not).
+pub fn framing_header(framing: BodyFraming) -> Option<(&'static [u8], String)> {
+    match framing {
+        BodyFraming::Length(n) => Some((b"content-length", n.to_string())),
+        BodyFraming::Chunked => Some((b"transfer-encoding", "chunked".to_string())),
+        BodyFraming::None | BodyFraming::UntilClose => None,
+    }
+}
+
+/// One chunk of a chunked body; an empty `data` writes nothing (it would end the body).
+pub fn chunk(data: &[u8], out: &mut BytesMut) {
+    if data.is_empty() {
+        return;
+    }
+    out.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.put_slice(data);
+    out.put_slice(b"\r\n");
+}
+
+/// The last chunk, with trailers if any.
+pub fn last_chunk<'a>(
+    trailers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    out: &mut BytesMut,
+) {
+    out.put_slice(b"0\r\n");
+    put_fields(trailers, out);
+}

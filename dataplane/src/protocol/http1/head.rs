@@ -1,0 +1,293 @@
+//! Request and response heads, parsed by `httparse` and kept as the bytes that arrived plus
+//! ranges into them: parsing a head copies nothing and allocates one small index.
+
+use super::{Http1Error, Limits};
+use bytes::Bytes;
+use std::ops::Range;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// Header fields as they arrived: the raw block and (name, value) ranges into it, in order,
+/// duplicates kept.
+#[derive(Clone, Debug, Default)]
+pub struct HeaderBlock {
+    raw: Bytes,
+    fields: Vec<(Range<u32>, Range<u32>)>,
+}
+
+impl HeaderBlock {
+    fn range(&self, r: &Range<u32>) -> &[u8] {
+        &self.raw[r.start as usize..r.end as usize]
+    }
+
+    /// Every field, in order: (name as sent, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields
+            .iter()
+            .map(|(n, v)| (self.range(n), self.range(v)))
+    }
+
+    /// The values of every field named `name` (ASCII case-insensitive), in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Whether a comma-separated field (`Connection`, `Expect`) lists `token`.
+    pub fn lists(&self, name: &str, token: &str) -> bool {
+        self.get_all(name).any(|v| {
+            v.split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    }
+
+    /// The index of `fields` over `raw`, from httparse's borrowed headers.
+    fn index(raw: &Bytes, headers: &[httparse::Header<'_>]) -> HeaderBlock {
+        let base = raw.as_ptr() as usize;
+        let at = |s: &[u8]| {
+            let start = (s.as_ptr() as usize - base) as u32;
+            start..start + s.len() as u32
+        };
+        HeaderBlock {
+            raw: raw.clone(),
+            fields: headers
+                .iter()
+                .map(|h| (at(h.name.as_bytes()), at(h.value)))
+                .collect(),
+        }
+    }
+
+    /// Reads a trailer block (`field CRLF ... CRLF`) that is complete in `raw`.
+    pub(super) fn parse_trailers(raw: Bytes, limits: &Limits) -> Result<HeaderBlock, Http1Error> {
+        with_slots(limits, |slots| match httparse::parse_headers(&raw, slots) {
+            Ok(httparse::Status::Complete((_, fields))) => {
+                check_count(fields.len(), limits)?;
+                Ok(HeaderBlock::index(&raw, fields))
+            }
+            Ok(httparse::Status::Partial) => Err(Http1Error::bad_request("truncated trailers")),
+            Err(httparse::Error::TooManyHeaders) => Err(Http1Error::too_large(format!(
+                "more than {} trailer fields",
+                limits.max_headers
+            ))),
+            Err(e) => Err(Http1Error::bad_request(format!("invalid trailers: {e}"))),
+        })
+    }
+}
+
+/// A request line and its headers.
+#[derive(Clone, Debug)]
+pub struct RequestHead {
+    pub headers: HeaderBlock,
+    method: Range<u32>,
+    target: Range<u32>,
+    pub version: Version,
+}
+
+impl RequestHead {
+    pub fn method(&self) -> &str {
+        // httparse accepts only token characters in a method: ASCII.
+        std::str::from_utf8(self.headers.range(&self.method)).unwrap_or("")
+    }
+
+    /// The request target as sent: origin-form (`/path?q`), absolute-form
+    /// (`http://host/path`), authority-form (CONNECT) or `*`.
+    pub fn target(&self) -> &[u8] {
+        self.headers.range(&self.target)
+    }
+
+    /// Whether the connection stays open after this exchange, as the client asks: HTTP/1.1
+    /// unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+    pub fn keep_alive(&self) -> bool {
+        match self.version {
+            Version::Http11 => !self.headers.lists("connection", "close"),
+            Version::Http10 => self.headers.lists("connection", "keep-alive"),
+        }
+    }
+
+    /// `Expect: 100-continue` (HTTP/1.1 only: a 1.0 client cannot read a 100).
+    pub fn expects_continue(&self) -> bool {
+        self.version == Version::Http11 && self.headers.lists("expect", "100-continue")
+    }
+}
+
+/// A status line and its headers.
+#[derive(Clone, Debug)]
+pub struct ResponseHead {
+    pub headers: HeaderBlock,
+    pub status: u16,
+    reason: Range<u32>,
+    pub version: Version,
+}
+
+impl ResponseHead {
+    pub fn reason(&self) -> &[u8] {
+        self.headers.range(&self.reason)
+    }
+
+    pub fn keep_alive(&self) -> bool {
+        match self.version {
+            Version::Http11 => !self.headers.lists("connection", "close"),
+            Version::Http10 => self.headers.lists("connection", "keep-alive"),
+        }
+    }
+}
+
+/// Runs `f` with room for one more header slot than `limits` allow, so that "too many" is seen
+/// as httparse's TooManyHeaders. Up to 127 allowed fields the slots live on the stack.
+fn with_slots<'b, T>(limits: &Limits, f: impl FnOnce(&mut [httparse::Header<'b>]) -> T) -> T {
+    const STACK: usize = 128;
+    let n = limits.max_headers + 1;
+    if n <= STACK {
+        let mut slots = [httparse::EMPTY_HEADER; STACK];
+        f(&mut slots[..n])
+    } else {
+        let mut slots = vec![httparse::EMPTY_HEADER; n];
+        f(&mut slots)
+    }
+}
+
+/// httparse fills at most the slots it is given, one more than allowed: a full set is one
+/// field too many.
+fn check_count(n: usize, limits: &Limits) -> Result<(), Http1Error> {
+    if n > limits.max_headers {
+        return Err(Http1Error::too_large(format!(
+            "more than {} header fields",
+            limits.max_headers
+        )));
+    }
+    Ok(())
+}
+
+fn version(v: Option<u8>) -> Version {
+    if v == Some(0) {
+        Version::Http10
+    } else {
+        Version::Http11
+    }
+}
+
+fn head_error(e: httparse::Error, raw: &[u8], limits: &Limits, what: &str) -> Http1Error {
+    match e {
+        // `GET / HTTP/2.0` over HTTP/1 framing: Envoy answers 426 (anything else that is not
+        // a version, such as a space in the target, is a plain 400).
+        httparse::Error::Version if names_a_version(raw) => Http1Error {
+            status: 426,
+            reason: format!("{what}: unsupported HTTP version"),
+        },
+        httparse::Error::TooManyHeaders => {
+            Http1Error::too_large(format!("more than {} header fields", limits.max_headers))
+        }
+        e => Http1Error::bad_request(format!("invalid {what}: {e}")),
+    }
+}
+
+/// Whether the first line is three words, the last `HTTP/<digit>.<digit>` (a version httparse
+/// does not speak, rather than a malformed line).
+fn names_a_version(raw: &[u8]) -> bool {
+    let line = raw.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let words: Vec<&[u8]> = line.split(|b| *b == b' ').collect();
+    matches!(words.as_slice(), [_, _, [b'H', b'T', b'T', b'P', b'/', a, b'.', b]]
+        if a.is_ascii_digit() && b.is_ascii_digit())
+}
+
+/// Parses a request head that is complete in `raw` (up to and including its empty line).
+pub(super) fn parse_request(raw: Bytes, limits: &Limits) -> Result<RequestHead, Http1Error> {
+    with_slots(limits, |slots| {
+        let mut req = httparse::Request::new(slots);
+        match req.parse(&raw) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(Http1Error::bad_request("truncated request head"))
+            }
+            Err(e) => return Err(head_error(e, &raw, limits, "request head")),
+        }
+        check_count(req.headers.len(), limits)?;
+        let headers = HeaderBlock::index(&raw, req.headers);
+        let base = raw.as_ptr() as usize;
+        let at = |s: &str| {
+            let start = (s.as_ptr() as usize - base) as u32;
+            start..start + s.len() as u32
+        };
+        let (Some(method), Some(path)) = (req.method, req.path) else {
+            return Err(Http1Error::bad_request("incomplete request line"));
+        };
+        if path.is_empty() {
+            return Err(Http1Error::bad_request("empty request target"));
+        }
+        Ok(RequestHead {
+            method: at(method),
+            target: at(path),
+            version: version(req.version),
+            headers,
+        })
+    })
+}
+
+/// Parses a response head that is complete in `raw`.
+pub(super) fn parse_response(raw: Bytes, limits: &Limits) -> Result<ResponseHead, Http1Error> {
+    with_slots(limits, |slots| {
+        let mut resp = httparse::Response::new(slots);
+        match resp.parse(&raw) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(Http1Error::bad_request("truncated response head"))
+            }
+            Err(e) => return Err(head_error(e, &[], limits, "response head")),
+        }
+        check_count(resp.headers.len(), limits)?;
+        let headers = HeaderBlock::index(&raw, resp.headers);
+        let reason = match resp.reason {
+            Some(r) if !r.is_empty() => {
+                let start = (r.as_ptr() as usize - raw.as_ptr() as usize) as u32;
+                start..start + r.len() as u32
+            }
+            _ => 0..0,
+        };
+        Ok(ResponseHead {
+            status: resp.code.unwrap_or(0),
+            reason,
+            version: version(resp.version),
+            headers,
+        })
+    })
+}
+
+/// Where the head that starts `buf` ends (just past its empty line), scanning only from
+/// `from`: a head arriving a byte at a time is searched once overall, not once per byte.
+/// Accepts the bare-LF endings httparse accepts.
+pub(super) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(i) = memchr::memchr(b'\n', &buf[at..]) {
+        let nl = at + i;
+        // An empty line is "\n" right after the previous "\n" (optionally with "\r" between).
+        if nl >= 1 && buf[nl - 1] == b'\n' {
+            return Some(nl + 1);
+        }
+        if nl >= 2 && buf[nl - 1] == b'\r' && buf[nl - 2] == b'\n' {
+            return Some(nl + 1);
+        }
+        at = nl + 1;
+    }
+    None
+}
