@@ -3,9 +3,11 @@
 //! and reads their stats shards and the current snapshot without stopping them.
 
 use crate::control_status::ControlStatus;
+use crate::protocol::http1::{Http1Error, Limits, Message, RequestDecoder};
 use crate::snapshot::Snapshot;
 use crate::stats::Stats;
 use arc_swap::ArcSwap;
+use bytes::BytesMut;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,54 +16,47 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Longest request head the admin endpoint reads.
 pub const MAX_REQUEST_HEAD: usize = 8192;
 
+/// An admin request: what the handlers look at.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Request<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: &'a str,
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: String,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum ParseError {
-    TooLarge,
-    Malformed(&'static str),
+/// Reads one admin request from `buf` with the data path's HTTP/1 codec (no second parser):
+/// `Ok(None)` means read more. Only origin-form targets (`/path?query`) name an endpoint.
+pub fn parse_request(
+    decoder: &mut RequestDecoder,
+    buf: &mut BytesMut,
+) -> Result<Option<Request>, Http1Error> {
+    loop {
+        match decoder.decode(buf)? {
+            None => return Ok(None),
+            Some(Message::Head(head)) => {
+                let target = String::from_utf8_lossy(head.target()).into_owned();
+                if !target.starts_with('/') {
+                    return Err(Http1Error::bad_request("the target must be a path"));
+                }
+                let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+                return Ok(Some(Request {
+                    method: head.method().to_string(),
+                    path: path.to_string(),
+                    query: query.to_string(),
+                }));
+            }
+            // A body before the head cannot be: the decoder gives the head first.
+            Some(_) => {}
+        }
+    }
 }
 
-/// Parses an HTTP/1.x request head. `Ok(None)`: incomplete, read more.
-pub fn parse_request(buf: &[u8]) -> Result<Option<Request<'_>>, ParseError> {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if buf.len() >= MAX_REQUEST_HEAD {
-            Err(ParseError::TooLarge)
-        } else {
-            Ok(None)
-        };
-    };
-    let head = std::str::from_utf8(&buf[..end])
-        .map_err(|_| ParseError::Malformed("request head is not UTF-8"))?;
-    let line = head.split("\r\n").next().unwrap_or("");
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ParseError::Malformed(
-            "request line is not METHOD TARGET VERSION",
-        ));
-    };
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(ParseError::Malformed("bad method"));
-    }
-    if !version.starts_with("HTTP/1.") {
-        return Err(ParseError::Malformed("not HTTP/1.x"));
-    }
-    if !target.starts_with('/') {
-        return Err(ParseError::Malformed("target must be a path"));
-    }
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    Ok(Some(Request {
-        method,
-        path,
-        query,
-    }))
+/// The admin endpoint's codec limits: small heads, as no admin request needs more.
+pub fn request_decoder() -> RequestDecoder {
+    RequestDecoder::new(Limits {
+        max_head_bytes: MAX_REQUEST_HEAD,
+        ..Limits::default()
+    })
 }
 
 pub struct Admin {
@@ -93,7 +88,7 @@ fn json(body: &serde_json::Value) -> Response {
 }
 
 impl Admin {
-    fn handle(&self, req: &Request<'_>) -> Response {
+    fn handle(&self, req: &Request) -> Response {
         if req.method != "GET" && req.method != "HEAD" {
             return text(
                 405,
@@ -101,7 +96,7 @@ impl Admin {
             );
         }
         let want_json = req.query.split('&').any(|kv| kv == "format=json");
-        match req.path {
+        match req.path.as_str() {
             "/ready" => text(200, "LIVE\n"),
             "/stats" | "/stats/prometheus" => Response {
                 status: 200,
@@ -259,27 +254,22 @@ fn reason(status: u16) -> &'static str {
 }
 
 async fn serve_one(admin: &Admin, stream: &mut tokio::net::TcpStream) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut decoder = request_decoder();
+    let mut head_only = false;
     let response = loop {
-        match parse_request(&buf) {
+        match parse_request(&mut decoder, &mut buf) {
             Ok(Some(req)) => {
-                let head_only = req.method == "HEAD";
-                let mut r = admin.handle(&req);
-                if head_only {
-                    r.body.clear();
-                }
-                break r;
+                // A HEAD answer carries the length the GET's body would have, and no body.
+                head_only = req.method == "HEAD";
+                break admin.handle(&req);
             }
             Ok(None) => {}
-            Err(ParseError::TooLarge) => break text(431, "request head too large\n"),
-            Err(ParseError::Malformed(why)) => break text(400, format!("bad request: {why}\n")),
+            Err(e) => break text(e.status, format!("bad request: {}\n", e.reason)),
         }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
+        if stream.read_buf(&mut buf).await? == 0 {
             return Ok(());
         }
-        buf.extend_from_slice(&chunk[..n]);
     };
     let head = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -289,7 +279,9 @@ async fn serve_one(admin: &Admin, stream: &mut tokio::net::TcpStream) -> std::io
         response.body.len()
     );
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(response.body.as_bytes()).await?;
+    if !head_only {
+        stream.write_all(response.body.as_bytes()).await?;
+    }
     stream.shutdown().await
 }
 
@@ -370,40 +362,44 @@ pub fn spawn(listener: std::net::TcpListener, admin: Admin) -> std::io::Result<(
 mod tests {
     use super::*;
 
+    fn parse(bytes: &[u8]) -> Result<Option<Request>, Http1Error> {
+        parse_request(&mut request_decoder(), &mut BytesMut::from(bytes))
+    }
+
     #[test]
     fn parses_a_request_line() {
-        let r = parse_request(b"GET /clusters?format=json HTTP/1.1\r\nHost: x\r\n\r\n")
+        let r = parse(b"GET /clusters?format=json HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap()
             .unwrap();
         assert_eq!(
             r,
             Request {
-                method: "GET",
-                path: "/clusters",
-                query: "format=json"
+                method: "GET".into(),
+                path: "/clusters".into(),
+                query: "format=json".into()
             }
         );
     }
 
     #[test]
     fn incomplete_then_too_large() {
-        assert_eq!(parse_request(b"GET / HTTP/1.1\r\n"), Ok(None));
-        let big = vec![b'a'; MAX_REQUEST_HEAD];
-        assert_eq!(parse_request(&big), Err(ParseError::TooLarge));
+        assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Ok(None));
+        let big = vec![b'a'; MAX_REQUEST_HEAD + 1];
+        assert_eq!(parse(&big).unwrap_err().status, 431);
     }
 
     #[test]
     fn malformed_heads_are_rejected() {
         for bad in [
             &b"GET /\r\n\r\n"[..],
-            b"get / HTTP/1.1\r\n\r\n",
             b"GET x HTTP/1.1\r\n\r\n",
             b"GET / SPDY/3\r\n\r\n",
             b"GET / HTTP/1.1 extra\r\n\r\n",
             b"\xff / HTTP/1.1\r\n\r\n",
         ] {
-            assert!(
-                matches!(parse_request(bad), Err(ParseError::Malformed(_))),
+            assert_eq!(
+                parse(bad).map(|_| ()).unwrap_err().status,
+                400,
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );

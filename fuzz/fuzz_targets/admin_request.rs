@@ -1,11 +1,18 @@
-//! The admin endpoint's HTTP request-head parser takes bytes from any client that can reach the
-//! admin port: it must return a request, "need more" or an error, never panic.
+//! The admin endpoint's request reading (the data path's HTTP/1 codec, as admin uses it) takes
+//! bytes from any client that can reach the admin port: it must return a request, "need more"
+//! or an error with a status, never panic.
 #![no_main]
+use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(Some(req)) = sluice::admin::parse_request(data) {
-        assert!(req.path.starts_with('/'));
-        assert!(!req.method.is_empty());
+    let mut buf = BytesMut::from(data);
+    match sluice::admin::parse_request(&mut sluice::admin::request_decoder(), &mut buf) {
+        Ok(Some(req)) => {
+            assert!(req.path.starts_with('/'));
+            assert!(!req.method.is_empty());
+        }
+        Ok(None) => {}
+        Err(e) => assert!((400..500).contains(&e.status) || e.status == 501, "{e}"),
     }
 });

@@ -393,6 +393,37 @@ fn admin_endpoints() {
     let mut r = String::new();
     s.read_to_string(&mut r).unwrap();
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    // Admin reads requests with the data path's HTTP/1 codec: its framing rules and limits.
+    for (raw, want) in [
+        (
+            &b"GET /ready HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            "HTTP/1.1 400",
+        ),
+        (b"GET /ready HTTP/2.0\r\n\r\n", "HTTP/1.1 426"),
+        (
+            &[
+                b"GET /ready HTTP/1.1\r\n".as_slice(),
+                &b"X: y\r\n".repeat(101),
+                b"\r\n",
+            ]
+            .concat(),
+            "HTTP/1.1 431",
+        ),
+    ] {
+        let mut s = TcpStream::connect(sluice.admin).unwrap();
+        s.write_all(raw).unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        assert!(r.starts_with(want), "{want}: {r}");
+    }
+    // curl, a HEAD request: the head only, with the length the body would have.
+    let out = Command::new("curl")
+        .args(["-sS", "-I", &format!("http://{}/ready", sluice.admin)])
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-length: 5"), "{head}");
 }
 
 /// An empty file (or comments only, or a list) is refused at start and by `--mode validate`, as
