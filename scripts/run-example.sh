@@ -63,7 +63,7 @@ MSG
   sluice is starting with examples/bolt.yaml:
     load:   target/release/boltbench load --target 127.0.0.1:12200 --connections 4 --pipeline 8 \\
               --seconds 3 --service com.alipay.sofa.rpc.quickstart.HelloService:1.0
-    admin:  curl http://127.0.0.1:9901/stats     (sluice_rpc_*, sluice_cluster_upstream_rq_*)
+    admin:  curl http://127.0.0.1:9901/stats/prometheus  (sluice_rpc_*, sluice_cluster_upstream_rq_*)
             curl http://127.0.0.1:9901/clusters  (endpoint health from the Bolt heartbeat checks)
 
 MSG
@@ -79,7 +79,7 @@ MSG
   sluice is starting with examples/tap.yaml (its stack owns 10.99.0.2 behind TAP sluice0):
     proxy:  ip netns exec sluice-clients curl http://10.99.0.2:8080/
     ping:   ip netns exec sluice-clients ping -c 2 10.99.0.2     (answered by sluice's stack)
-    admin:  curl http://127.0.0.1:9901/stats | grep sluice_stack
+    admin:  curl http://127.0.0.1:9901/stats/prometheus | grep sluice_stack
 
 MSG
     target/release/sluice -c examples/tap.yaml
@@ -95,7 +95,7 @@ MSG
   owns 10.99.0.2 and is polled on CPU 1):
     proxy:  ip netns exec sluice-clients curl http://10.99.0.2:8080/
     ping:   ip netns exec sluice-clients ping -c 2 10.99.0.2     (answered by sluice's stack)
-    admin:  curl http://127.0.0.1:9901/stats | grep sluice_stack
+    admin:  curl http://127.0.0.1:9901/stats/prometheus | grep sluice_stack
 
 MSG
     target/release/sluice -c examples/dpdk.yaml
@@ -123,7 +123,7 @@ MSG
   the ADS server on 127.0.0.1:18000 (resources: examples/xds-resources.json):
     proxy:   curl http://127.0.0.1:10000/
     xDS:     curl http://127.0.0.1:9901/config_dump   (dynamic_resources, with versions)
-             curl -s http://127.0.0.1:9901/stats | grep sluice_xds
+             curl -s http://127.0.0.1:9901/stats/prometheus | grep sluice_xds
     update:  edit examples/xds-resources.json, then send it as version 2:
              (printf '{"cmd":"set","version":"2","resources":'; tr -d '\n' < examples/xds-resources.json; echo '}') | nc -q1 127.0.0.1 18001
 

@@ -63,7 +63,60 @@ pub struct Admin {
     pub stats: Arc<Stats>,
     pub current: Arc<ArcSwap<Snapshot>>,
     pub control: Arc<ControlStatus>,
+    /// What `/server_info` reports of how sluice was started.
+    pub server: ServerInfo,
+    /// Set by `/healthcheck/fail`, cleared by `/healthcheck/ok`: `/ready` then says DRAINING.
+    pub health_failed: std::sync::atomic::AtomicBool,
 }
+
+/// How this process was started, for `/server_info`.
+pub struct ServerInfo {
+    pub started: std::time::Instant,
+    pub concurrency: usize,
+    pub config_path: String,
+    pub log_level: String,
+}
+
+thread_local! {
+    /// Set by `/quitquitquit`: once its answer is written, admin stops sluice.
+    static QUIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Endpoints that change state: Envoy takes them as POST only, so a stray GET (a crawler, a
+/// browser's prefetch) cannot stop the server.
+const MUTATING: &[&str] = &["/quitquitquit", "/healthcheck/fail", "/healthcheck/ok"];
+
+/// The one-line help of every endpoint, for `/help`.
+const HELP: &[(&str, &str)] = &[
+    ("/", "this list"),
+    ("/help", "this list"),
+    (
+        "/ready",
+        "LIVE (200) or DRAINING (503, after /healthcheck/fail)",
+    ),
+    (
+        "/server_info",
+        "version, state, uptime, command-line options (JSON)",
+    ),
+    (
+        "/stats",
+        "Envoy's text form; ?filter=REGEX, ?usedonly, ?format=json|prometheus",
+    ),
+    ("/stats/prometheus", "Prometheus text exposition"),
+    (
+        "/clusters",
+        "upstream hosts and their counters; ?format=json",
+    ),
+    ("/listeners", "listeners and their addresses; ?format=json"),
+    (
+        "/config_dump",
+        "the config as read, its version, the xDS resources",
+    ),
+    ("/memory", "allocator and process memory (JSON)"),
+    ("/healthcheck/fail", "POST: report DRAINING on /ready"),
+    ("/healthcheck/ok", "POST: report LIVE again"),
+    ("/quitquitquit", "POST: stop sluice (as SIGTERM)"),
+];
 
 struct Response {
     status: u16,
@@ -89,31 +142,110 @@ fn json(body: &serde_json::Value) -> Response {
 
 impl Admin {
     fn handle(&self, req: &Request) -> Response {
-        if req.method != "GET" && req.method != "HEAD" {
-            return text(
-                405,
-                "method not allowed: the admin endpoints are read-only (GET)\n",
-            );
+        let path = req.path.as_str();
+        let mutating = MUTATING.contains(&path);
+        match (req.method.as_str(), mutating) {
+            ("POST", true) | ("GET" | "HEAD", false) => {}
+            (_, true) => return text(405, format!("{path} takes POST only\n")),
+            _ => {
+                return text(
+                    405,
+                    "method not allowed: this admin endpoint is read-only (GET)\n",
+                )
+            }
         }
-        let want_json = req.query.split('&').any(|kv| kv == "format=json");
-        match req.path.as_str() {
-            "/ready" => text(200, "LIVE\n"),
-            "/stats" | "/stats/prometheus" => Response {
-                status: 200,
-                content_type: "text/plain; version=0.0.4",
-                body: self.stats.render_prometheus()
-                    + &self.health_metrics()
-                    + &self.control.render_prometheus(),
+        let params = QueryParams::parse(&req.query);
+        let want_json = params.get("format") == Some("json");
+        match path {
+            "/ready" => {
+                if self
+                    .health_failed
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    text(503, "DRAINING\n")
+                } else {
+                    text(200, "LIVE\n")
+                }
+            }
+            "/stats/prometheus" => self.prometheus(),
+            "/stats" => match params.get("format") {
+                Some("prometheus") => self.prometheus(),
+                format => {
+                    let filter = match params.get("filter").map(regex::Regex::new) {
+                        Some(Ok(r)) => Some(r),
+                        Some(Err(e)) => return text(400, format!("filter: invalid regex: {e}\n")),
+                        None => None,
+                    };
+                    let query = crate::stats_text::Query {
+                        filter,
+                        used_only: params.has("usedonly"),
+                    };
+                    let stats = crate::stats_text::envoy_stats(&self.prometheus().body, &query);
+                    if format == Some("json") {
+                        json(&crate::stats_text::render_json(&stats))
+                    } else {
+                        text(200, crate::stats_text::render_text(&stats))
+                    }
+                }
             },
+            "/server_info" => json(&self.server_info()),
+            "/memory" => json(&memory_info()),
+            "/healthcheck/fail" | "/healthcheck/ok" => {
+                let failed = path == "/healthcheck/fail";
+                self.health_failed
+                    .store(failed, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(failed, "admin: health check state set");
+                text(200, "OK\n")
+            }
+            "/quitquitquit" => {
+                tracing::info!("admin: /quitquitquit, stopping");
+                QUIT.with(|q| q.set(true));
+                text(200, "OK\n")
+            }
+            "/help" => text(200, help()),
             "/config_dump" => json(&self.config_dump()),
             "/clusters" => self.clusters(want_json),
             "/listeners" => self.listeners(want_json),
-            "/" => text(
-                200,
-                "sluice admin\n  /ready\n  /stats (Prometheus text; also /stats/prometheus)\n  /config_dump\n  /clusters[?format=json]\n  /listeners[?format=json]\n",
-            ),
+            "/" => text(200, help()),
             _ => text(404, format!("no admin endpoint {}\n", req.path)),
         }
+    }
+
+    fn prometheus(&self) -> Response {
+        Response {
+            status: 200,
+            content_type: "text/plain; version=0.0.4",
+            body: self.stats.render_prometheus()
+                + &self.health_metrics()
+                + &self.control.render_prometheus(),
+        }
+    }
+
+    /// Envoy's `/server_info` fields that mean something here.
+    fn server_info(&self) -> serde_json::Value {
+        let s = &self.server;
+        let up = s.started.elapsed().as_secs().to_string();
+        let state = if self
+            .health_failed
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            "DRAINING"
+        } else {
+            "LIVE"
+        };
+        serde_json::json!({
+            "version": format!("sluice/{}", env!("CARGO_PKG_VERSION")),
+            "state": state,
+            "uptime_current_epoch": format!("{up}s"),
+            "uptime_all_epochs": format!("{up}s"),
+            "hot_restart_version": "disabled",
+            "command_line_options": {
+                "concurrency": s.concurrency,
+                "config_path": s.config_path,
+                "log_level": s.log_level,
+                "restart_epoch": 0,
+            },
+        })
     }
 
     fn config_dump(&self) -> serde_json::Value {
@@ -242,13 +374,95 @@ impl Admin {
     }
 }
 
+fn help() -> String {
+    let mut out = String::from("sluice admin commands are:\n");
+    for (path, what) in HELP {
+        let _ = writeln!(out, "  {path}: {what}");
+    }
+    out
+}
+
+/// `/memory`: the allocator's view (glibc's mallinfo2) and the process's resident size, under
+/// Envoy's field names where one fits.
+fn memory_info() -> serde_json::Value {
+    let rss = crate::memory::resident_bytes();
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's own counters.
+        let m = unsafe { libc::mallinfo2() };
+        serde_json::json!({
+            "allocated": m.uordblks.to_string(),
+            "heap_size": (m.arena + m.hblkhd).to_string(),
+            "pageheap_free": m.fordblks.to_string(),
+            "total_physical_bytes": rss.to_string(),
+        })
+    }
+    #[cfg(not(target_env = "gnu"))]
+    serde_json::json!({ "total_physical_bytes": rss.to_string() })
+}
+
+/// `a=1&b&c=x` as key/value pairs (values percent-decoded).
+struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    fn parse(query: &str) -> QueryParams {
+        QueryParams(
+            query
+                .split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == key)
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
         _ => "Error",
     }
 }
@@ -281,6 +495,14 @@ async fn serve_one(admin: &Admin, stream: &mut tokio::net::TcpStream) -> std::io
     stream.write_all(head.as_bytes()).await?;
     if !head_only {
         stream.write_all(response.body.as_bytes()).await?;
+    }
+    if QUIT.with(|q| q.get()) {
+        let _ = stream.shutdown().await;
+        // The same way out as SIGTERM: the signal loop stops the dataplane.
+        // SAFETY: kill(2) on our own pid with a valid signal number.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGTERM);
+        }
     }
     stream.shutdown().await
 }

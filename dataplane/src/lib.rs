@@ -15,4 +15,5 @@ pub mod push;
 pub mod runtime;
 pub mod snapshot;
 pub mod stats;
+pub mod stats_text;
 pub mod stream;

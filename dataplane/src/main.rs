@@ -189,6 +189,13 @@ fn serve(
                 stats: dataplane.stats(),
                 current: dataplane.current(),
                 control: control_status.clone(),
+                server: sluice::admin::ServerInfo {
+                    started: std::time::Instant::now(),
+                    concurrency,
+                    config_path: config_path.display().to_string(),
+                    log_level: args.log_level.clone().unwrap_or_else(|| "info".into()),
+                },
+                health_failed: Default::default(),
             },
         )
         .map_err(|e| format!("cannot start the admin endpoint: {e}"))?;

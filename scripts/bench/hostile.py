@@ -173,7 +173,7 @@ def short(port, pid, n=20000, threads=4):
 
 
 def connect_failures(name, admin):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats", timeout=5).read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats/prometheus", timeout=5).read().decode()
     want = ('sluice_cluster_upstream_cx_connect_fail{cluster="upstream"}' if name == "sluice"
             else "cluster.upstream.upstream_cx_connect_fail:")
     for line in text.splitlines():

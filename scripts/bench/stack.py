@@ -112,7 +112,7 @@ def adopt(ns, iface, ip, proc, what, admin):
 def stack_frames(admin):
     """Frames the proxy's stack received and sent, from its /stats."""
     import urllib.request
-    body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats", timeout=5).read().decode()
+    body = urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats/prometheus", timeout=5).read().decode()
     n = 0
     for line in body.splitlines():
         if line.startswith(("sluice_stack_rx_frames ", "sluice_stack_tx_frames ")):

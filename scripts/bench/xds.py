@@ -104,7 +104,7 @@ static_resources:
 
 def stats(admin):
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats", timeout=5) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats/prometheus", timeout=5) as r:
             return r.read().decode()
     except OSError:
         return ""

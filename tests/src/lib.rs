@@ -3,7 +3,7 @@
 //!
 //! Readiness is always a signal, never a sleep: sluice writes its admin address to a file once it
 //! serves (`--admin-address-path`), peers are ready when their port shows up as LISTEN in
-//! /proc/net/tcp, and config reloads are complete when `/stats` shows the new version.
+//! /proc/net/tcp, and config reloads are complete when `/stats/prometheus` shows the new version.
 
 pub mod bolt;
 pub mod fallback;
@@ -298,7 +298,7 @@ impl Sluice {
     /// The value of one Prometheus series, e.g. `sluice_cluster_upstream_cx_total{cluster="c"}`;
     /// 0 when the series does not exist yet.
     pub fn stat(&self, series: &str) -> u64 {
-        let (_, body) = self.get("/stats");
+        let (_, body) = self.get("/stats/prometheus");
         body.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
             .map(|v| v.trim().parse().unwrap())

@@ -372,7 +372,7 @@ fn admin_endpoints() {
         1
     );
 
-    let (_, stats) = sluice.get("/stats");
+    let (_, stats) = sluice.get("/stats/prometheus");
     for series in [
         "# TYPE sluice_listener_downstream_cx_total counter",
         "sluice_listener_downstream_cx_total{listener=\"front\"} 1",
@@ -416,6 +416,53 @@ fn admin_endpoints() {
         s.read_to_string(&mut r).unwrap();
         assert!(r.starts_with(want), "{want}: {r}");
     }
+    // Envoy's forms of /stats beside the Prometheus one.
+    let (_, envoy_text) = sluice.get("/stats?filter=%5Ecluster%5C.one%5C.upstream_cx_total$");
+    assert_eq!(envoy_text, "cluster.one.upstream_cx_total: 1\n");
+    let (_, used) = sluice.get("/stats?usedonly");
+    assert!(
+        used.contains("tcp.front.downstream_cx_total: 1\n"),
+        "{used}"
+    );
+    assert!(used.lines().all(|l| !l.ends_with(": 0")), "{used}");
+    let (_, j) = sluice.get("/stats?format=json&filter=tcp%5C.front");
+    let j: serde_json::Value = serde_json::from_str(&j).unwrap();
+    assert!(j["stats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "tcp.front.downstream_cx_total" && s["value"] == 1));
+    assert_eq!(sluice.get("/stats?filter=(").0, 400);
+    let (code, info) = sluice.get("/server_info");
+    assert_eq!(code, 200);
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["state"], "LIVE");
+    assert_eq!(info["command_line_options"]["concurrency"], 1);
+    let (_, mem) = sluice.get("/memory");
+    let mem: serde_json::Value = serde_json::from_str(&mem).unwrap();
+    assert!(
+        mem["total_physical_bytes"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    assert!(sluice.get("/help").1.contains("/healthcheck/fail"));
+    // The state-changing endpoints take POST only, as Envoy's do.
+    assert_eq!(sluice.get("/healthcheck/fail").0, 405);
+    let post = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .arg(format!("http://{}{path}", sluice.admin))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(post("/healthcheck/fail"), "200");
+    assert_eq!(sluice.get("/ready"), (503, "DRAINING\n".to_string()));
+    assert_eq!(post("/healthcheck/ok"), "200");
+    assert_eq!(sluice.get("/ready"), (200, "LIVE\n".to_string()));
     // curl, a HEAD request: the head only, with the length the body would have.
     let out = Command::new("curl")
         .args(["-sS", "-I", &format!("http://{}/ready", sluice.admin)])
@@ -462,4 +509,33 @@ fn empty_and_non_mapping_files_are_refused_everywhere() {
     sluice.reload("\n# nothing\n", false);
     assert_eq!(roundtrip(front, b"").unwrap(), b"one\n");
     assert_eq!(sluice.stat("sluice_server_config_version"), 1);
+}
+
+/// `POST /quitquitquit` stops sluice the way SIGTERM does: exit code 0, listeners closed.
+#[test]
+fn quitquitquit_stops_sluice_cleanly() {
+    let (_one, p_one) = reply_server("one");
+    let yaml = bootstrap(
+        &[("front", 0, "one")],
+        &[("one", "ROUND_ROBIN", &[(p_one, 1)])],
+        "",
+        "",
+    );
+    let mut sluice = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let front = sluice.listener("front");
+    let out = Command::new("curl")
+        .args(["-sS", "-X", "POST"])
+        .arg(format!("http://{}/quitquitquit", sluice.admin))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n");
+    let status = sluice
+        .proc
+        .wait_timeout(Duration::from_secs(10))
+        .expect("sluice did not stop after /quitquitquit");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        TcpStream::connect(front).is_err(),
+        "the listener is still open"
+    );
 }

@@ -552,7 +552,7 @@ fn running_out_of_descriptors_keeps_admin_answering_and_recovers() {
         let cpu0 = cpu_ticks(pid);
         let t0 = Instant::now();
         for _ in 0..10 {
-            let (code, body) = try_http_get(b.s.admin, "/stats").unwrap_or_else(|e| {
+            let (code, body) = try_http_get(b.s.admin, "/stats/prometheus").unwrap_or_else(|e| {
                 let log = b.s.log();
                 panic!(
                     "{kind:?}: admin did not answer while out of descriptors: {e}; {} fds in \
@@ -590,7 +590,7 @@ fn running_out_of_descriptors_keeps_admin_answering_and_recovers() {
                 good
             });
             if !resumed {
-                let (_, stats) = b.s.get("/stats");
+                let (_, stats) = b.s.get("/stats/prometheus");
                 let log = b.s.log();
                 panic!(
                     "{other:?}: service did not resume after {kind:?}'s descriptors were freed; \
