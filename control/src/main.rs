@@ -17,6 +17,10 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "sluice-control", version, about = "sluice's control process")]
 struct Cli {
+    /// Log level, as `sluice -l` takes it (Envoy's names: trace, debug, info, warning, error,
+    /// critical, off); default SLUICE_LOG, else info.
+    #[arg(short = 'l', long = "log-level", global = true)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,11 +79,17 @@ enum FallbackAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let filter = match cli.log_level.as_deref().map(sluice::logging::level_filter) {
+        Some(Ok(level)) => tracing_subscriber::EnvFilter::new(level),
+        Some(Err(e)) => {
+            eprintln!("sluice-control: -l/--log-level: {e}");
+            return ExitCode::from(2);
+        }
+        None => tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
