@@ -12,6 +12,7 @@ pub mod memory;
 pub mod protocol;
 pub mod proxy;
 pub mod push;
+pub mod route;
 pub mod runtime;
 pub mod snapshot;
 pub mod stats;

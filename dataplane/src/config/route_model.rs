@@ -32,18 +32,6 @@ pub enum StringMatch {
     Regex(regex::Regex),
 }
 
-impl StringMatch {
-    pub fn matches(&self, v: &str) -> bool {
-        match self {
-            StringMatch::Exact(x) => v == x,
-            StringMatch::Prefix(x) => v.starts_with(x.as_str()),
-            StringMatch::Suffix(x) => v.ends_with(x.as_str()),
-            StringMatch::Contains(x) => v.contains(x.as_str()),
-            StringMatch::Regex(r) => r.is_match(v),
-        }
-    }
-}
-
 impl PartialEq for StringMatch {
     fn eq(&self, other: &Self) -> bool {
         use StringMatch::*;

@@ -335,21 +335,6 @@ impl<T: Candidate> Candidate for std::rc::Rc<T> {
     }
 }
 
-/// Picks among weighted choices (weighted_clusters); zero-weight entries are never picked.
-pub fn pick_weighted(weights: &[u32], rng: &mut Rng) -> Option<usize> {
-    struct W(u32);
-    impl Candidate for W {
-        fn weight(&self) -> u32 {
-            self.0
-        }
-        fn active(&self) -> u64 {
-            0
-        }
-    }
-    let ws: Vec<W> = weights.iter().map(|&w| W(w)).collect();
-    weighted_random(&ws, rng, &|_| false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,15 +436,6 @@ mod tests {
         let hosts: [H; 0] = [];
         let mut lb = lb(LbPolicy::RoundRobin, &hosts);
         assert_eq!(lb.pick(&hosts, &mut Rng::new(1), &|_| false, None), None);
-    }
-
-    #[test]
-    fn weighted_choice_skips_zero_weights() {
-        let mut rng = Rng::new(9);
-        for _ in 0..100 {
-            assert_eq!(pick_weighted(&[0, 4, 0], &mut rng), Some(1));
-        }
-        assert_eq!(pick_weighted(&[0, 0], &mut rng), None);
     }
 }
 

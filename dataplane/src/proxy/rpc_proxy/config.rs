@@ -14,6 +14,7 @@ use crate::proxy::network_filter::{
     BuildContext, ConnectionHandler, FilterConfig, NetworkFilterConfig, NetworkFilterFactory,
     ParseContext,
 };
+use crate::route::names::Pattern;
 use std::any::Any;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -313,13 +314,10 @@ fn parse_virtual_host(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<RpcV
     for s in list.node().items()? {
         let s = s.node();
         let v = s.as_str()?;
-        let stars = v.matches('*').count();
-        let ok = stars == 0 || v == "*" || (stars == 1 && (v.starts_with('*') || v.ends_with('*')));
-        if !ok || v.is_empty() {
-            return Err(s.error(format!(
-                "\"{v}\" is not a service pattern (exact, \"*\", or one leading or trailing \"*\")"
-            )));
+        if v.is_empty() {
+            return Err(s.error("a service name must not be empty"));
         }
+        Pattern::parse(v).map_err(|e| s.error(format!("not a service pattern: {e}")))?;
         services.push(v.to_string());
     }
     if services.is_empty() {
@@ -606,7 +604,7 @@ mod tests {
         );
         assert_eq!(
             error(base(json!({"route_config": {"virtual_hosts": [{"name": "v", "services": ["a*b"], "routes": []}]}}))),
-            format!("{AT}.route_config.virtual_hosts[0].services[0]: \"a*b\" is not a service pattern (exact, \"*\", or one leading or trailing \"*\")")
+            format!("{AT}.route_config.virtual_hosts[0].services[0]: not a service pattern: \"a*b\": a wildcard may only be the first or the last character, once")
         );
         let e = error(base(
             json!({"route_config": {"virtual_hosts": [{"name": "v", "services": ["*"], "routes": [

@@ -14,15 +14,16 @@ mod router;
 pub use config::*;
 
 use super::cluster::{Cluster, Host, PickRequest};
-use super::lb::{hash64, pick_weighted, Rng};
+use super::lb::{hash64, Rng};
 use super::tcp_proxy::TcpProxyConfig;
-use super::tcp_proxy::{Active, Route, TcpProxy};
+use super::tcp_proxy::{Active, TcpProxy};
 use crate::config::common::DEFAULT_BUFFER_LIMIT;
 use crate::config::TcpRoute;
 use crate::fasthash::FastMap;
 use crate::io::{Connection, Prefixed};
 use crate::protocol::registry::{self, Detected};
 use crate::protocol::xprotocol::{Codec, FrameHead, FrameKind, LocalReply};
+use crate::route::target::Targets;
 use crate::stats::{RpcProxyStats, Shard};
 use crate::stream::conn_clock::{Activity, ConnClock, Tick, Timeouts};
 use crate::stream::exchange::{Downstream, Exchange, ExchangeOwner, Failure};
@@ -81,21 +82,17 @@ impl Drop for Pools {
 pub struct RouteEntry {
     action: RpcRouteAction,
     /// One entry per cluster of the route (one, or the weighted clusters).
-    targets: Vec<Rc<Pools>>,
-    weights: Vec<u32>,
+    targets: Targets<Rc<Pools>>,
     rng: Rc<RefCell<Rng>>,
 }
 
 impl RouteEntry {
     fn choose_cluster(&self) -> usize {
-        if self.targets.len() == 1 {
-            return 0;
-        }
-        pick_weighted(&self.weights, &mut self.rng.borrow_mut()).unwrap_or(0)
+        self.targets.pick(&mut self.rng.borrow_mut())
     }
 
     fn pick(&self, target: usize, tried: &[usize], hash: Option<u64>) -> Option<(usize, Rc<Host>)> {
-        let cluster = &self.targets[target].cluster;
+        let cluster = &self.targets.get(target).cluster;
         let subset = Some(&self.action.metadata_match);
         cluster
             .pick(&PickRequest {
@@ -119,7 +116,7 @@ impl RouteEntry {
 
     /// Sends the next attempt of `ex`: `frame` on the first, the exchange's copy on retries.
     fn dispatch(&self, mut ex: Exchange, frame: Option<&[u8]>) {
-        let pools = &self.targets[ex.cluster];
+        let pools = &self.targets.get(ex.cluster);
         let Some((index, host)) = self.pick(ex.cluster, ex.tried.as_slice(), ex.hash) else {
             pools.cluster.stats.upstream_rq_no_healthy.inc();
             ex.reply_locally(LocalReply::ConnectionClosed);
@@ -135,10 +132,15 @@ impl RouteEntry {
         let c = self.choose_cluster();
         let hash = self.hash_key(&*downstream.codec, frame);
         let Some((_, host)) = self.pick(c, &[], hash) else {
-            self.targets[c].cluster.stats.upstream_rq_no_healthy.inc();
+            self.targets
+                .get(c)
+                .cluster
+                .stats
+                .upstream_rq_no_healthy
+                .inc();
             return;
         };
-        let pool = self.targets[c].get(&host, &downstream.codec);
+        let pool = self.targets.get(c).get(&host, &downstream.codec);
         if !pool.send_oneway(frame, downstream) {
             // Every connection to the host is at its request limit: a oneway request has no
             // answer to carry the failure, so it is dropped and counted.
@@ -157,7 +159,8 @@ impl ExchangeOwner for RouteEntry {
         let retriable = matches!(why, Failure::ConnectFailed | Failure::PerTryTimeout);
         if retriable && ex.attempts <= self.action.retry.num_retries && Instant::now() < ex.deadline
         {
-            self.targets[ex.cluster]
+            self.targets
+                .get(ex.cluster)
                 .cluster
                 .stats
                 .upstream_rq_retry
@@ -243,16 +246,15 @@ impl RpcProxy {
                 }
             };
             let mut targets = Vec::new();
-            for (n, _) in &names {
+            for (n, w) in &names {
                 match pools_of(n) {
-                    Ok(p) => targets.push(p),
+                    Ok(p) => targets.push((p, *w)),
                     Err(e) => failed = Some(e),
                 }
             }
             Rc::new(RouteEntry {
-                weights: names.iter().map(|(_, w)| *w).collect(),
                 action,
-                targets,
+                targets: Targets::weighted(targets),
                 rng: rng.clone(),
             })
         });
@@ -270,7 +272,7 @@ impl RpcProxy {
                         idle_timeout: Some(Duration::from_secs(3600)),
                         max_connect_attempts: None,
                     },
-                    route: Route::Cluster(cluster(name)?),
+                    route: Targets::one(cluster(name)?),
                     buffer_limit,
                     splice: false,
                     rng: rng.clone(),

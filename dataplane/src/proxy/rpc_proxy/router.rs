@@ -3,20 +3,13 @@
 
 use super::config::RpcRouteConfig;
 use crate::config::{HeaderMatch, StringMatch};
-use crate::fasthash::FastMap;
 use crate::protocol::xprotocol::Codec;
-
-enum ServicePattern {
-    Any,
-    Prefix(String),
-    Suffix(String),
-}
+use crate::route::names::NameTable;
 
 /// Virtual hosts compiled for lookup; `R` is whatever the proxy attaches to each route.
 pub struct Router<R> {
-    exact: FastMap<String, usize>,
-    /// Wildcard patterns in config order; `*` last.
-    patterns: Vec<(ServicePattern, usize)>,
+    /// Service name -> virtual host index, with Envoy's domain rules (`route::names`).
+    services: NameTable<usize>,
     hosts: Vec<Vec<(Matcher, R)>>,
 }
 
@@ -40,36 +33,21 @@ impl Matcher {
                 _ => return false,
             }
         }
-        self.headers.iter().all(|h| {
-            let value = codec.header(frame, &h.name);
-            let hit = match (&h.matcher, value) {
-                (_, None) => false,
-                (None, Some(_)) => true,
-                (Some(m), Some(v)) => m.matches(&String::from_utf8_lossy(v)),
-            };
-            hit != h.invert
-        })
+        self.headers
+            .iter()
+            .all(|h| h.accepts(codec.header(frame, &h.name)))
     }
 }
 
 impl<R> Router<R> {
     /// Compiles `config`, attaching `make(vhost index, route index)` to each route.
     pub fn new(config: &RpcRouteConfig, mut make: impl FnMut(usize, usize) -> R) -> Router<R> {
-        let mut exact = FastMap::default();
-        let mut patterns = Vec::new();
-        let mut any = Vec::new();
+        let mut services = NameTable::default();
         let mut hosts = Vec::new();
         for (vi, vh) in config.virtual_hosts.iter().enumerate() {
             for s in &vh.services {
-                if s == "*" {
-                    any.push((ServicePattern::Any, vi));
-                } else if let Some(rest) = s.strip_prefix('*') {
-                    patterns.push((ServicePattern::Suffix(rest.to_string()), vi));
-                } else if let Some(rest) = s.strip_suffix('*') {
-                    patterns.push((ServicePattern::Prefix(rest.to_string()), vi));
-                } else {
-                    exact.entry(s.clone()).or_insert(vi);
-                }
+                // The config reader checked every pattern.
+                let _ = services.insert(s, vi);
             }
             let routes = vh
                 .routes
@@ -87,35 +65,13 @@ impl<R> Router<R> {
                 .collect();
             hosts.push(routes);
         }
-        patterns.extend(any);
-        Router {
-            exact,
-            patterns,
-            hosts,
-        }
-    }
-
-    fn virtual_host(&self, service: Option<&str>) -> Option<usize> {
-        if let Some(s) = service {
-            if let Some(&i) = self.exact.get(s) {
-                return Some(i);
-            }
-        }
-        self.patterns.iter().find_map(|(p, i)| {
-            let hit = match (p, service) {
-                (ServicePattern::Any, _) => true,
-                (ServicePattern::Prefix(x), Some(s)) => s.starts_with(x.as_str()),
-                (ServicePattern::Suffix(x), Some(s)) => s.ends_with(x.as_str()),
-                _ => false,
-            };
-            hit.then_some(*i)
-        })
+        Router { services, hosts }
     }
 
     /// The route for one request frame.
     pub fn route(&self, codec: &dyn Codec, frame: &[u8]) -> Option<&R> {
         let service = codec.service(frame);
-        let vh = self.virtual_host(service.as_deref())?;
+        let vh = *self.services.find(service.as_deref())?;
         let mut method = None;
         self.hosts[vh]
             .iter()

@@ -1,7 +1,7 @@
 //! The `envoy.filters.network.tcp_proxy` network filter's config: read from its typed_config,
 //! and built per worker into a [`TcpProxy`].
 
-use super::{Route, TcpProxy};
+use super::TcpProxy;
 use crate::config::cluster_target::parse_cluster_target;
 use crate::config::duration::optional_duration;
 use crate::config::reader::{Node, Result};
@@ -10,6 +10,7 @@ use crate::proxy::network_filter::{
     BuildContext, ConnectionHandler, FilterConfig, NetworkFilterConfig, NetworkFilterFactory,
     ParseContext,
 };
+use crate::route::target::Targets;
 use std::any::Any;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -57,14 +58,12 @@ impl FilterConfig for TcpProxyConfig {
         ctx: &BuildContext<'_>,
     ) -> std::result::Result<Rc<dyn ConnectionHandler>, String> {
         let route = match &self.route {
-            TcpRoute::Cluster(c) => Route::Cluster((ctx.cluster)(c)?),
-            TcpRoute::Weighted(list) => Route::Weighted {
-                clusters: list
-                    .iter()
-                    .map(|w| (ctx.cluster)(&w.name))
-                    .collect::<std::result::Result<_, _>>()?,
-                weights: list.iter().map(|w| w.weight).collect(),
-            },
+            TcpRoute::Cluster(c) => Targets::one((ctx.cluster)(c)?),
+            TcpRoute::Weighted(list) => Targets::weighted(
+                list.iter()
+                    .map(|w| Ok(((ctx.cluster)(&w.name)?, w.weight)))
+                    .collect::<std::result::Result<_, String>>()?,
+            ),
         };
         Ok(Rc::new(TcpProxy {
             config: self.clone(),

@@ -7,10 +7,11 @@ pub mod config;
 pub use config::TcpProxyConfig;
 
 use super::cluster::{Cluster, Host, PickRequest};
-use super::lb::{pick_weighted, Rng};
+use super::lb::Rng;
 use super::network_filter::ConnectionHandler;
 use crate::io::connect::ConnectError;
 use crate::io::Connection;
+use crate::route::target::Targets;
 use crate::stats::{ClusterStats, Counter, TcpProxyStats};
 use crate::stream::{pump, Direction, Observer, Outcome, PumpOptions};
 use std::cell::RefCell;
@@ -18,17 +19,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub enum Route {
-    Cluster(Rc<Cluster>),
-    Weighted {
-        clusters: Vec<Rc<Cluster>>,
-        weights: Vec<u32>,
-    },
-}
-
 pub struct TcpProxy {
     pub config: TcpProxyConfig,
-    pub route: Route,
+    /// The cluster or weighted clusters connections go to.
+    pub route: Targets<Rc<Cluster>>,
     pub stats: Arc<TcpProxyStats>,
     /// The listener's per-connection buffer bound.
     pub buffer_limit: usize,
@@ -85,13 +79,11 @@ impl Observer for ByteCounters<'_> {
 
 impl TcpProxy {
     fn choose_cluster(&self) -> Option<Rc<Cluster>> {
-        match &self.route {
-            Route::Cluster(c) => Some(c.clone()),
-            Route::Weighted { clusters, weights } => {
-                let i = pick_weighted(weights, &mut self.rng.borrow_mut())?;
-                Some(clusters[i].clone())
-            }
+        if self.route.is_empty() {
+            return None;
         }
+        let i = self.route.pick(&mut self.rng.borrow_mut());
+        Some(self.route.get(i).clone())
     }
 
     /// Serves one downstream connection to its end.
