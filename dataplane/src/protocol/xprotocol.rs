@@ -92,6 +92,23 @@ pub enum LocalReply {
     Overloaded,
 }
 
+/// The RPC local reply for each proxy error (each codec then spells it in its own statuses).
+impl From<crate::error::ProxyError> for LocalReply {
+    fn from(e: crate::error::ProxyError) -> LocalReply {
+        use crate::error::ProxyError::*;
+        match e {
+            NoRoute => LocalReply::NoRoute,
+            PerTryTimeout | Timeout => LocalReply::Timeout,
+            UpstreamOverflow => LocalReply::Overloaded,
+            NoHealthyUpstream
+            | ConnectFailure
+            | UpstreamReset
+            | UpstreamProtocolError
+            | DownstreamProtocolError => LocalReply::ConnectionClosed,
+        }
+    }
+}
+
 /// One multiplexed RPC protocol. Implementations are stateless and shared by all workers.
 pub trait Codec: Send + Sync + 'static {
     /// The name used in config (`protocols: [bolt]`) and in logs.

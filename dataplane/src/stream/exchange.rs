@@ -6,6 +6,7 @@
 
 use super::outbox::Outbox;
 use super::signal::Signal;
+pub use crate::error::ProxyError;
 use crate::protocol::xprotocol::{Codec, FrameHead, LocalReply};
 use crate::stats::RpcProxyStats;
 use std::cell::{Cell, RefCell};
@@ -121,24 +122,9 @@ impl Downstream {
     }
 }
 
-/// Why an attempt at an upstream failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// The connection to the chosen host could not be made; the request never left.
-    ConnectFailed,
-    /// The connection broke with the request outstanding: it may have been processed.
-    ConnectionLost,
-    /// The attempt's own deadline (per-try timeout) passed.
-    PerTryTimeout,
-    /// The request's overall deadline passed.
-    Timeout,
-    /// Every connection to the host is at its in-flight limit.
-    Overflow,
-}
-
 /// Decides what happens to an exchange whose attempt failed: retry it elsewhere or answer it.
 pub trait ExchangeOwner {
-    fn attempt_failed(&self, exchange: Exchange, why: Failure);
+    fn attempt_failed(&self, exchange: Exchange, why: ProxyError);
 }
 
 /// The hosts an exchange has tried, kept inline: a request that needs more attempts than this
@@ -239,7 +225,7 @@ impl Exchange {
     }
 
     /// Hands the exchange to its owner after a failed attempt.
-    pub fn fail(self, why: Failure) {
+    pub fn fail(self, why: ProxyError) {
         let owner = self.owner.clone();
         owner.attempt_failed(self, why);
     }

@@ -6,10 +6,11 @@
 //! heap of its outstanding requests and the heartbeat of an idle connection.
 
 use super::deadlines::DeadlineQueue;
-use super::exchange::{Downstream, Exchange, Failure};
+use super::exchange::{Downstream, Exchange};
 use super::framed::FrameReader;
 use super::outbox::{finish_writer, write_loop, Outbox};
 use super::signal::Signal;
+use crate::error::ProxyError;
 use crate::fasthash::FastMap;
 use crate::io::connect::{ConnectError, Connector};
 use crate::protocol::xprotocol::{Codec, FrameKind, LocalReply};
@@ -193,11 +194,11 @@ impl UpstreamConn {
     }
 
     /// Fails every outstanding request (the connection is gone or never came up).
-    fn fail_all(&self, why: Failure) {
+    fn fail_all(&self, why: ProxyError) {
         let ids: Vec<u64> = self.pending.borrow().keys().copied().collect();
         for id in ids {
             if let Some(p) = self.take(id) {
-                if why == Failure::ConnectionLost {
+                if why == ProxyError::UpstreamReset {
                     self.ctx.cluster_stats.upstream_rq_connection_closed.inc();
                 }
                 p.exchange.fail(why);
@@ -227,9 +228,9 @@ impl UpstreamConn {
                 self.ctx.cluster_stats.upstream_rq_timeout.inc();
                 let overall = p.exchange.deadline <= now;
                 p.exchange.fail(if overall {
-                    Failure::Timeout
+                    ProxyError::Timeout
                 } else {
-                    Failure::PerTryTimeout
+                    ProxyError::PerTryTimeout
                 });
             }
         }
@@ -306,7 +307,7 @@ impl UpstreamConn {
                 tracing::debug!(upstream = %addr, error = %e, "upstream connect failed");
                 self.state.set(State::Closed);
                 self.outbox.close();
-                self.fail_all(Failure::ConnectFailed);
+                self.fail_all(ProxyError::ConnectFailure);
                 return;
             }
         };
@@ -390,7 +391,7 @@ impl UpstreamConn {
         self.outbox.close();
         self.ctx.cluster_stats.upstream_cx_active.dec();
         self.ctx.host.stats.cx_active.dec();
-        self.fail_all(Failure::ConnectionLost);
+        self.fail_all(ProxyError::UpstreamReset);
         // Let the writer flush what is queued, but not forever: an upstream that stopped
         // reading would hold the connection (and its buffer) for good.
         finish_writer(writer, self.ctx.connector.timeout()).await;
@@ -440,7 +441,7 @@ impl HostPool {
     pub fn send(&self, ex: Exchange, frame: Option<&[u8]>, per_try: Option<Duration>) {
         match self.choose() {
             Some(c) => c.send(ex, frame, per_try),
-            None => ex.fail(Failure::Overflow),
+            None => ex.fail(ProxyError::UpstreamOverflow),
         }
     }
 

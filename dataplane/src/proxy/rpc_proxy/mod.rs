@@ -19,6 +19,7 @@ use super::tcp_proxy::TcpProxyConfig;
 use super::tcp_proxy::{Active, TcpProxy};
 use crate::config::common::DEFAULT_BUFFER_LIMIT;
 use crate::config::TcpRoute;
+use crate::error::ProxyError;
 use crate::fasthash::FastMap;
 use crate::io::{Connection, Prefixed};
 use crate::protocol::registry::{self, Detected};
@@ -26,7 +27,7 @@ use crate::protocol::xprotocol::{Codec, FrameHead, FrameKind, LocalReply};
 use crate::route::target::Targets;
 use crate::stats::{RpcProxyStats, Shard};
 use crate::stream::conn_clock::{Activity, ConnClock, Tick, Timeouts};
-use crate::stream::exchange::{Downstream, Exchange, ExchangeOwner, Failure};
+use crate::stream::exchange::{Downstream, Exchange, ExchangeOwner};
 use crate::stream::framed::FrameReader;
 use crate::stream::outbox::{finish_writer, write_loop, Outbox};
 use crate::stream::upstream::{HostPool, PoolContext, PoolSettings};
@@ -119,7 +120,7 @@ impl RouteEntry {
         let pools = &self.targets.get(ex.cluster);
         let Some((index, host)) = self.pick(ex.cluster, ex.tried.as_slice(), ex.hash) else {
             pools.cluster.stats.upstream_rq_no_healthy.inc();
-            ex.reply_locally(LocalReply::ConnectionClosed);
+            ex.reply_locally(LocalReply::from(ProxyError::NoHealthyUpstream));
             return;
         };
         ex.tried.push(index);
@@ -155,8 +156,9 @@ impl RouteEntry {
 }
 
 impl ExchangeOwner for RouteEntry {
-    fn attempt_failed(&self, ex: Exchange, why: Failure) {
-        let retriable = matches!(why, Failure::ConnectFailed | Failure::PerTryTimeout);
+    fn attempt_failed(&self, ex: Exchange, why: ProxyError) {
+        // retry_on connect-failure and per-try-timeout: the two conditions rpc_proxy offers.
+        let retriable = matches!(why, ProxyError::ConnectFailure | ProxyError::PerTryTimeout);
         if retriable && ex.attempts <= self.action.retry.num_retries && Instant::now() < ex.deadline
         {
             self.targets
@@ -168,12 +170,7 @@ impl ExchangeOwner for RouteEntry {
             self.dispatch(ex, None);
             return;
         }
-        let reply = match why {
-            Failure::ConnectFailed | Failure::ConnectionLost => LocalReply::ConnectionClosed,
-            Failure::PerTryTimeout | Failure::Timeout => LocalReply::Timeout,
-            Failure::Overflow => LocalReply::Overloaded,
-        };
-        ex.reply_locally(reply);
+        ex.reply_locally(LocalReply::from(why));
     }
 }
 
@@ -516,7 +513,7 @@ impl RpcProxy {
                     self.stats.downstream_rq_no_route.inc();
                     let owner: Rc<dyn ExchangeOwner> = Rc::new(NoOwner);
                     Exchange::new(frame, false, head, downstream.clone(), deadline, owner)
-                        .reply_locally(LocalReply::NoRoute);
+                        .reply_locally(LocalReply::from(ProxyError::NoRoute));
                     return;
                 };
                 let hash = route.hash_key(&*downstream.codec, frame);
@@ -560,8 +557,8 @@ enum End {
 struct NoOwner;
 
 impl ExchangeOwner for NoOwner {
-    fn attempt_failed(&self, ex: Exchange, _why: Failure) {
-        ex.reply_locally(LocalReply::NoRoute);
+    fn attempt_failed(&self, ex: Exchange, _why: ProxyError) {
+        ex.reply_locally(LocalReply::from(ProxyError::NoRoute));
     }
 }
 
