@@ -84,7 +84,12 @@ thread_local! {
 
 /// Endpoints that change state: Envoy takes them as POST only, so a stray GET (a crawler, a
 /// browser's prefetch) cannot stop the server.
-const MUTATING: &[&str] = &["/quitquitquit", "/healthcheck/fail", "/healthcheck/ok"];
+const MUTATING: &[&str] = &[
+    "/quitquitquit",
+    "/healthcheck/fail",
+    "/healthcheck/ok",
+    "/logging",
+];
 
 /// The one-line help of every endpoint, for `/help`.
 const HELP: &[(&str, &str)] = &[
@@ -116,6 +121,10 @@ const HELP: &[(&str, &str)] = &[
     ("/healthcheck/fail", "POST: report DRAINING on /ready"),
     ("/healthcheck/ok", "POST: report LIVE again"),
     ("/quitquitquit", "POST: stop sluice (as SIGTERM)"),
+    (
+        "/logging",
+        "POST ?level=LEVEL: set the log level (trace, debug, info, warning, error, critical, off)",
+    ),
 ];
 
 struct Response {
@@ -203,6 +212,19 @@ impl Admin {
                 text(200, "OK\n")
             }
             "/help" => text(200, help()),
+            "/logging" => match params.get("level") {
+                Some(level) => match crate::logging::set_level(level) {
+                    Ok(name) => {
+                        tracing::info!(level = name, "admin: log level set");
+                        text(200, format!("log level: {name}\n"))
+                    }
+                    Err(e) => text(400, format!("level: {e}\n")),
+                },
+                None => text(
+                    400,
+                    "give ?level=LEVEL (trace, debug, info, warning, error, critical, off)\n",
+                ),
+            },
             "/config_dump" => json(&self.config_dump()),
             "/clusters" => self.clusters(want_json),
             "/listeners" => self.listeners(want_json),

@@ -21,16 +21,36 @@ pub fn level_filter(level: &str) -> Result<&'static str, String> {
     })
 }
 
+/// Changes the level of a running process (admin's `/logging?level=`).
+type SetLevel = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+static SET_LEVEL: std::sync::OnceLock<SetLevel> = std::sync::OnceLock::new();
+
 pub fn init(level: Option<&str>) -> Result<(), String> {
     let filter = match level {
         Some(l) => EnvFilter::new(level_filter(l)?),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_filter_reloading();
+    let handle = builder.reload_handle();
+    builder.init();
+    let _ = SET_LEVEL.set(Box::new(move |f| {
+        handle.reload(f).map_err(|e| e.to_string())
+    }));
     Ok(())
+}
+
+/// Sets every logger to `level` (Envoy's names), as `-l` would have at start.
+pub fn set_level(level: &str) -> Result<&'static str, String> {
+    let name = level_filter(level)?;
+    let set = SET_LEVEL
+        .get()
+        .ok_or("logging was not set up through sluice::logging::init")?;
+    set(EnvFilter::new(name))?;
+    Ok(name)
 }

@@ -463,6 +463,21 @@ fn admin_endpoints() {
     assert_eq!(sluice.get("/ready"), (503, "DRAINING\n".to_string()));
     assert_eq!(post("/healthcheck/ok"), "200");
     assert_eq!(sluice.get("/ready"), (200, "LIVE\n".to_string()));
+    // POST /logging?level= changes the running level: at error, admin's info lines stop.
+    let said = |what: &str| sluice.log().matches(what).count();
+    let before = said("health check state set");
+    assert_eq!(post("/logging?level=error"), "200");
+    assert_eq!(post("/healthcheck/ok"), "200");
+    assert_eq!(
+        said("health check state set"),
+        before,
+        "logged at level error"
+    );
+    assert_eq!(post("/logging?level=info"), "200");
+    assert_eq!(post("/healthcheck/ok"), "200");
+    assert_eq!(said("health check state set"), before + 1);
+    assert_eq!(post("/logging?level=loud"), "400");
+    assert_eq!(post("/logging"), "400");
     // curl, a HEAD request: the head only, with the length the body would have.
     let out = Command::new("curl")
         .args(["-sS", "-I", &format!("http://{}/ready", sluice.admin)])
