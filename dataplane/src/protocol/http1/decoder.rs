@@ -135,6 +135,32 @@ impl Decoder {
         })
     }
 
+    /// One step: the body of the message in progress, or the next head, read by `read_head`
+    /// into the head and its body's framing once all of it is in `buf`.
+    fn decode_with<H>(
+        &mut self,
+        buf: &mut BytesMut,
+        read_head: impl FnOnce(Bytes, &Limits) -> Result<(H, BodyFraming), Http1Error>,
+    ) -> Result<Option<Message<H>>, Http1Error> {
+        if let Some(step) = self.body(buf) {
+            return step;
+        }
+        let scanned = match self.state {
+            State::Head { scanned } => scanned,
+            _ => 0, // body() answered every other state
+        };
+        let Some(raw) = self.take_head(buf, scanned)? else {
+            return Ok(None);
+        };
+        match read_head(raw, &self.limits) {
+            Ok((head, framing)) => {
+                self.start_body(framing);
+                Ok(Some(Message::Head(head)))
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
     fn is_idle(&self) -> bool {
         matches!(self.state, State::Head { scanned: 0 })
     }
@@ -168,25 +194,11 @@ impl RequestDecoder {
         &mut self,
         buf: &mut BytesMut,
     ) -> Result<Option<Message<RequestHead>>, Http1Error> {
-        let d = &mut self.0;
-        if let Some(step) = d.body(buf) {
-            return step;
-        }
-        let State::Head { scanned } = d.state else {
-            unreachable!("body() handles every other state")
-        };
-        let Some(raw) = d.take_head(buf, scanned)? else {
-            return Ok(None);
-        };
-        let head = match parse_request(raw, &d.limits) {
-            Ok(h) => h,
-            Err(e) => return d.fail(e),
-        };
-        match request_framing(&head.headers, head.version) {
-            Ok(f) => d.start_body(f),
-            Err(e) => return d.fail(e),
-        }
-        Ok(Some(Message::Head(head)))
+        self.0.decode_with(buf, |raw, limits| {
+            let head = parse_request(raw, limits)?;
+            let framing = request_framing(&head.headers, head.version)?;
+            Ok((head, framing))
+        })
     }
 
     /// The client closed its side: the end of a body that runs to the close, nothing between
@@ -225,30 +237,16 @@ impl ResponseDecoder {
         buf: &mut BytesMut,
         to_head: bool,
     ) -> Result<Option<Message<ResponseHead>>, Http1Error> {
-        let d = &mut self.0;
-        if let Some(step) = d.body(buf) {
-            return step;
-        }
-        let State::Head { scanned } = d.state else {
-            unreachable!("body() handles every other state")
-        };
-        let Some(raw) = d.take_head(buf, scanned)? else {
-            return Ok(None);
-        };
-        let head = match parse_response(raw, &d.limits) {
-            Ok(h) => h,
-            Err(e) => return d.fail(e),
-        };
-        if head.status == 101 {
-            // Switching protocols: what follows is the upgraded connection's.
-            d.state = State::UntilClose;
-            return Ok(Some(Message::Head(head)));
-        }
-        match response_framing(&head.headers, head.status, to_head) {
-            Ok(f) => d.start_body(f),
-            Err(e) => return d.fail(e),
-        }
-        Ok(Some(Message::Head(head)))
+        self.0.decode_with(buf, |raw, limits| {
+            let head = parse_response(raw, limits)?;
+            let framing = if head.status == 101 {
+                // Switching protocols: what follows is the upgraded connection's.
+                BodyFraming::UntilClose
+            } else {
+                response_framing(&head.headers, head.status, to_head)?
+            };
+            Ok((head, framing))
+        })
     }
 
     pub fn decode_eof(
