@@ -67,14 +67,6 @@ impl Connector {
         Connector { network, timeout }
     }
 
-    /// The same network with another timeout (a health check's own).
-    pub fn with_timeout(&self, timeout: Duration) -> Connector {
-        Connector {
-            network: self.network.clone(),
-            timeout,
-        }
-    }
-
     pub fn timeout(&self) -> Duration {
         self.timeout
     }

@@ -194,17 +194,15 @@ async fn splice_direction(
                         // so if every connection waited for a pipe to read its FIN none would
                         // ever close. Bytes wait in the socket (TCP pushes back) until a pipe
                         // can be had; the idle timeout still applies.
-                        match src.try_io(Interest::READABLE, || peek_one(src_fd)) {
+                        match src.peek(&mut [0u8; 1]).await {
                             Ok(0) => {
-                                let _ =
-                                    socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+                                pass_fin(dst);
                                 return Ok(());
                             }
                             Ok(_) => {
                                 tracing::debug!("cannot create a splice pipe ({e}); retrying");
                                 tokio::time::sleep(PIPE_RETRY).await;
                             }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                             Err(e) => return Err((src_side, e)),
                         }
                         continue;
@@ -251,8 +249,7 @@ async fn splice_direction(
         }
         if eof && pending == 0 {
             give_back_pipe(pipe);
-            // Pass the FIN on; the other direction keeps flowing.
-            let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+            pass_fin(dst);
             return Ok(());
         }
         let source_empty = matches!(fill, Fill::SourceEmpty);
@@ -280,23 +277,9 @@ async fn splice_direction(
     }
 }
 
-/// How many bytes (0 or 1) a socket has to read, without taking them: `Ok(0)` is its FIN.
-fn peek_one(fd: std::os::fd::RawFd) -> io::Result<usize> {
-    let mut byte = 0u8;
-    // SAFETY: one writable byte at a valid address; the kernel validates the fd.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+/// Passes a source's FIN on as a write shutdown; the other direction keeps flowing.
+fn pass_fin(dst: &TcpStream) {
+    let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
 }
 
 /// Waits until `read` is readable or `write` writable, through each socket's own reader and
