@@ -3,7 +3,7 @@
 //! and reads their stats shards and the current snapshot without stopping them.
 
 use crate::control_status::ControlStatus;
-use crate::protocol::http1::{Http1Error, Limits, Message, RequestDecoder};
+use crate::protocol::http1::{encode, Http1Error, Limits, Message, RequestDecoder};
 use crate::snapshot::Snapshot;
 use crate::stats::Stats;
 use arc_swap::ArcSwap;
@@ -77,11 +77,6 @@ pub struct ServerInfo {
     pub log_level: String,
 }
 
-thread_local! {
-    /// Set by `/quitquitquit`: once its answer is written, admin stops sluice.
-    static QUIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// Endpoints that change state: Envoy takes them as POST only, so a stray GET (a crawler, a
 /// browser's prefetch) cannot stop the server.
 const MUTATING: &[&str] = &[
@@ -131,6 +126,8 @@ struct Response {
     status: u16,
     content_type: &'static str,
     body: String,
+    /// Stop sluice once this answer is written (`/quitquitquit`).
+    then_stop: bool,
 }
 
 fn text(status: u16, body: impl Into<String>) -> Response {
@@ -138,6 +135,7 @@ fn text(status: u16, body: impl Into<String>) -> Response {
         status,
         content_type: "text/plain; charset=utf-8",
         body: body.into(),
+        then_stop: false,
     }
 }
 
@@ -146,6 +144,7 @@ fn json(body: &serde_json::Value) -> Response {
         status: 200,
         content_type: "application/json",
         body: serde_json::to_string_pretty(body).unwrap_or_default() + "\n",
+        then_stop: false,
     }
 }
 
@@ -167,10 +166,7 @@ impl Admin {
         let want_json = params.get("format") == Some("json");
         match path {
             "/ready" => {
-                if self
-                    .health_failed
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                {
+                if self.draining() {
                     text(503, "DRAINING\n")
                 } else {
                     text(200, "LIVE\n")
@@ -208,8 +204,10 @@ impl Admin {
             }
             "/quitquitquit" => {
                 tracing::info!("admin: /quitquitquit, stopping");
-                QUIT.with(|q| q.set(true));
-                text(200, "OK\n")
+                Response {
+                    then_stop: true,
+                    ..text(200, "OK\n")
+                }
             }
             "/help" => text(200, help()),
             "/logging" => match params.get("level") {
@@ -235,26 +233,27 @@ impl Admin {
 
     fn prometheus(&self) -> Response {
         Response {
-            status: 200,
             content_type: "text/plain; version=0.0.4",
-            body: self.stats.render_prometheus()
-                + &self.health_metrics()
-                + &self.control.render_prometheus(),
+            ..text(
+                200,
+                self.stats.render_prometheus()
+                    + &self.health_metrics()
+                    + &self.control.render_prometheus(),
+            )
         }
+    }
+
+    /// After `/healthcheck/fail` and until `/healthcheck/ok`.
+    fn draining(&self) -> bool {
+        self.health_failed
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Envoy's `/server_info` fields that mean something here.
     fn server_info(&self) -> serde_json::Value {
         let s = &self.server;
         let up = s.started.elapsed().as_secs().to_string();
-        let state = if self
-            .health_failed
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            "DRAINING"
-        } else {
-            "LIVE"
-        };
+        let state = if self.draining() { "DRAINING" } else { "LIVE" };
         serde_json::json!({
             "version": format!("sluice/{}", env!("CARGO_PKG_VERSION")),
             "state": state,
@@ -423,19 +422,14 @@ fn memory_info() -> serde_json::Value {
     serde_json::json!({ "total_physical_bytes": rss.to_string() })
 }
 
-/// `a=1&b&c=x` as key/value pairs (values percent-decoded).
+/// `a=1&b&c=x` as key/value pairs, decoded as a form (`%XX`, `+`).
 struct QueryParams(Vec<(String, String)>);
 
 impl QueryParams {
     fn parse(query: &str) -> QueryParams {
         QueryParams(
-            query
-                .split('&')
-                .filter(|kv| !kv.is_empty())
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    (percent_decode(k), percent_decode(v))
-                })
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
                 .collect(),
         )
     }
@@ -449,43 +443,6 @@ impl QueryParams {
 
     fn has(&self, key: &str) -> bool {
         self.0.iter().any(|(k, _)| k == key)
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match b[i] {
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        _ => "Error",
     }
 }
 
@@ -507,18 +464,23 @@ async fn serve_one(admin: &Admin, stream: &mut tokio::net::TcpStream) -> std::io
             return Ok(());
         }
     };
-    let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+    let mut head = BytesMut::with_capacity(128);
+    let length = response.body.len().to_string();
+    encode::response_head(
         response.status,
-        reason(response.status),
-        response.content_type,
-        response.body.len()
+        encode::reason_phrase(response.status).as_bytes(),
+        [
+            (&b"content-type"[..], response.content_type.as_bytes()),
+            (b"content-length", length.as_bytes()),
+            (b"connection", b"close"),
+        ],
+        &mut head,
     );
-    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&head).await?;
     if !head_only {
         stream.write_all(response.body.as_bytes()).await?;
     }
-    if QUIT.with(|q| q.get()) {
+    if response.then_stop {
         let _ = stream.shutdown().await;
         // The same way out as SIGTERM: the signal loop stops the dataplane.
         // SAFETY: kill(2) on our own pid with a valid signal number.

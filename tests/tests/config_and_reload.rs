@@ -530,13 +530,7 @@ fn empty_and_non_mapping_files_are_refused_everywhere() {
 #[test]
 fn quitquitquit_stops_sluice_cleanly() {
     let (_one, p_one) = reply_server("one");
-    let yaml = bootstrap(
-        &[("front", 0, "one")],
-        &[("one", "ROUND_ROBIN", &[(p_one, 1)])],
-        "",
-        "",
-    );
-    let mut sluice = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let mut sluice = Sluice::start(&front_to(p_one), &["--concurrency", "1"]);
     let front = sluice.listener("front");
     let out = Command::new("curl")
         .args(["-sS", "-X", "POST"])

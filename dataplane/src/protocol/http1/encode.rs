@@ -71,3 +71,19 @@ pub fn last_chunk<'a>(
     out.put_slice(b"0\r\n");
     put_fields(trailers, out);
 }
+
+/// The reason phrase sluice writes for `status` (any phrase is valid on the wire; these are
+/// the RFC's for the statuses sluice answers with itself).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}

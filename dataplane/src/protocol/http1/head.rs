@@ -61,6 +61,15 @@ impl HeaderBlock {
         })
     }
 
+    /// Whether a message of `version` with these fields keeps its connection open: HTTP/1.1
+    /// unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+    fn keep_alive(&self, version: Version) -> bool {
+        match version {
+            Version::Http11 => !self.lists("connection", "close"),
+            Version::Http10 => self.lists("connection", "keep-alive"),
+        }
+    }
+
     /// The index of `fields` over `raw`, from httparse's borrowed headers.
     fn index(raw: &Bytes, headers: &[httparse::Header<'_>]) -> HeaderBlock {
         let base = raw.as_ptr() as usize;
@@ -115,13 +124,9 @@ impl RequestHead {
         self.headers.range(&self.target)
     }
 
-    /// Whether the connection stays open after this exchange, as the client asks: HTTP/1.1
-    /// unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+    /// Whether the connection stays open after this exchange, as the client asks.
     pub fn keep_alive(&self) -> bool {
-        match self.version {
-            Version::Http11 => !self.headers.lists("connection", "close"),
-            Version::Http10 => self.headers.lists("connection", "keep-alive"),
-        }
+        self.headers.keep_alive(self.version)
     }
 
     /// `Expect: 100-continue` (HTTP/1.1 only: a 1.0 client cannot read a 100).
@@ -144,11 +149,9 @@ impl ResponseHead {
         self.headers.range(&self.reason)
     }
 
+    /// Whether the connection stays open after this exchange, as the server says.
     pub fn keep_alive(&self) -> bool {
-        match self.version {
-            Version::Http11 => !self.headers.lists("connection", "close"),
-            Version::Http10 => self.headers.lists("connection", "keep-alive"),
-        }
+        self.headers.keep_alive(self.version)
     }
 }
 
