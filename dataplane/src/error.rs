@@ -99,7 +99,7 @@ impl ProxyError {
             NoRoute => "",
             NoHealthyUpstream => "no healthy upstream",
             ConnectFailure => {
-                "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+                "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure"
             }
             UpstreamOverflow => "upstream connect error or disconnect/reset before headers. reset reason: overflow",
             UpstreamReset => {

@@ -95,6 +95,16 @@ metric_block!(
         upstream_cx_protocol_error: Counter,
         upstream_flow_control_backed_up_total: Counter,
         upstream_heartbeat_ack_dropped: Counter,
+        upstream_cx_http1_total: Counter,
+        upstream_cx_http2_total: Counter,
+        upstream_rq_1xx: Counter,
+        upstream_rq_2xx: Counter,
+        upstream_rq_3xx: Counter,
+        upstream_rq_4xx: Counter,
+        upstream_rq_5xx: Counter,
+        upstream_rq_per_try_timeout: Counter,
+        upstream_rq_rx_reset: Counter,
+        upstream_rq_retry_success: Counter,
     }
 );
 
@@ -149,6 +159,43 @@ metric_block!(
 );
 
 metric_block!(
+    /// Per http_connection_manager `stat_prefix` (Envoy's `http.<stat_prefix>.*`, router stats
+    /// included).
+    HttpStats {
+        downstream_cx_total: Counter,
+        downstream_cx_active: Gauge,
+        downstream_cx_http1_total: Counter,
+        downstream_cx_http2_total: Counter,
+        downstream_cx_protocol_error: Counter,
+        downstream_cx_idle_timeout: Counter,
+        downstream_cx_drain_close: Counter,
+        downstream_rq_total: Counter,
+        downstream_rq_active: Gauge,
+        downstream_rq_http1_total: Counter,
+        downstream_rq_http2_total: Counter,
+        downstream_rq_1xx: Counter,
+        downstream_rq_2xx: Counter,
+        downstream_rq_3xx: Counter,
+        downstream_rq_4xx: Counter,
+        downstream_rq_5xx: Counter,
+        downstream_rq_completed: Counter,
+        downstream_rq_rx_reset: Counter,
+        downstream_rq_tx_reset: Counter,
+        downstream_rq_timeout: Counter,
+        downstream_rq_header_timeout: Counter,
+        downstream_rq_idle_timeout: Counter,
+        downstream_rq_too_large: Counter,
+        downstream_rq_ws_on_non_ws_route: Counter,
+        no_route: Counter,
+        no_cluster: Counter,
+        rq_direct_response: Counter,
+        rq_redirect: Counter,
+        rq_reset_after_downstream_response_started: Counter,
+        access_log_dropped: Counter,
+    }
+);
+
+metric_block!(
     /// Per worker, to show how connections spread over cores.
     WorkerStats {
         downstream_cx_total: Counter,
@@ -178,6 +225,7 @@ pub struct Shard {
     hosts: Map<HostStats>,
     tcp_proxies: Map<TcpProxyStats>,
     rpc_proxies: Map<RpcProxyStats>,
+    http: Map<HttpStats>,
 }
 
 fn entry<T: Default>(map: &Map<T>, key: &str) -> Arc<T> {
@@ -201,6 +249,9 @@ impl Shard {
     }
     pub fn rpc_proxy(&self, stat_prefix: &str) -> Arc<RpcProxyStats> {
         entry(&self.rpc_proxies, stat_prefix)
+    }
+    pub fn http(&self, stat_prefix: &str) -> Arc<HttpStats> {
+        entry(&self.http, stat_prefix)
     }
 }
 
@@ -302,7 +353,7 @@ impl Stats {
                 )
             });
         }
-        let blocks: [(&str, &str, BTreeMap<_, _>); 5] = [
+        let blocks: [(&str, &str, BTreeMap<_, _>); 6] = [
             (
                 "listener",
                 "listener",
@@ -322,6 +373,11 @@ impl Stats {
                 "rpc",
                 "stat_prefix",
                 sum_blocks(&self.shards, |s| &s.rpc_proxies, |b, f| b.visit(f)),
+            ),
+            (
+                "http",
+                "stat_prefix",
+                sum_blocks(&self.shards, |s| &s.http, |b, f| b.visit(f)),
             ),
             (
                 "host",

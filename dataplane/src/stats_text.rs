@@ -16,6 +16,7 @@ const FAMILIES: &[&str] = &[
     "host",
     "tcp",
     "rpc",
+    "http",
     "xds",
 ];
 

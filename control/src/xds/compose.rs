@@ -252,7 +252,11 @@ impl<'a> Composer<'a> {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
+            // HTTP's connection manager reads a RouteConfiguration as it is; the rpc_proxy
+            // reads it in its own shape.
+            let http = typed.get("@type").and_then(Value::as_str) == Some(HCM_TYPE);
             let routes = match self.get(Kind::Route, &name) {
+                Some(r) if http => r.json(),
                 Some(r) => rpc_route_config(&r.json())
                     .map_err(|e| format!("route configuration \"{name}\": {e}"))?,
                 None if validation_view => json!({"name": name}),
@@ -263,6 +267,8 @@ impl<'a> Composer<'a> {
         Ok(out)
     }
 }
+
+const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
 /// Composes what the dataplane is given. Resources not ready keep their previous version in use.
 ///

@@ -350,7 +350,7 @@ mod tests {
         });
         assert_eq!(
             e,
-            "static_resources.listeners[0].filter_chains[0].filters[0].name: unknown filter \"envoy.filters.network.foo\" of type type.googleapis.com/foo.Foo (available: envoy.filters.network.tcp_proxy, sluice.filters.network.rpc_proxy)"
+            "static_resources.listeners[0].filter_chains[0].filters[0].name: unknown filter \"envoy.filters.network.foo\" of type type.googleapis.com/foo.Foo (available: envoy.filters.network.tcp_proxy, sluice.filters.network.rpc_proxy, envoy.filters.network.http_connection_manager)"
         );
     }
 

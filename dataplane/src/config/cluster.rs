@@ -17,6 +17,9 @@ pub(super) fn parse_cluster(node: Node<'_>) -> Result<ClusterConfig> {
         &[
             "name",
             "type",
+            "typed_extension_protocol_options",
+            "max_requests_per_connection",
+            "http2_protocol_options",
             "connect_timeout",
             "lb_policy",
             "load_assignment",
@@ -32,7 +35,6 @@ pub(super) fn parse_cluster(node: Node<'_>) -> Result<ClusterConfig> {
             "circuit_breakers",
             "transport_socket",
             "transport_socket_matches",
-            "typed_extension_protocol_options",
             "outlier_detection",
             "cluster_type",
             "eds_cluster_config",
@@ -54,8 +56,6 @@ pub(super) fn parse_cluster(node: Node<'_>) -> Result<ClusterConfig> {
             "track_timeout_budgets",
             "preconnect_policy",
             "connection_pool_per_downstream_connection",
-            "max_requests_per_connection",
-            "http2_protocol_options",
             "http_protocol_options",
             "common_http_protocol_options",
             "upstream_http_protocol_options",
@@ -203,6 +203,7 @@ pub(super) fn parse_cluster(node: Node<'_>) -> Result<ClusterConfig> {
         buffer_limit,
         subsets,
         health_checks,
+        http: super::http_options::parse_upstream_http(node)?,
     })
 }
 

@@ -47,6 +47,8 @@ pub struct ClusterConfig {
     pub buffer_limit: Option<usize>,
     pub subsets: Option<SubsetConfig>,
     pub health_checks: Vec<HealthCheckConfig>,
+    /// The protocol and pool settings HTTP routes use towards this cluster.
+    pub http: super::http_options::UpstreamHttpOptions,
 }
 
 /// An endpoint's `metadata.filter_metadata["envoy.lb"]`, values as strings.

@@ -13,6 +13,8 @@ pub mod cluster_target;
 pub mod common;
 pub mod dpdk;
 pub mod duration;
+pub mod http_options;
+pub mod matchers;
 pub mod model;
 pub mod reader;
 pub mod route_model;

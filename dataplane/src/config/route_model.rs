@@ -20,7 +20,11 @@ pub struct HeaderMatch {
     pub name: String,
     /// `None`: the header only has to be present.
     pub matcher: Option<StringMatch>,
+    /// `range_match`: the value is an integer in `start..end`.
+    pub range: Option<std::ops::Range<i64>>,
     pub invert: bool,
+    /// A missing header is matched as an empty value (Envoy's treat_missing_header_as_empty).
+    pub missing_as_empty: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -30,6 +34,8 @@ pub enum StringMatch {
     Suffix(String),
     Contains(String),
     Regex(regex::Regex),
+    /// `ignore_case: true`: the inner pattern is lower-case and the value is lowered to match.
+    NoCase(Box<StringMatch>),
 }
 
 impl PartialEq for StringMatch {
@@ -41,6 +47,7 @@ impl PartialEq for StringMatch {
             | (Suffix(a), Suffix(b))
             | (Contains(a), Contains(b)) => a == b,
             (Regex(a), Regex(b)) => a.as_str() == b.as_str(),
+            (NoCase(a), NoCase(b)) => a == b,
             _ => false,
         }
     }

@@ -209,6 +209,7 @@ mod tests {
             buffer_limit: None,
             subsets: None,
             health_checks: Vec::new(),
+            http: Default::default(),
         }
     }
 

@@ -23,6 +23,7 @@ use std::sync::Arc;
 pub static FACTORIES: &[&dyn NetworkFilterFactory] = &[
     &super::tcp_proxy::config::Factory,
     &super::rpc_proxy::config::Factory,
+    &super::http::config::Factory,
 ];
 
 /// One network filter: its names and type, and how to read its typed_config.
@@ -70,6 +71,8 @@ pub struct BuildContext<'a> {
     pub rng: &'a Rc<RefCell<Rng>>,
     /// Resolves a cluster name in the worker's current snapshot.
     pub cluster: &'a dyn Fn(&str) -> std::result::Result<Rc<Cluster>, String>,
+    /// Every cluster of the snapshot (HTTP's cluster_header may name any of them).
+    pub all_clusters: &'a dyn Fn() -> Vec<Rc<Cluster>>,
 }
 
 /// Serves accepted connections, one task per connection, on the worker that built it.

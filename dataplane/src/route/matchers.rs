@@ -13,6 +13,7 @@ impl StringMatch {
             StringMatch::Suffix(x) => v.ends_with(x.as_str()),
             StringMatch::Contains(x) => v.contains(x.as_str()),
             StringMatch::Regex(r) => r.is_match(v),
+            StringMatch::NoCase(inner) => inner.matches(&v.to_ascii_lowercase()),
         }
     }
 }
@@ -22,10 +23,15 @@ impl HeaderMatch {
     /// (and matching, if a matcher is given), then inverted if asked. An absent field never
     /// matches, so an inverted matcher accepts it.
     pub fn accepts(&self, value: Option<&[u8]>) -> bool {
-        let hit = match (&self.matcher, value) {
-            (_, None) => false,
-            (None, Some(_)) => true,
-            (Some(m), Some(v)) => m.matches(&String::from_utf8_lossy(v)),
+        let value = value.or(self.missing_as_empty.then_some(&b""[..]));
+        let hit = match (&self.matcher, &self.range, value) {
+            (_, _, None) => false,
+            (_, Some(range), Some(v)) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .is_some_and(|n| range.contains(&n)),
+            (None, None, Some(_)) => true,
+            (Some(m), None, Some(v)) => m.matches(&String::from_utf8_lossy(v)),
         };
         hit != self.invert
     }
@@ -39,7 +45,9 @@ mod tests {
         HeaderMatch {
             name: "x".into(),
             matcher,
+            range: None,
             invert,
+            missing_as_empty: false,
         }
     }
 

@@ -170,6 +170,7 @@ fn apply(
             .cloned()
             .ok_or_else(|| format!("cluster \"{name}\" missing from snapshot"))
     };
+    let all_clusters = || clusters.values().cloned().collect::<Vec<_>>();
     let mut wanted: HashMap<ListenerKey, Rc<ListenerRuntime>> = HashMap::new();
     for l in &snapshot.bootstrap.listeners {
         let filter = l
@@ -180,6 +181,7 @@ fn apply(
                 splice: snapshot.bootstrap.sluice.splice,
                 rng,
                 cluster: &cluster,
+                all_clusters: &all_clusters,
             })
             .map_err(|e| format!("listener {}: {e}", l.name))?;
         let runtime = ListenerRuntime {

@@ -7,6 +7,7 @@ use super::RpcProxy;
 use crate::config::cluster_extras::{scalar_map, LB_NAMESPACE};
 use crate::config::cluster_target::{check_cluster, parse_cluster_target};
 use crate::config::duration::{optional_duration, parse_duration};
+use crate::config::matchers::{parse_header_match, parse_string_match};
 use crate::config::reader::{Node, Result};
 use crate::config::*;
 use crate::protocol::registry;
@@ -362,84 +363,6 @@ fn parse_route(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<RpcRoute> {
         method,
         headers,
         action,
-    })
-}
-
-/// Envoy's `type.matcher.v3.StringMatcher`.
-pub fn parse_string_match(node: Node<'_>) -> Result<StringMatch> {
-    node.expect_fields(
-        &["exact", "prefix", "suffix", "contains", "safe_regex"],
-        &["ignore_case", "custom"],
-    )?;
-    let map = node.value().as_object().map_or(0, |m| m.len());
-    if map != 1 {
-        return Err(node.error("give exactly one of exact, prefix, suffix, contains, safe_regex"));
-    }
-    let text = |k: &str| -> Result<Option<String>> {
-        Ok(match node.get(k) {
-            Some(v) => Some(v.node().as_str()?.to_string()),
-            None => None,
-        })
-    };
-    if let Some(v) = text("exact")? {
-        return Ok(StringMatch::Exact(v));
-    }
-    if let Some(v) = text("prefix")? {
-        return Ok(StringMatch::Prefix(v));
-    }
-    if let Some(v) = text("suffix")? {
-        return Ok(StringMatch::Suffix(v));
-    }
-    if let Some(v) = text("contains")? {
-        return Ok(StringMatch::Contains(v));
-    }
-    let re = node.require("safe_regex")?;
-    let re = re.node();
-    re.expect_fields(&["regex", "google_re2"], &[])?;
-    let pattern = re.require("regex")?;
-    let p = pattern.node().as_str()?;
-    // Envoy's safe_regex matches the whole value.
-    let anchored = format!("^(?:{p})$");
-    let compiled = regex::Regex::new(&anchored)
-        .map_err(|e| pattern.node().error(format!("invalid regex: {e}")))?;
-    Ok(StringMatch::Regex(compiled))
-}
-
-fn parse_header_match(node: Node<'_>) -> Result<HeaderMatch> {
-    node.expect_fields(
-        &["name", "string_match", "present_match", "invert_match"],
-        &[
-            "exact_match",
-            "safe_regex_match",
-            "range_match",
-            "prefix_match",
-            "suffix_match",
-            "contains_match",
-            "treat_missing_header_as_empty",
-        ],
-    )?;
-    let name = node.require("name")?.node().as_str()?.to_string();
-    let matcher = match (node.get("string_match"), node.get("present_match")) {
-        (Some(m), None) => Some(parse_string_match(m.node())?),
-        (None, Some(p)) => {
-            if !p.node().as_bool()? {
-                return Err(p.node().error(
-                    "present_match: false is spelled invert_match: true with present_match: true",
-                ));
-            }
-            None
-        }
-        (None, None) => None,
-        (Some(_), Some(_)) => return Err(node.error("give one of string_match or present_match")),
-    };
-    let invert = match node.get("invert_match") {
-        Some(i) => i.node().as_bool()?,
-        None => false,
-    };
-    Ok(HeaderMatch {
-        name,
-        matcher,
-        invert,
     })
 }
 

@@ -102,6 +102,7 @@ mod tests {
             buffer_limit: None,
             subsets: None,
             health_checks: vec![],
+            http: Default::default(),
         }
     }
 

@@ -133,6 +133,7 @@ fn build(
         })
         .collect();
     let cluster = |name: &str| clusters.get(name).cloned().ok_or(format!("no {name}"));
+    let all_clusters = || clusters.values().cloned().collect::<Vec<_>>();
     let l = &b.listeners[0];
     let handler = l
         .filter
@@ -142,6 +143,7 @@ fn build(
             splice: false,
             rng: &rng,
             cluster: &cluster,
+            all_clusters: &all_clusters,
         })
         .unwrap();
     (handler, stats)

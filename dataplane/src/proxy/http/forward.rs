@@ -1,0 +1,831 @@
+//! The router: one request from its head to the response head sent back, with Envoy's
+//! semantics — the request headers Envoy adds at the edge, route lookup, direct responses and
+//! redirects, path and host rewrites, header mutations at route, virtual host and route
+//! configuration level, the cluster and host choice (weighted clusters, cluster_header, hash
+//! policy, subsets), attempts with the route's timeout, per-try timeout and retry policy
+//! (Envoy's jittered back-off, previous_hosts), and local replies with Envoy's statuses,
+//! bodies and response flags.
+
+use super::filters::Decision;
+use super::local_reply;
+use super::message::{Body, RequestHead, Response};
+use super::route_config::{
+    retry_on, Action, AppendAction, ClusterSpec, Forward, HashPolicy, HeaderMutations, HostRewrite,
+    PathMatch, Redirect, RetryPolicy, Route,
+};
+use super::upstream::AttemptError;
+use super::{Hcm, Upstream};
+use crate::config::http_options::UpstreamProtocol;
+use crate::error::ProxyError;
+use crate::proxy::cluster::PickRequest;
+use crate::proxy::lb::hash64;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What the connection a request arrived on says about it.
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+}
+
+/// A request's outcome: the response to send and what its access log line needs.
+pub struct Exchange {
+    pub response: Response,
+    /// Envoy's response flag (`NR`, `UH`, ...), empty when none applies.
+    pub flags: &'static str,
+    pub details: &'static str,
+    pub upstream_host: Option<SocketAddr>,
+    pub cluster: Option<Rc<Upstream>>,
+    pub route_name: String,
+    /// The request as forwarded (after edge headers), when an access log needs it.
+    pub logged: Option<RequestHead>,
+}
+
+impl Exchange {
+    fn local(
+        status: u16,
+        body: &str,
+        req: &RequestHead,
+        flags: &'static str,
+        details: &'static str,
+    ) -> Exchange {
+        Exchange {
+            response: local_reply::reply(Some(req), status, body),
+            flags,
+            details,
+            upstream_host: None,
+            cluster: None,
+            route_name: String::new(),
+            logged: None,
+        }
+    }
+
+    fn failure(e: ProxyError, req: &RequestHead, details: &'static str) -> Exchange {
+        Exchange::local(
+            e.http_status(),
+            e.envoy_body(),
+            req,
+            e.response_flag(),
+            details,
+        )
+    }
+}
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_EXPECTED_TIMEOUT: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+const X_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
+const X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+impl Hcm {
+    /// Serves one request to the point where its response head is known.
+    pub async fn handle(
+        self: &Rc<Self>,
+        mut head: RequestHead,
+        body: Body,
+        conn: &ConnInfo,
+    ) -> Exchange {
+        self.edge_headers(&mut head, conn);
+        let logged = (!self.config.access_log.is_empty()).then(|| head.clone());
+        let mut ex = self.route_and_forward(head, body, conn).await;
+        if ex.logged.is_none() {
+            ex.logged = logged;
+        }
+        self.finish_response(&mut ex.response);
+        ex
+    }
+
+    async fn route_and_forward(
+        self: &Rc<Self>,
+        mut head: RequestHead,
+        body: Body,
+        conn: &ConnInfo,
+    ) -> Exchange {
+        for f in &self.config.filters.chain {
+            if let Decision::Reply(r) = f.on_request(&mut head) {
+                return Exchange {
+                    response: r,
+                    flags: "",
+                    details: "filter_reply",
+                    upstream_host: None,
+                    cluster: None,
+                    route_name: String::new(),
+                    logged: None,
+                };
+            }
+        }
+        let table = self.routes.clone();
+        let Some((vh, route)) = table.route(&head) else {
+            self.stats.no_route.inc();
+            return Exchange::failure(ProxyError::NoRoute, &head, "route_not_found");
+        };
+        let mutations = [&route.headers, &vh.headers, &table.config.headers];
+        let forward = match &route.action {
+            Action::Direct { status, body } => {
+                self.stats.rq_direct_response.inc();
+                let mut r = Response::local(*status, "");
+                if !body.is_empty() {
+                    r.head.headers.insert(
+                        http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain"),
+                    );
+                    r.head
+                        .headers
+                        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                    r.body = Body::Full(body.clone());
+                }
+                apply_response_mutations(&mut r.head.headers, &mutations);
+                return named(
+                    Exchange {
+                        response: r,
+                        flags: "",
+                        details: "direct_response",
+                        upstream_host: None,
+                        cluster: None,
+                        route_name: String::new(),
+                        logged: None,
+                    },
+                    route,
+                );
+            }
+            Action::Redirect(rd) => {
+                self.stats.rq_redirect.inc();
+                let mut r = Response::local(rd.status, "");
+                if let Ok(v) = HeaderValue::from_str(&redirect_location(rd, &head, route)) {
+                    r.head.headers.insert(http::header::LOCATION, v);
+                }
+                apply_response_mutations(&mut r.head.headers, &mutations);
+                return named(
+                    Exchange {
+                        response: r,
+                        flags: "",
+                        details: "direct_response",
+                        upstream_host: None,
+                        cluster: None,
+                        route_name: String::new(),
+                        logged: None,
+                    },
+                    route,
+                );
+            }
+            Action::Forward(f) => f,
+        };
+        // Upgrades (websocket) only where the connection manager or the route allows them.
+        if let Some(up) = head.headers.get(http::header::UPGRADE) {
+            let kind = up.to_str().unwrap_or("").to_ascii_lowercase();
+            let allowed = self.config.upgrades.contains(&kind) || forward.upgrades.contains(&kind);
+            if !allowed {
+                self.stats.downstream_rq_ws_on_non_ws_route.inc();
+                return named(Exchange::local(403, "", &head, "", "upgrade_failed"), route);
+            }
+        }
+        let Some(upstream) = self.pick_cluster(forward, &head) else {
+            self.stats.no_cluster.inc();
+            return named(
+                Exchange::local(
+                    forward.cluster_not_found_status,
+                    "",
+                    &head,
+                    "NC",
+                    "cluster_not_found",
+                ),
+                route,
+            );
+        };
+        let timeout = request_timeout(forward, &head);
+        let retry = forward.retry_policy.as_ref().or(vh.retry_policy.as_ref());
+        self.rewrite(&mut head, forward, route);
+        apply_request_mutations(&mut head.headers, &mutations);
+        let expected = retry.and_then(|r| r.per_try_timeout).or(timeout);
+        if let (Some(t), false) = (expected, self.config.filters.router.suppress_envoy_headers) {
+            head.headers
+                .insert(X_EXPECTED_TIMEOUT, HeaderValue::from(t.as_millis() as u64));
+        }
+        let hash = hash_key(&forward.hash_policy, &head, conn);
+        let mut ex = self
+            .attempts(upstream.clone(), head, body, forward, retry, timeout, hash)
+            .await;
+        ex.cluster = Some(upstream);
+        apply_response_mutations(&mut ex.response.head.headers, &mutations);
+        named(ex, route)
+    }
+
+    fn pick_cluster(&self, forward: &Forward, head: &RequestHead) -> Option<Rc<Upstream>> {
+        match &forward.cluster {
+            ClusterSpec::Cluster(name) => self.clusters.get(name.as_str()).cloned(),
+            ClusterSpec::Weighted(list) => {
+                let total: u64 = list.iter().map(|w| u64::from(w.weight)).sum();
+                let mut r = self.rng.borrow_mut().below(total.max(1));
+                let chosen = list.iter().find(|w| {
+                    let w64 = u64::from(w.weight);
+                    if r < w64 {
+                        true
+                    } else {
+                        r -= w64;
+                        false
+                    }
+                })?;
+                self.clusters.get(chosen.name.as_str()).cloned()
+            }
+            ClusterSpec::Header(name) => {
+                let v = head.headers.get(name)?.to_str().ok()?;
+                self.clusters.get(v).cloned()
+            }
+        }
+    }
+
+    /// The edge's request headers, as Envoy's connection manager sets them.
+    fn edge_headers(&self, head: &mut RequestHead, conn: &ConnInfo) {
+        let c = &self.config;
+        if c.use_remote_address {
+            if !c.skip_xff_append {
+                let ip = conn.peer.ip().to_string();
+                let value = match head
+                    .headers
+                    .get(&X_FORWARDED_FOR)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    Some(prev) => format!("{prev},{ip}"),
+                    None => ip,
+                };
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    head.headers.insert(X_FORWARDED_FOR, v);
+                }
+            }
+            head.headers
+                .insert(X_FORWARDED_PROTO, HeaderValue::from_static(head.scheme));
+        } else if !head.headers.contains_key(&X_FORWARDED_PROTO) {
+            head.headers
+                .insert(X_FORWARDED_PROTO, HeaderValue::from_static(head.scheme));
+        }
+        if c.generate_request_id {
+            // An edge proxy replaces what a client claims, unless told to keep it.
+            let replace = c.use_remote_address && !c.preserve_external_request_id;
+            if replace || !head.headers.contains_key(&X_REQUEST_ID) {
+                let id = uuid_v4(&mut self.rng.borrow_mut());
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    head.headers.insert(X_REQUEST_ID, v);
+                }
+            }
+        }
+    }
+
+    fn rewrite(&self, head: &mut RequestHead, forward: &Forward, route: &Route) {
+        let original = head.path.clone();
+        if let Some(new_prefix) = &forward.prefix_rewrite {
+            let matched = match &route.matcher.path {
+                PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len(),
+                PathMatch::Path(_) | PathMatch::Regex(_) => head.path_only().len(),
+            };
+            let matched = matched.min(head.path.len());
+            head.path = format!("{new_prefix}{}", &head.path[matched..]);
+        } else if let Some((re, sub)) = &forward.regex_rewrite {
+            let (path, query) = match head.path.split_once('?') {
+                Some((p, q)) => (p.to_string(), Some(q.to_string())),
+                None => (head.path.clone(), None),
+            };
+            let new = re.replace_all(&path, sub.as_str()).into_owned();
+            head.path = match query {
+                Some(q) => format!("{new}?{q}"),
+                None => new,
+            };
+        }
+        if head.path != original && !self.config.filters.router.suppress_envoy_headers {
+            if let Ok(v) = HeaderValue::from_str(&original) {
+                head.headers.insert(X_ORIGINAL_PATH, v);
+            }
+        }
+        match &forward.host_rewrite {
+            HostRewrite::None | HostRewrite::Auto => {}
+            HostRewrite::Literal(h) => head.authority = h.clone(),
+            HostRewrite::Header(name) => {
+                if let Some(v) = head.headers.get(name).and_then(|v| v.to_str().ok()) {
+                    head.authority = v.to_string();
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn attempts(
+        &self,
+        upstream: Rc<Upstream>,
+        mut head: RequestHead,
+        body: Body,
+        forward: &Forward,
+        retry: Option<&RetryPolicy>,
+        timeout: Option<Duration>,
+        hash: Option<u64>,
+    ) -> Exchange {
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
+        let cluster = &upstream.cluster;
+        let stats = &cluster.stats;
+        // Only a body sluice holds whole can be sent again.
+        let replay = match &body {
+            Body::Empty => Some(Body::Empty),
+            Body::Full(b) => Some(Body::Full(b.clone())),
+            _ => None,
+        };
+        let mut body = Some(body);
+        let mut tried: Vec<usize> = Vec::new();
+        let mut retries_left = retry.map_or(0, |r| r.num_retries);
+        let mut retry_number = 0u32;
+        let mut transparent_left = 1u32;
+        let protocol = match upstream.pool.options().protocol {
+            UpstreamProtocol::Http1 => UpstreamProtocol::Http1,
+            UpstreamProtocol::Http2 => UpstreamProtocol::Http2,
+            UpstreamProtocol::UseDownstream if head.version == http::Version::HTTP_2 => {
+                UpstreamProtocol::Http2
+            }
+            UpstreamProtocol::UseDownstream => UpstreamProtocol::Http1,
+        };
+        let auto_host = forward.host_rewrite == HostRewrite::Auto;
+        let original_authority = head.authority.clone();
+        loop {
+            let avoid: &[usize] = if retry.is_some_and(|r| r.previous_hosts) {
+                &tried
+            } else {
+                &[]
+            };
+            let picked = cluster
+                .pick(&PickRequest {
+                    tried: avoid,
+                    hash,
+                    subset: Some(&forward.metadata_match),
+                })
+                .or_else(|| {
+                    cluster.pick(&PickRequest {
+                        tried: &[],
+                        hash,
+                        subset: Some(&forward.metadata_match),
+                    })
+                });
+            let Some((index, host)) = picked else {
+                stats.upstream_rq_no_healthy.inc();
+                return Exchange::failure(
+                    ProxyError::NoHealthyUpstream,
+                    &head,
+                    "no_healthy_upstream",
+                );
+            };
+            tried.push(index);
+            head.authority = if auto_host {
+                host.address.to_string()
+            } else {
+                original_authority.clone()
+            };
+            let Some(this_body) = body.take().or_else(|| replay.as_ref().map(clone_body)) else {
+                // A streamed body already went to an earlier attempt.
+                return Exchange::failure(
+                    ProxyError::UpstreamReset,
+                    &head,
+                    "upstream_reset_before_response_started",
+                );
+            };
+            stats.upstream_rq_total.inc();
+            host.stats.rq_total.inc();
+            let attempt_start = Instant::now();
+            let per_try = retry.and_then(|r| r.per_try_timeout);
+            let attempt_deadline = match (per_try.map(|t| attempt_start + t), deadline) {
+                (Some(a), Some(d)) => Some(a.min(d)),
+                (a, d) => a.or(d),
+            };
+            let send = async {
+                match protocol {
+                    UpstreamProtocol::Http2 => {
+                        upstream.pool.send_h2(host.address, &head, this_body).await
+                    }
+                    _ => upstream.pool.send_h1(host.address, &head, this_body).await,
+                }
+            };
+            let result = match attempt_deadline {
+                Some(d) => tokio::time::timeout_at(d, send).await.ok(),
+                None => Some(send.await),
+            };
+            let per_try_expired = result.is_none() && deadline.is_none_or(|d| Instant::now() < d);
+            let failure = match result {
+                Some(Ok(mut resp)) => {
+                    let status = resp.head.status;
+                    if retries_left > 0
+                        && replay.is_some()
+                        && retry.is_some_and(|r| retry_on_response(r, status, &resp.head.headers))
+                        && self.back_off(retry, &mut retry_number, deadline).await
+                    {
+                        retries_left -= 1;
+                        stats.upstream_rq_retry.inc();
+                        count_status(stats, status);
+                        continue;
+                    }
+                    if retry_number > 0 {
+                        stats.upstream_rq_retry_success.inc();
+                    }
+                    count_status(stats, status);
+                    if !self.config.filters.router.suppress_envoy_headers {
+                        resp.head.headers.insert(
+                            X_SERVICE_TIME,
+                            HeaderValue::from(attempt_start.elapsed().as_millis() as u64),
+                        );
+                    }
+                    return Exchange {
+                        response: resp,
+                        flags: "",
+                        details: "via_upstream",
+                        upstream_host: Some(host.address),
+                        cluster: None,
+                        route_name: String::new(),
+                        logged: None,
+                    };
+                }
+                None if per_try_expired => {
+                    stats.upstream_rq_per_try_timeout.inc();
+                    (
+                        ProxyError::PerTryTimeout,
+                        retry_on::FIVE_XX
+                            | retry_on::GATEWAY_ERROR
+                            | retry_on::RESET
+                            | retry_on::PER_TRY_TIMEOUT_ONLY,
+                    )
+                }
+                None => {
+                    stats.upstream_rq_timeout.inc();
+                    self.stats.downstream_rq_timeout.inc();
+                    let mut ex =
+                        Exchange::failure(ProxyError::Timeout, &head, "upstream_response_timeout");
+                    ex.upstream_host = Some(host.address);
+                    return ex;
+                }
+                Some(Err(AttemptError::Connect(e))) => {
+                    if !e.is_local() {
+                        host.note_connect_failure();
+                    }
+                    stats.upstream_cx_connect_fail.inc();
+                    host.stats.cx_connect_fail.inc();
+                    if matches!(e, crate::io::connect::ConnectError::Timeout) {
+                        stats.upstream_cx_connect_timeout.inc();
+                    }
+                    tracing::debug!(host = %host.address, error = %e, "upstream connect failed");
+                    (
+                        ProxyError::ConnectFailure,
+                        retry_on::FIVE_XX
+                            | retry_on::GATEWAY_ERROR
+                            | retry_on::CONNECT_FAILURE
+                            | retry_on::RESET,
+                    )
+                }
+                Some(Err(AttemptError::Reset { reused: true }))
+                    if transparent_left > 0 && replay.is_some() =>
+                {
+                    // The pooled connection was closed by the server as the request went out:
+                    // nothing was processed, so this does not count as a retry.
+                    transparent_left -= 1;
+                    continue;
+                }
+                Some(Err(AttemptError::Reset { .. })) => {
+                    stats.upstream_rq_rx_reset.inc();
+                    (
+                        ProxyError::UpstreamReset,
+                        retry_on::FIVE_XX | retry_on::RESET,
+                    )
+                }
+                Some(Err(AttemptError::Refused)) => {
+                    stats.upstream_rq_rx_reset.inc();
+                    (
+                        ProxyError::UpstreamReset,
+                        retry_on::FIVE_XX | retry_on::REFUSED_STREAM | retry_on::RESET,
+                    )
+                }
+                Some(Err(AttemptError::Protocol(e))) => {
+                    stats.upstream_cx_protocol_error.inc();
+                    tracing::debug!(host = %host.address, "upstream protocol error: {e}");
+                    (
+                        ProxyError::UpstreamProtocolError,
+                        retry_on::FIVE_XX | retry_on::RESET,
+                    )
+                }
+            };
+            let (error, retried_by) = failure;
+            let wanted = retry.is_some_and(|r| r.retry_on & retried_by != 0);
+            if wanted
+                && retries_left > 0
+                && replay.is_some()
+                && self.back_off(retry, &mut retry_number, deadline).await
+            {
+                retries_left -= 1;
+                stats.upstream_rq_retry.inc();
+                continue;
+            }
+            let details = match error {
+                ProxyError::ConnectFailure => {
+                    "upstream_reset_before_response_started{connection_failure}"
+                }
+                ProxyError::PerTryTimeout => "upstream_per_try_timeout",
+                _ => "upstream_reset_before_response_started{connection_termination}",
+            };
+            let mut ex = Exchange::failure(error, &head, details);
+            ex.upstream_host = Some(host.address);
+            return ex;
+        }
+    }
+
+    /// Waits out Envoy's fully jittered exponential back-off before retry number
+    /// `retry_number + 1`; `false` when the request's deadline would pass first.
+    async fn back_off(
+        &self,
+        retry: Option<&RetryPolicy>,
+        retry_number: &mut u32,
+        deadline: Option<Instant>,
+    ) -> bool {
+        let Some(r) = retry else { return false };
+        *retry_number += 1;
+        let factor = (1u64 << (*retry_number).min(20)) - 1;
+        let ceiling = (r.base_interval.as_millis() as u64 * factor)
+            .min(r.max_interval.as_millis() as u64)
+            .max(1);
+        let wait = Duration::from_millis(self.rng.borrow_mut().below(ceiling));
+        let until = Instant::now() + wait;
+        if deadline.is_some_and(|d| until >= d) {
+            return false;
+        }
+        tokio::time::sleep_until(until).await;
+        true
+    }
+
+    /// What every response gets on its way out: `date` and `server`.
+    fn finish_response(&self, r: &mut Response) {
+        let h = &mut r.head.headers;
+        if !h.contains_key(http::header::DATE) {
+            h.insert(http::header::DATE, super::time_text::date_header());
+        }
+        use super::config::ServerHeader;
+        let set = match self.config.server_header {
+            ServerHeader::Overwrite => true,
+            ServerHeader::AppendIfAbsent => !h.contains_key(http::header::SERVER),
+            ServerHeader::PassThrough => false,
+        };
+        if set {
+            h.insert(http::header::SERVER, self.server_name.clone());
+        }
+    }
+}
+
+fn named(mut ex: Exchange, route: &Route) -> Exchange {
+    ex.route_name = route.name.clone();
+    ex
+}
+
+fn clone_body(b: &Body) -> Body {
+    match b {
+        Body::Full(bytes) => Body::Full(bytes.clone()),
+        _ => Body::Empty,
+    }
+}
+
+fn count_status(stats: &crate::stats::ClusterStats, status: u16) {
+    match status / 100 {
+        1 => stats.upstream_rq_1xx.inc(),
+        2 => stats.upstream_rq_2xx.inc(),
+        3 => stats.upstream_rq_3xx.inc(),
+        4 => stats.upstream_rq_4xx.inc(),
+        _ => stats.upstream_rq_5xx.inc(),
+    }
+}
+
+/// Whether a response with `status` (and, for gRPC, its grpc-status) is one the policy retries.
+fn retry_on_response(r: &RetryPolicy, status: u16, headers: &HeaderMap) -> bool {
+    let on = r.retry_on;
+    if on & retry_on::FIVE_XX != 0 && status >= 500 {
+        return true;
+    }
+    if on & retry_on::GATEWAY_ERROR != 0 && matches!(status, 502..=504) {
+        return true;
+    }
+    if on & retry_on::RETRIABLE_4XX != 0 && status == 409 {
+        return true;
+    }
+    if on & retry_on::RETRIABLE_STATUS_CODES != 0 && r.retriable_status_codes.contains(&status) {
+        return true;
+    }
+    // A trailers-only gRPC response carries its status in the head.
+    let grpc = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok());
+    match grpc {
+        Some(1) => on & retry_on::GRPC_CANCELLED != 0,
+        Some(4) => on & retry_on::GRPC_DEADLINE_EXCEEDED != 0,
+        Some(8) => on & retry_on::GRPC_RESOURCE_EXHAUSTED != 0,
+        Some(13) => on & retry_on::GRPC_INTERNAL != 0,
+        Some(14) => on & retry_on::GRPC_UNAVAILABLE != 0,
+        _ => false,
+    }
+}
+
+/// The route's timeout, or for gRPC with `grpc_timeout_header_max` set, the client's
+/// grpc-timeout capped at it (a max of 0 leaves it uncapped).
+fn request_timeout(forward: &Forward, head: &RequestHead) -> Option<Duration> {
+    if let Some(max) = forward.grpc_timeout_header_max {
+        if let Some(t) = head
+            .headers
+            .get(&GRPC_TIMEOUT)
+            .and_then(|v| parse_grpc_timeout(v.as_bytes()))
+        {
+            return Some(if max.is_zero() { t } else { t.min(max) });
+        }
+    }
+    match (forward.timeout, forward.max_stream_duration) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// gRPC's `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
+pub fn parse_grpc_timeout(v: &[u8]) -> Option<Duration> {
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b"H" => Duration::from_secs(n * 3600),
+        b"M" => Duration::from_secs(n * 60),
+        b"S" => Duration::from_secs(n),
+        b"m" => Duration::from_millis(n),
+        b"u" => Duration::from_micros(n),
+        b"n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+fn hash_key(policies: &[HashPolicy], head: &RequestHead, conn: &ConnInfo) -> Option<u64> {
+    let mut hash: Option<u64> = None;
+    for p in policies {
+        let (h, terminal) = match p {
+            HashPolicy::Header { name, terminal } => (
+                head.headers.get(name).map(|v| hash64(v.as_bytes())),
+                *terminal,
+            ),
+            HashPolicy::Cookie { name, terminal } => {
+                (cookie(head, name).map(|v| hash64(v.as_bytes())), *terminal)
+            }
+            HashPolicy::SourceIp { terminal } => (
+                Some(hash64(conn.peer.ip().to_string().as_bytes())),
+                *terminal,
+            ),
+        };
+        if let Some(h) = h {
+            // Envoy folds several policies' hashes: rotate left by one, then xor.
+            hash = Some(hash.map_or(h, |prev| prev.rotate_left(1) ^ h));
+            if terminal {
+                break;
+            }
+        }
+    }
+    hash
+}
+
+fn cookie<'a>(head: &'a RequestHead, name: &str) -> Option<&'a str> {
+    head.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .find_map(|v| {
+            v.to_str().ok()?.split(';').find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == name).then_some(v)
+            })
+        })
+}
+
+fn apply_request_mutations(h: &mut HeaderMap, levels: &[&HeaderMutations; 3]) {
+    for m in levels {
+        for name in &m.request_remove {
+            h.remove(name);
+        }
+        apply_adds(h, &m.request_add);
+    }
+}
+
+fn apply_response_mutations(h: &mut HeaderMap, levels: &[&HeaderMutations; 3]) {
+    for m in levels {
+        for name in &m.response_remove {
+            h.remove(name);
+        }
+        apply_adds(h, &m.response_add);
+    }
+}
+
+fn apply_adds(h: &mut HeaderMap, adds: &[super::route_config::HeaderAdd]) {
+    for a in adds {
+        match a.action {
+            AppendAction::Append => {
+                h.append(a.name.clone(), a.value.clone());
+            }
+            AppendAction::AddIfAbsent => {
+                if !h.contains_key(&a.name) {
+                    h.insert(a.name.clone(), a.value.clone());
+                }
+            }
+            AppendAction::OverwriteIfExistsOrAdd => {
+                h.insert(a.name.clone(), a.value.clone());
+            }
+            AppendAction::OverwriteIfExists => {
+                if h.contains_key(&a.name) {
+                    h.insert(a.name.clone(), a.value.clone());
+                }
+            }
+        }
+    }
+}
+
+fn redirect_location(rd: &Redirect, head: &RequestHead, route: &Route) -> String {
+    let scheme = rd.scheme.as_deref().unwrap_or(head.scheme);
+    let authority = head.authority.as_str();
+    let (host, port) = match rd.host.as_deref() {
+        Some(h) => (h.to_string(), None),
+        None => {
+            let h = super::router::strip_port(authority);
+            let p = authority
+                .get(h.len() + 1..)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string);
+            (h.to_string(), p)
+        }
+    };
+    let port = match rd.port {
+        Some(p) => Some(p.to_string()),
+        // A scheme change drops the old port, as Envoy does.
+        None if rd.scheme.is_some() => None,
+        None => port,
+    };
+    let mut path = match (&rd.path, &rd.prefix_rewrite) {
+        (Some(p), _) => p.clone(),
+        (None, Some(prefix)) => {
+            let matched = match &route.matcher.path {
+                PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len(),
+                _ => head.path_only().len(),
+            };
+            format!("{prefix}{}", &head.path[matched.min(head.path.len())..])
+        }
+        (None, None) => head.path.clone(),
+    };
+    if rd.strip_query {
+        if let Some(i) = path.find('?') {
+            path.truncate(i);
+        }
+    } else if rd.path.is_some() && !path.contains('?') {
+        if let Some(q) = head.query() {
+            path = format!("{path}?{q}");
+        }
+    }
+    match port {
+        Some(p) => format!("{scheme}://{host}:{p}{path}"),
+        None => format!("{scheme}://{host}{path}"),
+    }
+}
+
+/// A random (version 4) UUID in its usual text form, as Envoy's x-request-id.
+fn uuid_v4(rng: &mut crate::proxy::lb::Rng) -> String {
+    let a = rng.next_u64();
+    let b = rng.next_u64();
+    let a = (a & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(
+            parse_grpc_timeout(b"100m"),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(parse_grpc_timeout(b"2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout(b"123456789S"), None);
+        assert_eq!(parse_grpc_timeout(b"S"), None);
+        assert_eq!(parse_grpc_timeout(b"5x"), None);
+    }
+
+    #[test]
+    fn uuids_have_version_and_variant() {
+        let mut rng = crate::proxy::lb::Rng::new(7);
+        let id = uuid_v4(&mut rng);
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+    }
+}

@@ -1,0 +1,593 @@
+//! Downstream HTTP/1.1 (and 1.0) connections: requests read with the sans-IO codec one after
+//! another (pipelined ones wait in the buffer and are answered in order), each request body
+//! streamed to the router while its response streams back, keep-alive, `Expect: 100-continue`
+//! answered by sluice, websocket upgrades tunnelled, and the connection manager's timeouts:
+//! idle_timeout between requests, request_headers_timeout and request_timeout from a request's
+//! first byte, stream_idle_timeout while its body trickles in.
+
+use super::forward::{ConnInfo, Exchange};
+use super::message::{is_hop_by_hop, Body, BodySender, Frame, RequestHead, Upgraded};
+use super::{access_log, config::UnderscoresAction, Hcm};
+use crate::io::{Connection, ReadSide, WriteSide};
+use crate::protocol::http1::{self, encode, Http1Error, Message, RequestDecoder, Version};
+use crate::proxy::tcp_proxy::Active;
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::SystemTime;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+const READ_CHUNK: usize = 16 * 1024;
+/// A request body this small that arrived with its head goes to the router whole (and can be
+/// retried).
+const INLINE_BODY: usize = 64 * 1024;
+
+enum HeadRead {
+    Head(http1::RequestHead, Instant),
+    Closed,
+    /// Answer with this status and close.
+    Failed(u16, String),
+}
+
+pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: BytesMut) {
+    hcm.stats.downstream_cx_http1_total.inc();
+    let (mut rd, mut wr) = conn.split();
+    let mut buf = initial;
+    let mut decoder = RequestDecoder::new(hcm.config.limits);
+    let info = ConnInfo { peer };
+    loop {
+        let (h, first_byte) = match read_head(&hcm, &mut rd, &mut buf, &mut decoder).await {
+            HeadRead::Head(h, at) => (h, at),
+            HeadRead::Closed => return,
+            HeadRead::Failed(status, reason) => {
+                hcm.stats.downstream_cx_protocol_error.inc();
+                tracing::debug!(%peer, status, "closing an HTTP/1 connection: {reason}");
+                let _ = write_error(&mut wr, status).await;
+                hcm.count_response(status);
+                return;
+            }
+        };
+        let start = SystemTime::now();
+        hcm.stats.downstream_rq_total.inc();
+        hcm.stats.downstream_rq_http1_total.inc();
+        let _rq = Active::raise(&hcm.stats.downstream_rq_active);
+        let client_keep_alive = h.keep_alive();
+        let version = h.version;
+        let expects_continue = h.expects_continue();
+        let upgrade =
+            h.headers.lists("connection", "upgrade") && h.headers.get("upgrade").is_some();
+        let head = match to_request(&hcm, &h) {
+            Ok(r) => r,
+            Err((status, reason)) => {
+                tracing::debug!(%peer, status, "refusing an HTTP/1 request: {reason}");
+                let _ = write_error(&mut wr, status).await;
+                hcm.count_response(status);
+                return;
+            }
+        };
+        let is_head = head.method == http::Method::HEAD;
+        // The body: whole if it is already here and small, else streamed as it arrives.
+        let received = Rc::new(Cell::new(0u64));
+        let (body, feeder) = match inline_body(&mut decoder, &mut buf) {
+            Ok(Inline::Whole(b)) => {
+                received.set(b.len() as u64);
+                (
+                    if b.is_empty() {
+                        Body::Empty
+                    } else {
+                        Body::Full(b)
+                    },
+                    None,
+                )
+            }
+            Ok(Inline::Partial(first)) => {
+                let (tx, body) = Body::channel();
+                received.set(first.len() as u64);
+                if !first.is_empty() {
+                    let _ = tx.try_send(Ok(Frame::Data(first)));
+                }
+                (body, Some(tx))
+            }
+            Err(e) => {
+                hcm.stats.downstream_cx_protocol_error.inc();
+                let _ = write_error(&mut wr, e.status).await;
+                hcm.count_response(e.status);
+                return;
+            }
+        };
+        if expects_continue
+            && feeder.is_some()
+            && wr
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+        {
+            return;
+        }
+        let request_deadline = hcm.config.request_timeout.map(|t| first_byte + t);
+        let mut fed = feeder.is_none();
+        let sent = Cell::new(0u64);
+        let close = Cell::new(!client_keep_alive);
+        let outcome = {
+            let respond = async {
+                let mut ex = hcm.handle(head, body, &info).await;
+                let r =
+                    write_response(&hcm, &mut wr, &mut ex, version, is_head, &close, &sent).await;
+                (ex, r)
+            };
+            let feed = feed_body(
+                &hcm,
+                &mut rd,
+                &mut buf,
+                &mut decoder,
+                feeder,
+                request_deadline,
+                &received,
+            );
+            tokio::pin!(respond, feed);
+            loop {
+                tokio::select! {
+                    out = &mut respond => break out,
+                    ok = &mut feed, if !fed => {
+                        fed = true;
+                        if !ok {
+                            close.set(true);
+                        }
+                    }
+                }
+            }
+        };
+        let (mut ex, written) = outcome;
+        let status = ex.response.head.status;
+        hcm.count_response(status);
+        hcm.stats.downstream_rq_completed.inc();
+        if hcm.logs_enabled() {
+            log(&hcm, &ex, start, peer, received.get(), sent.get());
+        }
+        if let Some(up) = ex.response.upgrade.take() {
+            if written.is_ok() && status == 101 && upgrade {
+                tunnel(rd, wr, buf, *up).await;
+            }
+            return;
+        }
+        if written.is_err() || !fed || close.get() || !decoder.is_idle() {
+            let _ = wr.shutdown().await;
+            return;
+        }
+    }
+}
+
+fn log(hcm: &Hcm, ex: &Exchange, start: SystemTime, peer: SocketAddr, received: u64, sent: u64) {
+    let Some(req) = ex.logged.as_ref() else {
+        return;
+    };
+    hcm.log(&access_log::Record {
+        start,
+        request: req,
+        response: Some(&ex.response.head),
+        status: ex.response.head.status,
+        flags: ex.flags,
+        details: ex.details,
+        bytes_received: received,
+        bytes_sent: sent,
+        duration: start.elapsed().unwrap_or_default(),
+        upstream_host: ex.upstream_host,
+        upstream_cluster: ex.cluster.as_ref().map(|c| c.cluster.config.name.as_str()),
+        peer,
+        route_name: &ex.route_name,
+    });
+}
+
+async fn read_head(
+    hcm: &Hcm,
+    rd: &mut ReadSide,
+    buf: &mut BytesMut,
+    decoder: &mut RequestDecoder,
+) -> HeadRead {
+    let c = &hcm.config;
+    let blank = |b: &BytesMut| b.iter().all(|x| *x == b'\r' || *x == b'\n');
+    let mut started = (!blank(buf)).then(Instant::now);
+    loop {
+        match decoder.decode(buf) {
+            Ok(Some(Message::Head(h))) => {
+                return HeadRead::Head(h, started.unwrap_or_else(Instant::now))
+            }
+            Ok(Some(_)) => return HeadRead::Failed(400, "body bytes without a head".into()),
+            Ok(None) => {}
+            Err(e) => return HeadRead::Failed(e.status, e.reason),
+        }
+        let deadline = match started {
+            None => c.idle_timeout.map(|t| Instant::now() + t),
+            Some(s) => {
+                let a = c.request_headers_timeout.map(|t| s + t);
+                let b = c.request_timeout.map(|t| s + t);
+                match (a, b) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+        };
+        buf.reserve(READ_CHUNK);
+        let read = match deadline {
+            Some(d) => tokio::time::timeout_at(d, rd.read_buf(buf)).await,
+            None => Ok(rd.read_buf(buf).await),
+        };
+        match read {
+            Err(_) if started.is_none() => {
+                hcm.stats.downstream_cx_idle_timeout.inc();
+                return HeadRead::Closed;
+            }
+            Err(_) => {
+                hcm.stats.downstream_rq_header_timeout.inc();
+                return HeadRead::Failed(408, "request header timeout".into());
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => return HeadRead::Closed,
+            Ok(Ok(_)) => {
+                if started.is_none() && !blank(buf) {
+                    started = Some(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+enum Inline {
+    /// The whole body (possibly empty) was in the buffer.
+    Whole(Bytes),
+    /// The start of a body that continues.
+    Partial(Bytes),
+}
+
+fn inline_body(decoder: &mut RequestDecoder, buf: &mut BytesMut) -> Result<Inline, Http1Error> {
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    loop {
+        match decoder.decode(buf)? {
+            Some(Message::Data(d)) => {
+                size += d.len();
+                parts.push(d);
+                if size > INLINE_BODY {
+                    return Ok(Inline::Partial(join(parts)));
+                }
+            }
+            // Trailers on a request are not forwarded to HTTP/1 upstreams either way.
+            Some(Message::End(_)) => return Ok(Inline::Whole(join(parts))),
+            Some(Message::Head(_)) => return Err(Http1Error::bad_request("a head inside a body")),
+            None => return Ok(Inline::Partial(join(parts))),
+        }
+    }
+}
+
+fn join(mut parts: Vec<Bytes>) -> Bytes {
+    match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.pop().unwrap_or_default(),
+        _ => Bytes::from(parts.concat()),
+    }
+}
+
+/// Reads the rest of a request body into its channel. `true` when it ended cleanly.
+async fn feed_body(
+    hcm: &Hcm,
+    rd: &mut ReadSide,
+    buf: &mut BytesMut,
+    decoder: &mut RequestDecoder,
+    tx: Option<BodySender>,
+    deadline: Option<Instant>,
+    received: &Cell<u64>,
+) -> bool {
+    let Some(tx) = tx else { return true };
+    let idle = hcm.config.stream_idle_timeout;
+    loop {
+        match decoder.decode(buf) {
+            Ok(Some(Message::Data(d))) => {
+                received.set(received.get() + d.len() as u64);
+                if tx.send(Ok(Frame::Data(d))).await.is_err() {
+                    return false; // nobody wants the rest (the request failed)
+                }
+                continue;
+            }
+            Ok(Some(Message::End(trailers))) => {
+                if let Some(t) = trailers.filter(|t| !t.is_empty()) {
+                    if let Ok(map) = super::upstream::to_header_map(&t) {
+                        let _ = tx.send(Ok(Frame::Trailers(map))).await;
+                    }
+                }
+                return true;
+            }
+            Ok(Some(Message::Head(_))) | Err(_) => {
+                hcm.stats.downstream_cx_protocol_error.inc();
+                let _ = tx.send(Err(super::message::BodyError::Protocol)).await;
+                return false;
+            }
+            Ok(None) => {}
+        }
+        let until = match (idle.map(|t| Instant::now() + t), deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        buf.reserve(READ_CHUNK);
+        let read = match until {
+            Some(d) => tokio::time::timeout_at(d, rd.read_buf(buf)).await,
+            None => Ok(rd.read_buf(buf).await),
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => {
+                hcm.stats.downstream_rq_rx_reset.inc();
+                let _ = tx.send(Err(super::message::BodyError::Reset)).await;
+                return false;
+            }
+            Err(_) => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    hcm.stats.downstream_rq_timeout.inc();
+                } else {
+                    hcm.stats.downstream_rq_idle_timeout.inc();
+                }
+                let _ = tx.send(Err(super::message::BodyError::Idle)).await;
+                return false;
+            }
+        }
+    }
+}
+
+/// The codec's head as the stream model's request head; `Err` is the status to refuse it with.
+fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, String)> {
+    let c = &hcm.config;
+    if h.version == Version::Http10 && !c.accept_http_10 {
+        return Err((
+            426,
+            "HTTP/1.0 is not accepted (accept_http_10 is off)".into(),
+        ));
+    }
+    let method = http::Method::from_bytes(h.method().as_bytes())
+        .map_err(|_| (400, "invalid method".to_string()))?;
+    if method == http::Method::CONNECT {
+        return Err((403, "CONNECT is not enabled".into()));
+    }
+    let target = h.target();
+    let (mut authority, path) = if target.first() == Some(&b'/') {
+        (None, String::from_utf8_lossy(target).into_owned())
+    } else if target == b"*" && method == http::Method::OPTIONS {
+        (None, "*".to_string())
+    } else {
+        let uri: http::Uri = std::str::from_utf8(target)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or((400, "invalid request target".to_string()))?;
+        match (uri.scheme_str(), uri.authority()) {
+            (Some("http" | "https"), Some(a)) => (
+                Some(a.as_str().to_string()),
+                uri.path_and_query()
+                    .map_or("/".to_string(), |p| p.as_str().to_string()),
+            ),
+            _ => return Err((400, "invalid request target".into())),
+        }
+    };
+    let mut headers = HeaderMap::with_capacity(h.headers.len());
+    let keep_upgrade = h.headers.lists("connection", "upgrade");
+    for (k, v) in h.headers.iter() {
+        if k.contains(&b'_') {
+            match c.headers_with_underscores {
+                UnderscoresAction::Allow => {}
+                UnderscoresAction::DropHeader => continue,
+                UnderscoresAction::RejectRequest => {
+                    return Err((400, "header name with an underscore".into()))
+                }
+            }
+        }
+        let name =
+            HeaderName::from_bytes(k).map_err(|_| (400, "invalid header name".to_string()))?;
+        let value =
+            HeaderValue::from_bytes(v).map_err(|_| (400, "invalid header value".to_string()))?;
+        if name == http::header::HOST {
+            if authority.is_none() {
+                authority = Some(String::from_utf8_lossy(v).into_owned());
+            }
+            continue;
+        }
+        if name == http::header::EXPECT && v.eq_ignore_ascii_case(b"100-continue") {
+            continue; // answered here
+        }
+        if is_hop_by_hop(&name) {
+            let keep = (name == http::header::TE && v.eq_ignore_ascii_case(b"trailers"))
+                || (name == http::header::UPGRADE && keep_upgrade);
+            if !keep {
+                continue;
+            }
+        }
+        headers.append(name, value);
+    }
+    let authority = match authority {
+        Some(a) => a,
+        None if h.version == Version::Http10 => {
+            c.default_host_for_http_10.clone().unwrap_or_default()
+        }
+        None => return Err((400, "missing host header".into())),
+    };
+    Ok(RequestHead {
+        method,
+        scheme: "http",
+        authority,
+        path,
+        version: match h.version {
+            Version::Http10 => http::Version::HTTP_10,
+            Version::Http11 => http::Version::HTTP_11,
+        },
+        headers,
+    })
+}
+
+/// A status sluice answers a broken request with, then closes (Envoy's codec errors).
+async fn write_error(wr: &mut WriteSide, status: u16) -> std::io::Result<()> {
+    let reason = encode::reason_phrase(status);
+    let mut out = BytesMut::new();
+    let len = reason.len().to_string();
+    encode::response_head(
+        status,
+        reason.as_bytes(),
+        [
+            (&b"content-length"[..], len.as_bytes()),
+            (b"content-type", b"text/plain"),
+            (b"connection", b"close"),
+        ],
+        &mut out,
+    );
+    out.extend_from_slice(reason.as_bytes());
+    wr.write_all(&out).await?;
+    wr.shutdown().await
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum OutFraming {
+    None,
+    Length,
+    Chunked,
+    UntilClose,
+}
+
+/// Writes the response head and streams its body. `Err` leaves the connection unusable.
+async fn write_response(
+    hcm: &Hcm,
+    wr: &mut WriteSide,
+    ex: &mut Exchange,
+    version: Version,
+    is_head: bool,
+    close: &Cell<bool>,
+    sent: &Cell<u64>,
+) -> Result<(), ()> {
+    let resp = &mut ex.response;
+    let status = resp.head.status;
+    let bodiless = is_head || (100..200).contains(&status) || status == 204 || status == 304;
+    let declared = resp.head.headers.contains_key(http::header::CONTENT_LENGTH);
+    let full_len;
+    let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(resp.head.headers.len() + 3);
+    let framing = if bodiless {
+        OutFraming::None
+    } else {
+        match &resp.body {
+            Body::Empty if !declared => {
+                fields.push((b"content-length", b"0"));
+                OutFraming::None
+            }
+            Body::Empty => OutFraming::None,
+            Body::Full(b) => {
+                full_len = b.len().to_string();
+                fields.push((b"content-length", full_len.as_bytes()));
+                OutFraming::Length
+            }
+            _ if declared => OutFraming::Length,
+            _ if version == Version::Http11 => {
+                fields.push((b"transfer-encoding", b"chunked"));
+                OutFraming::Chunked
+            }
+            _ => {
+                close.set(true);
+                OutFraming::UntilClose
+            }
+        }
+    };
+    let replace_length = matches!(resp.body, Body::Full(_)) && !bodiless;
+    for (k, v) in &resp.head.headers {
+        if is_hop_by_hop(k) || (replace_length && k == http::header::CONTENT_LENGTH) {
+            continue;
+        }
+        fields.push((k.as_str().as_bytes(), v.as_bytes()));
+    }
+    if status == 101 {
+        fields.push((b"connection", b"upgrade"));
+        if let Some(u) = resp.head.headers.get(http::header::UPGRADE) {
+            fields.push((b"upgrade", u.as_bytes()));
+        }
+    } else if close.get() {
+        fields.push((b"connection", b"close"));
+    } else if version == Version::Http10 {
+        fields.push((b"connection", b"keep-alive"));
+    }
+    let mut out = BytesMut::with_capacity(512);
+    let reason = encode::reason_phrase(status);
+    let reason = if reason == "Error" {
+        http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("")
+    } else {
+        reason
+    };
+    encode::response_head(status, reason.as_bytes(), fields, &mut out);
+    if bodiless {
+        return wr.write_all(&out).await.map_err(|_| ());
+    }
+    if let Body::Full(b) = &resp.body {
+        out.extend_from_slice(b);
+        sent.set(b.len() as u64);
+        return wr.write_all(&out).await.map_err(|_| ());
+    }
+    wr.write_all(&out).await.map_err(|_| ())?;
+    if framing == OutFraming::None {
+        return Ok(());
+    }
+    loop {
+        match resp.body.next().await {
+            Some(Ok(Frame::Data(d))) => {
+                sent.set(sent.get() + d.len() as u64);
+                if framing == OutFraming::Chunked {
+                    out.clear();
+                    encode::chunk(&d, &mut out);
+                    wr.write_all(&out).await.map_err(|_| ())?;
+                } else {
+                    wr.write_all(&d).await.map_err(|_| ())?;
+                }
+            }
+            Some(Ok(Frame::Trailers(t))) => {
+                if framing == OutFraming::Chunked {
+                    out.clear();
+                    encode::last_chunk(
+                        t.iter().map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes())),
+                        &mut out,
+                    );
+                    wr.write_all(&out).await.map_err(|_| ())?;
+                }
+                return Ok(());
+            }
+            None => {
+                if framing == OutFraming::Chunked {
+                    wr.write_all(b"0\r\n\r\n").await.map_err(|_| ())?;
+                }
+                return Ok(());
+            }
+            Some(Err(_)) => {
+                // The upstream broke off mid-body: the client must see an incomplete response.
+                hcm.stats.rq_reset_after_downstream_response_started.inc();
+                return Err(());
+            }
+        }
+    }
+}
+
+/// After a 101: bytes both ways until either side closes.
+async fn tunnel(mut rd: ReadSide, mut wr: WriteSide, buf: BytesMut, up: Upgraded) {
+    let Upgraded {
+        rd: mut up_rd,
+        wr: mut up_wr,
+        buf: up_buf,
+    } = up;
+    let upward = async {
+        if !buf.is_empty() && up_wr.write_all(&buf).await.is_err() {
+            return;
+        }
+        let _ = tokio::io::copy(&mut rd, &mut up_wr).await;
+        let _ = up_wr.shutdown().await;
+    };
+    let downward = async {
+        if !up_buf.is_empty() && wr.write_all(&up_buf).await.is_err() {
+            return;
+        }
+        let _ = tokio::io::copy(&mut up_rd, &mut wr).await;
+        let _ = wr.shutdown().await;
+    };
+    tokio::join!(upward, downward);
+}

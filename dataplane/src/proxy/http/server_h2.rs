@@ -1,0 +1,253 @@
+//! Downstream HTTP/2 connections (h2c with prior knowledge; ALPN `h2` arrives with TLS), on the
+//! `h2` crate polled on the worker: each stream is a task of its own that runs the router and
+//! streams the response back within the stream's flow-control window. The connection is
+//! bounded against floods as Envoy bounds it — streams reset by the client before sluice has
+//! seen them, and streams sluice had to reset, are limited per connection (CVE-2023-44487);
+//! header blocks (CONTINUATION included) are capped at `max_request_headers_kb` — and a
+//! connection that breaks a limit is closed and counted, the worker serves on.
+
+use super::forward::ConnInfo;
+use super::message::{Body, Frame, RequestHead, Response};
+use super::{access_log, Hcm};
+use crate::io::ByteStream;
+use crate::proxy::tcp_proxy::Active;
+use bytes::Bytes;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::SystemTime;
+
+/// Streams a client may reset before sluice accepted them, per connection (h2's rapid-reset
+/// guard; Envoy's is comparable).
+const MAX_PENDING_RESETS: usize = 100;
+/// Streams sluice may reset because the client misbehaved, before the connection goes.
+const MAX_LOCAL_RESETS: usize = 1024;
+
+pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
+    hcm.stats.downstream_cx_http2_total.inc();
+    let o = &hcm.config.http2;
+    let mut builder = h2::server::Builder::new();
+    builder
+        .initial_window_size(o.initial_stream_window_size)
+        .initial_connection_window_size(o.initial_connection_window_size)
+        .max_concurrent_streams(o.max_concurrent_streams)
+        .max_header_list_size(hcm.config.limits.max_head_bytes as u32)
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(Some(MAX_LOCAL_RESETS))
+        .max_send_buffer_size(hcm.buffer_limit.max(16 * 1024));
+    let handshake = builder.handshake::<_, Bytes>(io);
+    let mut conn = match hcm.config.idle_timeout {
+        Some(t) => match tokio::time::timeout(t, handshake).await {
+            Ok(Ok(c)) => c,
+            _ => {
+                hcm.stats.downstream_cx_protocol_error.inc();
+                return;
+            }
+        },
+        None => match handshake.await {
+            Ok(c) => c,
+            Err(_) => {
+                hcm.stats.downstream_cx_protocol_error.inc();
+                return;
+            }
+        },
+    };
+    let active = Rc::new(std::cell::Cell::new(0usize));
+    let mut idle_since = tokio::time::Instant::now();
+    loop {
+        let idle_deadline = match (hcm.config.idle_timeout, active.get()) {
+            (Some(t), 0) => Some(idle_since + t),
+            _ => None,
+        };
+        let next = async {
+            match idle_deadline {
+                Some(d) => tokio::time::timeout_at(d, conn.accept()).await.ok(),
+                None => Some(conn.accept().await),
+            }
+        };
+        match next.await {
+            None => {
+                // Idle: say goodbye and let the connection finish.
+                hcm.stats.downstream_cx_idle_timeout.inc();
+                conn.graceful_shutdown();
+                while let Some(Ok(_)) = conn.accept().await {}
+                return;
+            }
+            Some(None) => return,
+            Some(Some(Err(e))) => {
+                if e.is_go_away() || e.is_io() {
+                    return;
+                }
+                hcm.stats.downstream_cx_protocol_error.inc();
+                tracing::debug!(%peer, "closing an HTTP/2 connection: {e}");
+                return;
+            }
+            Some(Some(Ok((request, respond)))) => {
+                active.set(active.get() + 1);
+                let hcm = hcm.clone();
+                let active = active.clone();
+                tokio::task::spawn_local(async move {
+                    stream(&hcm, request, respond, peer).await;
+                    active.set(active.get() - 1);
+                });
+                idle_since = tokio::time::Instant::now();
+            }
+        }
+    }
+}
+
+async fn stream(
+    hcm: &Rc<Hcm>,
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    peer: SocketAddr,
+) {
+    let start = SystemTime::now();
+    hcm.stats.downstream_rq_total.inc();
+    hcm.stats.downstream_rq_http2_total.inc();
+    let _rq = Active::raise(&hcm.stats.downstream_rq_active);
+    let (parts, recv) = request.into_parts();
+    let head = match to_request(hcm, parts) {
+        Ok(h) => h,
+        Err(status) => {
+            let r = super::local_reply::reply(None, status, "");
+            hcm.count_response(status);
+            let _ = send(hcm, &mut respond, r).await;
+            return;
+        }
+    };
+    let body = Body::h2(recv);
+    let info = ConnInfo { peer };
+    let mut ex = hcm.handle(head, body, &info).await;
+    let status = ex.response.head.status;
+    hcm.count_response(status);
+    let response = std::mem::replace(&mut ex.response, Response::local(status, ""));
+    let head_copy = hcm.logs_enabled().then(|| response.head.clone());
+    let sent = send(hcm, &mut respond, response).await;
+    hcm.stats.downstream_rq_completed.inc();
+    if let (Some(req), Some(resp_head)) = (ex.logged.as_ref(), head_copy.as_ref()) {
+        hcm.log(&access_log::Record {
+            start,
+            request: req,
+            response: Some(resp_head),
+            status,
+            flags: ex.flags,
+            details: ex.details,
+            bytes_received: 0,
+            bytes_sent: sent,
+            duration: start.elapsed().unwrap_or_default(),
+            upstream_host: ex.upstream_host,
+            upstream_cluster: ex.cluster.as_ref().map(|c| c.cluster.config.name.as_str()),
+            peer,
+            route_name: &ex.route_name,
+        });
+    }
+}
+
+fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<RequestHead, u16> {
+    let authority = match parts.uri.authority() {
+        Some(a) => a.as_str().to_string(),
+        None => parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .ok_or(400u16)?,
+    };
+    if parts.method == http::Method::CONNECT {
+        return Err(403);
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .ok_or(400u16)?;
+    let mut headers = parts.headers;
+    headers.remove(http::header::HOST);
+    if hcm.config.headers_with_underscores != super::config::UnderscoresAction::Allow {
+        let bad: Vec<http::HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().contains('_'))
+            .cloned()
+            .collect();
+        if !bad.is_empty() {
+            if hcm.config.headers_with_underscores
+                == super::config::UnderscoresAction::RejectRequest
+            {
+                return Err(400);
+            }
+            for k in bad {
+                headers.remove(k);
+            }
+        }
+    }
+    Ok(RequestHead {
+        method: parts.method,
+        scheme: if parts.uri.scheme_str() == Some("https") {
+            "https"
+        } else {
+            "http"
+        },
+        authority,
+        path,
+        version: http::Version::HTTP_2,
+        headers,
+    })
+}
+
+/// Sends the response head and body on the stream; the body bytes sent.
+async fn send(hcm: &Hcm, respond: &mut h2::server::SendResponse<Bytes>, mut r: Response) -> u64 {
+    let mut headers = std::mem::take(&mut r.head.headers);
+    super::upstream::strip_hop_by_hop(&mut headers);
+    let mut out = http::Response::new(());
+    *out.status_mut() =
+        http::StatusCode::from_u16(r.head.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+    *out.headers_mut() = headers;
+    let end = r.body.is_end();
+    let mut stream = match respond.send_response(out, end) {
+        Ok(s) => s,
+        Err(_) => {
+            hcm.stats.downstream_rq_tx_reset.inc();
+            return 0;
+        }
+    };
+    if end {
+        return 0;
+    }
+    let mut sent = 0u64;
+    loop {
+        match r.body.next().await {
+            Some(Ok(Frame::Data(mut data))) => {
+                while !data.is_empty() {
+                    stream.reserve_capacity(data.len());
+                    match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+                        Some(Ok(n)) if n > 0 => {
+                            let chunk = data.split_to(n.min(data.len()));
+                            sent += chunk.len() as u64;
+                            if stream.send_data(chunk, false).is_err() {
+                                return sent;
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        _ => {
+                            hcm.stats.downstream_rq_rx_reset.inc();
+                            return sent;
+                        }
+                    }
+                }
+            }
+            Some(Ok(Frame::Trailers(t))) => {
+                let _ = stream.send_trailers(t);
+                return sent;
+            }
+            None => {
+                let _ = stream.send_data(Bytes::new(), true);
+                return sent;
+            }
+            Some(Err(_)) => {
+                hcm.stats.rq_reset_after_downstream_response_started.inc();
+                stream.send_reset(h2::Reason::INTERNAL_ERROR);
+                return sent;
+            }
+        }
+    }
+}
