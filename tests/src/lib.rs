@@ -9,6 +9,7 @@ pub mod bolt;
 pub mod fallback;
 pub mod frames;
 pub mod hostile;
+pub mod http;
 pub mod netns;
 pub mod xds;
 

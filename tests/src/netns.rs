@@ -376,3 +376,94 @@ pub fn socat_roundtrip(ns: &Netns, addr: &str, msg: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// An HTTP connection manager on the stack's port 8080 (AUTO: HTTP/1.1 and h2c) routing to
+/// tests/testdata/http_upstream.py on the namespace's port 9080.
+pub fn http_proxy_resources() -> String {
+    let mut cluster = crate::http::cluster("up", &[9080], false, serde_json::json!({}));
+    cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        ["socket_address"]["address"] = NS_IP.into();
+    let yaml = crate::http::hcm_bootstrap(
+        8080,
+        serde_json::json!([{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "up"}}]}]),
+        serde_json::json!({}),
+        vec![cluster],
+    );
+    // The listener binds on the stack's every address.
+    let mut doc: serde_json::Value = serde_json::from_str(&yaml).unwrap();
+    doc["static_resources"]["listeners"][0]["address"]["socket_address"]["address"] =
+        "0.0.0.0".into();
+    // Each top-level key as `key: <JSON>` (JSON is YAML), after the `sluice:` section's lines.
+    doc.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\n"))
+        .collect()
+}
+
+/// curl in the namespace through the stack's HTTP listener: HTTP/1.1 and h2c GETs answered by
+/// the upstream in the namespace, and 8 MiB posted and echoed back byte for byte over both.
+pub fn http_through_the_stack(t: &TapSluice) {
+    let mut up = t.ns.cmd("python3");
+    up.arg(crate::http::testdata("http_upstream.py"))
+        .args(["9080", NS_IP])
+        .stdout(Stdio::null());
+    let _up = Proc::spawn(up, "http_upstream.py");
+    t.ns.wait_listening(9080);
+    let dir = crate::TempDir::new("stack-http");
+    let blob = dir.join("blob");
+    crate::random_file(&blob, 8 << 20, 11);
+    for client in [&[][..], &["--http2-prior-knowledge"][..]] {
+        let out = t.ns.run(
+            "curl",
+            &[
+                client,
+                &[
+                    "-sS",
+                    "--max-time",
+                    "20",
+                    &format!("http://{STACK_IP}:8080/hello"),
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "upstream 9080 /hello\n",
+            "{client:?}"
+        );
+        let got = dir.join("got");
+        let data = format!("@{}", blob.display());
+        let out = t.ns.run(
+            "curl",
+            &[
+                client,
+                &[
+                    "-sS",
+                    "--max-time",
+                    "60",
+                    "--data-binary",
+                    &data,
+                    "-o",
+                    got.to_str().unwrap(),
+                    "-w",
+                    "%{http_code}",
+                    &format!("http://{STACK_IP}:8080/echo"),
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{client:?}");
+        assert_eq!(crate::sha256(&got), crate::sha256(&blob), "{client:?}");
+    }
+    assert_eq!(
+        t.sluice
+            .stat("sluice_http_downstream_rq_2xx{stat_prefix=\"ingress\"}"),
+        4
+    );
+    assert_eq!(
+        t.sluice
+            .stat("sluice_http_downstream_cx_http2_total{stat_prefix=\"ingress\"}"),
+        2
+    );
+}

@@ -57,6 +57,17 @@ fn bolt_rpc_through_dpdk_net_tap() {
     bolt_rpc_through_the_stack(&t);
 }
 
+/// HTTP/1.1 and h2c through the connection manager on a DPDK queue (net_tap).
+#[test]
+fn http_through_dpdk_net_tap() {
+    need_root!("http_through_dpdk_net_tap");
+    let t = TapSluice::start(
+        |iface| dpdk_section(iface, BACKOFF) + &http_proxy_resources(),
+        &[],
+    );
+    http_through_the_stack(&t);
+}
+
 /// `dpdk_section` moved to the fallback tests' subnet, with the `fallback:` lines, the port's
 /// MAC set (so `sluice-control fallback up` can give the TAP the same one) and `port_extra`
 /// lines in the port.

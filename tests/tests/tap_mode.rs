@@ -290,6 +290,15 @@ fn bolt_rpc_through_the_tap_proxy() {
     bolt_rpc_through_the_stack(&t);
 }
 
+/// HTTP/1.1 and h2c through the connection manager on the stack, with curl and an upstream on
+/// the kernel side.
+#[test]
+fn http_through_the_tap_proxy() {
+    need_root!("http_through_the_tap_proxy");
+    let t = TapSluice::start(|tap| tap_section(tap, "") + &http_proxy_resources(), &[]);
+    http_through_the_stack(&t);
+}
+
 /// `sluice.io.pcap` records what the stack sends and receives; tcpdump reads it.
 #[test]
 fn pcap_switch_records_frames_tcpdump_can_read() {

@@ -180,21 +180,22 @@ impl Hcm {
             let allowed = self.config.upgrades.contains(&kind) || forward.upgrades.contains(&kind);
             if !allowed {
                 self.stats.downstream_rq_ws_on_non_ws_route.inc();
-                return named(Exchange::local(403, "", &head, "", "upgrade_failed"), route);
+                let mut ex = Exchange::local(403, "", &head, "", "upgrade_failed");
+                apply_response_mutations(&mut ex.response.head.headers, &mutations);
+                return named(ex, route);
             }
         }
         let Some(upstream) = self.pick_cluster(forward, &head) else {
             self.stats.no_cluster.inc();
-            return named(
-                Exchange::local(
-                    forward.cluster_not_found_status,
-                    "",
-                    &head,
-                    "NC",
-                    "cluster_not_found",
-                ),
-                route,
+            let mut ex = Exchange::local(
+                forward.cluster_not_found_status,
+                "",
+                &head,
+                "NC",
+                "cluster_not_found",
             );
+            apply_response_mutations(&mut ex.response.head.headers, &mutations);
+            return named(ex, route);
         };
         let timeout = request_timeout(forward, &head);
         let retry = forward.retry_policy.as_ref().or(vh.retry_policy.as_ref());
@@ -431,9 +432,13 @@ impl Hcm {
                             HeaderValue::from(attempt_start.elapsed().as_millis() as u64),
                         );
                     }
+                    let exhausted = retries_left == 0
+                        && retry.is_some_and(|r| {
+                            r.num_retries > 0 && retry_on_response(r, status, &resp.head.headers)
+                        });
                     return Exchange {
                         response: resp,
-                        flags: "",
+                        flags: if exhausted { "URX" } else { "" },
                         details: "via_upstream",
                         upstream_host: Some(host.address),
                         cluster: None,
@@ -528,6 +533,10 @@ impl Hcm {
             };
             let mut ex = Exchange::failure(error, &head, details);
             ex.upstream_host = Some(host.address);
+            if wanted && retries_left == 0 {
+                // The policy would have retried this, but its retries are spent (Envoy's URX).
+                ex.flags = with_retry_limit(ex.flags);
+            }
             return ex;
         }
     }
@@ -570,6 +579,17 @@ impl Hcm {
         if set {
             h.insert(http::header::SERVER, self.server_name.clone());
         }
+    }
+}
+
+/// `flag` after Envoy's URX (upstream retry limit exceeded).
+fn with_retry_limit(flag: &'static str) -> &'static str {
+    match flag {
+        "UT" => "URX,UT",
+        "UF" => "URX,UF",
+        "UC" => "URX,UC",
+        "UPE" => "URX,UPE",
+        _ => "URX",
     }
 }
 
@@ -757,8 +777,8 @@ fn redirect_location(rd: &Redirect, head: &RequestHead, route: &Route) -> String
     };
     let port = match rd.port {
         Some(p) => Some(p.to_string()),
-        // A scheme change drops the old port, as Envoy does.
-        None if rd.scheme.is_some() => None,
+        // A scheme change keeps the port unless it is a scheme's default, as Envoy does.
+        None if rd.scheme.is_some() => port.filter(|p| p != "80" && p != "443"),
         None => port,
     };
     let mut path = match (&rd.path, &rd.prefix_rewrite) {

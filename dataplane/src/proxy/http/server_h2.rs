@@ -74,7 +74,9 @@ pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
             }
             Some(None) => return,
             Some(Some(Err(e))) => {
-                if e.is_go_away() || e.is_io() {
+                // The client's own GOAWAY or a broken socket ends it quietly; anything sluice
+                // had to end (a flood, a framing error) is counted.
+                if e.is_remote() || e.is_io() {
                     return;
                 }
                 hcm.stats.downstream_cx_protocol_error.inc();

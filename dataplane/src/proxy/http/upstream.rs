@@ -493,7 +493,12 @@ async fn h1_exchange(
     let keep_alive = resp_head.keep_alive() && !head_says_close(head);
     let status = resp_head.status;
     let mut headers = to_header_map(&resp_head.headers)?;
+    let upgrade_to = headers.get(http::header::UPGRADE).cloned();
     strip_hop_by_hop(&mut headers);
+    if let (101, Some(u)) = (status, upgrade_to) {
+        // The protocol switched to goes back to the client with the 101.
+        headers.insert(http::header::UPGRADE, u);
+    }
     let head_out = ResponseHead { status, headers };
     if status == 101 {
         if !upgrade_asked {

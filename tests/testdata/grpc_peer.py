@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""gRPC peers with grpcio's generic (bytes in, bytes out) API, so no generated code is needed.
+
+  grpc_peer.py server PORT         serves echo.Echo: Unary, ServerStream, ClientStream, Bidi,
+                                   Sleep (waits the request's seconds; for deadlines)
+  grpc_peer.py client TARGET       runs every case through TARGET; prints JSON of results
+"""
+import json, sys, threading, time
+from concurrent import futures
+import grpc
+
+SVC = "echo.Echo"
+
+
+def serve(port):
+    def unary(req, ctx):
+        return req
+
+    def server_stream(req, ctx):
+        n = int(req.decode() or "0")
+        for i in range(n):
+            yield b"item %d" % i
+
+    def client_stream(it, ctx):
+        total = 0
+        count = 0
+        for m in it:
+            total += len(m)
+            count += 1
+        return b"%d messages %d bytes" % (count, total)
+
+    def bidi(it, ctx):
+        for m in it:
+            yield m[::-1]
+
+    def sleep(req, ctx):
+        secs = float(req.decode())
+        end = time.time() + secs
+        while time.time() < end and ctx.is_active():
+            time.sleep(0.01)
+        return b"slept"
+
+    handlers = {
+        "Unary": grpc.unary_unary_rpc_method_handler(unary),
+        "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
+        "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
+        "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
+        "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
+    }
+    opts = [("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=opts)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SVC, handlers),))
+    server.add_insecure_port("127.0.0.1:%d" % port)
+    server.start()
+    print("ready", flush=True)
+    server.wait_for_termination()
+
+
+def client(target):
+    opts = [("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)]
+    ch = grpc.insecure_channel(target, options=opts)
+    m = lambda name, kind: getattr(ch, kind)("/%s/%s" % (SVC, name))
+    out = {}
+    out["unary"] = m("Unary", "unary_unary")(b"hello", timeout=10).decode()
+    big = bytes(range(256)) * (4 * 4096)  # 4 MiB
+    out["unary_4mb_ok"] = m("Unary", "unary_unary")(big, timeout=20) == big
+    out["server_stream"] = [x.decode() for x in m("ServerStream", "unary_stream")(b"5", timeout=10)]
+    out["client_stream"] = m("ClientStream", "stream_unary")(iter([b"a" * 10, b"b" * 20, b"c" * 30]), timeout=10).decode()
+    out["bidi"] = [x.decode() for x in m("Bidi", "stream_stream")(iter([b"abc", b"hello"]), timeout=10)]
+    try:
+        m("Sleep", "unary_unary")(b"5", timeout=0.5)
+        out["deadline"] = "no error"
+    except grpc.RpcError as e:
+        out["deadline"] = e.code().name
+    fut = m("Sleep", "unary_unary").future(b"5", timeout=10)
+    time.sleep(0.3)
+    fut.cancel()
+    try:
+        fut.result()
+        out["cancel"] = "completed"
+    except grpc.FutureCancelledError:
+        out["cancel"] = "CANCELLED"
+    except grpc.RpcError as e:
+        out["cancel"] = e.code().name
+    try:
+        grpc.insecure_channel(target).unary_unary("/nope.Nope/Missing")(b"x", timeout=5)
+        out["unknown_service"] = "OK"
+    except grpc.RpcError as e:
+        out["unknown_service"] = e.code().name
+    print(json.dumps(out))
+
+
+if sys.argv[1] == "server":
+    serve(int(sys.argv[2]))
+else:
+    client(sys.argv[2])

