@@ -8,6 +8,7 @@
 #   scripts/bench/run.sh dpdk [--runs N] [--seconds S] [--parts a,b]   (root; DPDK on vdevs)
 #   scripts/bench/run.sh xds [--runs N] [--clusters N]   (clusters over ADS: time to apply, memory)
 #   scripts/bench/run.sh hostile [--runs N] [--parts idle,noread,short,deadhost]   (bad clients' cost)
+#   scripts/bench/run.sh http [--runs N] [--seconds S] [--parts h1-50,h1-500,h2,grpc]   (L7 HTTP)
 #
 # Results (medians of the runs, and the proxy's CPU time per GB read from /proc) are printed and
 # written into docs/benchmarks.md together with a description of the machine.
@@ -15,7 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 scenario=${1:-}
-[ -n "$scenario" ] || { echo "usage: $0 SCENARIO [--runs N] [--seconds S]   (scenarios: tcp, bolt, stack, dpdk, xds, hostile)" >&2; exit 2; }
+[ -n "$scenario" ] || { echo "usage: $0 SCENARIO [--runs N] [--seconds S]   (scenarios: tcp, bolt, stack, dpdk, xds, hostile, http)" >&2; exit 2; }
 shift
 
 case "$scenario" in
@@ -50,5 +51,10 @@ case "$scenario" in
     (cd "$root" && cargo build --release --bin sluice)
     exec python3 "$here/hostile.py" --root "$root" "$@"
     ;;
-  *) echo "unknown scenario '$scenario' (known: tcp, bolt, stack, dpdk, xds, hostile)" >&2; exit 2 ;;
+  http)
+    "$root/scripts/setup/deps.sh" bench >/dev/null
+    (cd "$root" && cargo build --release --bin sluice)
+    exec python3 "$here/http.py" --root "$root" "$@"
+    ;;
+  *) echo "unknown scenario '$scenario' (known: tcp, bolt, stack, dpdk, xds, hostile, http)" >&2; exit 2 ;;
 esac

@@ -124,6 +124,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
         if !this.prefix.is_empty() {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix.split_to(n));
+            if this.prefix.is_empty() {
+                // An empty slice still holds its whole buffer alive: let it go.
+                this.prefix = bytes::Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)

@@ -144,7 +144,9 @@ impl Hcm {
                         return server_h1::serve(self.clone(), conn, peer, buf).await;
                     }
                     if n == H2_PREFACE.len() {
-                        let io = Prefixed::new(buf.freeze(), conn);
+                        // Copied out: the read buffer's 16 KiB would otherwise live as long as
+                        // the connection.
+                        let io = Prefixed::new(bytes::Bytes::copy_from_slice(&buf), conn);
                         return server_h2::serve(self.clone(), Box::new(io), peer).await;
                     }
                     let read = match self.config.idle_timeout {
