@@ -3,6 +3,9 @@
 #
 #   scripts/run-example.sh        a TCP proxy on 127.0.0.1:10000 in front of a small web server
 #                                 on 127.0.0.1:8080 (examples/envoy.yaml)
+#   scripts/run-example.sh http   HTTP/1.1 and h2c at L7 on 127.0.0.1:10000 (connection manager,
+#                                 routes, retries, access log) in front of the same web server
+#                                 (examples/http.yaml)
 #   scripts/run-example.sh bolt   SOFARPC/Bolt routed at L7 on 127.0.0.1:12200 in front of two
 #                                 Bolt echo servers on 127.0.0.1:12201-12202 (examples/bolt.yaml)
 #   scripts/run-example.sh tap    (root) the TCP proxy on sluice's own TCP/IP stack behind a TAP
@@ -50,6 +53,21 @@ case "$which" in
 
 MSG
     target/release/sluice -c examples/envoy.yaml
+    ;;
+  http)
+    cargo build --release --bin sluice
+    web_server 8080 127.0.0.1 "hello from the upstream behind sluice"
+    trap 'kill $upstream 2>/dev/null; rm -rf "$www"' EXIT
+    cat <<MSG
+
+  sluice is starting with examples/http.yaml (access log on stdout):
+    HTTP/1.1:  curl -v http://127.0.0.1:10000/
+    HTTP/2:    curl -v --http2-prior-knowledge http://127.0.0.1:10000/
+    local:     curl http://127.0.0.1:10000/hello     curl -i http://127.0.0.1:10000/old/x
+    stats:     curl 'http://127.0.0.1:9901/stats?filter=^http\\.'
+
+MSG
+    target/release/sluice -c examples/http.yaml
     ;;
   bolt)
     cargo build --release --bin sluice --bin boltbench

@@ -199,7 +199,7 @@ def h2load(args, port, tmp, grpc):
     q = lambda f: times[min(len(times) - 1, int(f * len(times)))] if times else float("nan")
     n = int(ok.group(1))
     return {"rps": float(m.group(2)), "n": n, "p50": q(0.5), "p99": q(0.99),
-            "errors": n - int(codes.group(1)) if codes else n}
+            "errors": max(0, n - int(codes.group(1))) if codes else n}
 
 
 H2_HOLD = r'''

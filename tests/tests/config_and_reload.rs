@@ -19,7 +19,13 @@ const NO_DPDK_LAYOUT: &str = if cfg!(feature = "dpdk") {
 
 #[test]
 fn validate_mode_accepts_the_example_and_rejects_bad_files() {
-    let mut examples = vec!["envoy.yaml", "bolt.yaml", "tap.yaml", "xds.yaml"];
+    let mut examples = vec![
+        "envoy.yaml",
+        "http.yaml",
+        "bolt.yaml",
+        "tap.yaml",
+        "xds.yaml",
+    ];
     if cfg!(feature = "dpdk") {
         examples.push("dpdk.yaml");
     }

@@ -138,19 +138,7 @@ impl Hcm {
                         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
                     r.body = Body::Full(body.clone());
                 }
-                apply_response_mutations(&mut r.head.headers, &mutations);
-                return named(
-                    Exchange {
-                        response: r,
-                        flags: "",
-                        details: "direct_response",
-                        upstream_host: None,
-                        cluster: None,
-                        route_name: String::new(),
-                        logged: None,
-                    },
-                    route,
-                );
+                return answered_by_route(r, &mutations, route);
             }
             Action::Redirect(rd) => {
                 self.stats.rq_redirect.inc();
@@ -158,19 +146,7 @@ impl Hcm {
                 if let Ok(v) = HeaderValue::from_str(&redirect_location(rd, &head, route)) {
                     r.head.headers.insert(http::header::LOCATION, v);
                 }
-                apply_response_mutations(&mut r.head.headers, &mutations);
-                return named(
-                    Exchange {
-                        response: r,
-                        flags: "",
-                        details: "direct_response",
-                        upstream_host: None,
-                        cluster: None,
-                        route_name: String::new(),
-                        logged: None,
-                    },
-                    route,
-                );
+                return answered_by_route(r, &mutations, route);
             }
             Action::Forward(f) => f,
         };
@@ -197,7 +173,13 @@ impl Hcm {
             apply_response_mutations(&mut ex.response.head.headers, &mutations);
             return named(ex, route);
         };
-        let timeout = request_timeout(forward, &head);
+        let timeout = match (
+            request_timeout(forward, &head),
+            self.config.max_stream_duration,
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let retry = forward.retry_policy.as_ref().or(vh.retry_policy.as_ref());
         self.rewrite(&mut head, forward, route);
         apply_request_mutations(&mut head.headers, &mutations);
@@ -277,23 +259,8 @@ impl Hcm {
 
     fn rewrite(&self, head: &mut RequestHead, forward: &Forward, route: &Route) {
         let original = head.path.clone();
-        if let Some(new_prefix) = &forward.prefix_rewrite {
-            let matched = match &route.matcher.path {
-                PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len(),
-                PathMatch::Path(_) | PathMatch::Regex(_) => head.path_only().len(),
-            };
-            let matched = matched.min(head.path.len());
-            head.path = format!("{new_prefix}{}", &head.path[matched..]);
-        } else if let Some((re, sub)) = &forward.regex_rewrite {
-            let (path, query) = match head.path.split_once('?') {
-                Some((p, q)) => (p.to_string(), Some(q.to_string())),
-                None => (head.path.clone(), None),
-            };
-            let new = re.replace_all(&path, sub.as_str()).into_owned();
-            head.path = match query {
-                Some(q) => format!("{new}?{q}"),
-                None => new,
-            };
+        if let Some(p) = rewritten_path(&head.path, forward, route) {
+            head.path = p;
         }
         if head.path != original && !self.config.filters.router.suppress_envoy_headers {
             if let Ok(v) = HeaderValue::from_str(&original) {
@@ -582,6 +549,50 @@ impl Hcm {
     }
 }
 
+/// The path `forward` rewrites `path` (which `route` matched) to: its prefix_rewrite in place
+/// of the matched prefix (the whole path for path and regex matches), or its regex_rewrite
+/// applied to the path without the query; `None` when it rewrites nothing.
+pub fn rewritten_path(path: &str, forward: &Forward, route: &Route) -> Option<String> {
+    let path_only = path.split_once('?').map_or(path, |(p, _)| p);
+    if let Some(new_prefix) = &forward.prefix_rewrite {
+        let matched = match &route.matcher.path {
+            PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len(),
+            PathMatch::Path(_) | PathMatch::Regex(_) => path_only.len(),
+        };
+        // The route matched, so the prefix is the path's own start; `get` keeps a mismatch
+        // (not possible, but on the data path) from panicking.
+        let rest = path.get(matched.min(path.len())..).unwrap_or("");
+        return Some(format!("{new_prefix}{rest}"));
+    }
+    let (re, sub) = forward.regex_rewrite.as_ref()?;
+    let new = re.replace_all(path_only, sub.as_str()).into_owned();
+    Some(match path.split_once('?') {
+        Some((_, q)) => format!("{new}?{q}"),
+        None => new,
+    })
+}
+
+/// A direct response or redirect of `route`, with its header mutations.
+fn answered_by_route(
+    mut r: Response,
+    mutations: &[&HeaderMutations; 3],
+    route: &Route,
+) -> Exchange {
+    apply_response_mutations(&mut r.head.headers, mutations);
+    named(
+        Exchange {
+            response: r,
+            flags: "",
+            details: "direct_response",
+            upstream_host: None,
+            cluster: None,
+            route_name: String::new(),
+            logged: None,
+        },
+        route,
+    )
+}
+
 /// `flag` after Envoy's URX (upstream retry limit exceeded).
 fn with_retry_limit(flag: &'static str) -> &'static str {
     match flag {
@@ -761,7 +772,8 @@ fn apply_adds(h: &mut HeaderMap, adds: &[super::route_config::HeaderAdd]) {
     }
 }
 
-fn redirect_location(rd: &Redirect, head: &RequestHead, route: &Route) -> String {
+/// Where a redirect sends the request `head` that `route` matched.
+pub fn redirect_location(rd: &Redirect, head: &RequestHead, route: &Route) -> String {
     let scheme = rd.scheme.as_deref().unwrap_or(head.scheme);
     let authority = head.authority.as_str();
     let (host, port) = match rd.host.as_deref() {
@@ -788,7 +800,10 @@ fn redirect_location(rd: &Redirect, head: &RequestHead, route: &Route) -> String
                 PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len(),
                 _ => head.path_only().len(),
             };
-            format!("{prefix}{}", &head.path[matched.min(head.path.len())..])
+            format!(
+                "{prefix}{}",
+                head.path.get(matched.min(head.path.len())..).unwrap_or("")
+            )
         }
         (None, None) => head.path.clone(),
     };

@@ -244,3 +244,22 @@ pub fn is_hop_by_hop(name: &http::HeaderName) -> bool {
         || name.as_str() == "keep-alive"
         || name.as_str() == "proxy-connection"
 }
+
+/// Sends `data` on an HTTP/2 stream as fast as its window allows; `false` once the stream is
+/// gone (reset, or its connection closed).
+pub async fn send_h2_data(stream: &mut h2::SendStream<Bytes>, mut data: Bytes) -> bool {
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(Ok(n)) if n > 0 => {
+                let chunk = data.split_to(n.min(data.len()));
+                if stream.send_data(chunk, false).is_err() {
+                    return false;
+                }
+            }
+            Some(Ok(_)) => {}
+            _ => return false,
+        }
+    }
+    true
+}

@@ -113,6 +113,36 @@ impl Hcm {
         }
     }
 
+    /// The access log lines for one finished exchange (nothing without access logs).
+    pub fn log_exchange(
+        &self,
+        ex: &forward::Exchange,
+        response: &message::ResponseHead,
+        start: std::time::SystemTime,
+        peer: SocketAddr,
+        received: u64,
+        sent: u64,
+    ) {
+        let Some(request) = ex.logged.as_ref() else {
+            return;
+        };
+        self.log(&access_log::Record {
+            start,
+            request,
+            response: Some(response),
+            status: response.status,
+            flags: ex.flags,
+            details: ex.details,
+            bytes_received: received,
+            bytes_sent: sent,
+            duration: start.elapsed().unwrap_or_default(),
+            upstream_host: ex.upstream_host,
+            upstream_cluster: ex.cluster.as_ref().map(|c| c.cluster.config.name.as_str()),
+            peer,
+            route_name: &ex.route_name,
+        });
+    }
+
     pub fn logs_enabled(&self) -> bool {
         !self.logs.is_empty()
     }

@@ -4,8 +4,7 @@
 //! `router.rs`; domains, string and header matchers, weighted targets are the shared route
 //! model's (`crate::route`).
 
-use crate::config::cluster_extras::{scalar_map, LB_NAMESPACE};
-use crate::config::cluster_target::check_cluster;
+use crate::config::cluster_target::{check_cluster, parse_metadata_match, parse_weighted};
 use crate::config::duration::parse_duration;
 use crate::config::matchers::{parse_header_match, parse_regex, parse_string_match};
 use crate::config::reader::{Node, Result};
@@ -538,49 +537,21 @@ fn parse_forward(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<Forward> 
             check_cluster(c.node(), name, clusters)?;
             ClusterSpec::Cluster(name.to_string())
         }
-        ["weighted_clusters"] => {
-            let w = node.require("weighted_clusters")?;
-            let w = w.node();
-            w.expect_fields(
-                &["clusters", "total_weight"],
-                &["runtime_key_prefix", "header_name", "use_hash_policy"],
-            )?;
-            let list = w.require("clusters")?;
-            let mut out = Vec::new();
-            for item in list.node().items()? {
-                let item = item.node();
-                item.expect_fields(
-                    &["name", "weight"],
-                    &[
-                        "metadata_match",
-                        "request_headers_to_add",
-                        "request_headers_to_remove",
-                        "response_headers_to_add",
-                        "response_headers_to_remove",
-                        "host_rewrite_literal",
-                        "cluster_header",
-                        "typed_per_filter_config",
-                    ],
-                )?;
-                let n = item.require("name")?;
-                let name = n.node().as_str()?;
-                check_cluster(n.node(), name, clusters)?;
-                let weight = match item.get("weight") {
-                    Some(x) => x.node().as_u32()?,
-                    None => 0,
-                };
-                out.push(WeightedCluster {
-                    name: name.to_string(),
-                    weight,
-                });
-            }
-            if out.iter().all(|c| c.weight == 0) {
-                return Err(list
-                    .node()
-                    .error("at least one weighted cluster needs a weight above 0"));
-            }
-            ClusterSpec::Weighted(out)
-        }
+        ["weighted_clusters"] => ClusterSpec::Weighted(parse_weighted(
+            node.require("weighted_clusters")?.node(),
+            clusters,
+            &["runtime_key_prefix", "header_name", "use_hash_policy"],
+            &[
+                "metadata_match",
+                "request_headers_to_add",
+                "request_headers_to_remove",
+                "response_headers_to_add",
+                "response_headers_to_remove",
+                "host_rewrite_literal",
+                "cluster_header",
+                "typed_per_filter_config",
+            ],
+        )?),
         ["cluster_header"] => {
             ClusterSpec::Header(header_name(node.require("cluster_header")?.node())?)
         }
@@ -612,24 +583,7 @@ fn parse_forward(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<Forward> 
             }
         }
     };
-    let metadata_match = match node.get("metadata_match") {
-        Some(m) => {
-            let m = m.node();
-            m.expect_fields(&["filter_metadata"], &["typed_filter_metadata"])?;
-            match m.get("filter_metadata") {
-                Some(fm) => {
-                    let fm = fm.node();
-                    fm.expect_fields(&[LB_NAMESPACE], &[])?;
-                    match fm.get(LB_NAMESPACE) {
-                        Some(lb) => scalar_map(lb.node())?,
-                        None => Metadata::new(),
-                    }
-                }
-                None => Metadata::new(),
-            }
-        }
-        None => Metadata::new(),
-    };
+    let metadata_match = parse_metadata_match(node)?;
     let regex_rewrite = match node.get("regex_rewrite") {
         Some(r) => {
             let r = r.node();
@@ -725,6 +679,22 @@ fn parse_forward(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<Forward> 
             };
             if enabled {
                 upgrades.push(t);
+            }
+        }
+    }
+    for (key, text) in [
+        ("prefix_rewrite", opt_str(node, "prefix_rewrite")?),
+        (
+            "regex_rewrite",
+            regex_rewrite.as_ref().map(|(_, s)| s.clone()),
+        ),
+    ] {
+        if let Some(t) = text {
+            // What is written into a request line must not be able to end it.
+            if t.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                return Err(node.error(format!(
+                    "{key}: \"{t}\" contains a space or control character"
+                )));
             }
         }
     }

@@ -7,7 +7,7 @@
 
 use super::forward::{ConnInfo, Exchange};
 use super::message::{is_hop_by_hop, Body, BodySender, Frame, RequestHead, Upgraded};
-use super::{access_log, config::UnderscoresAction, Hcm};
+use super::{config::UnderscoresAction, Hcm};
 use crate::io::{Connection, ReadSide, WriteSide};
 use crate::protocol::http1::{self, encode, Http1Error, Message, RequestDecoder, Version};
 use crate::proxy::tcp_proxy::Active;
@@ -145,7 +145,14 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
         hcm.count_response(status);
         hcm.stats.downstream_rq_completed.inc();
         if hcm.logs_enabled() {
-            log(&hcm, &ex, start, peer, received.get(), sent.get());
+            hcm.log_exchange(
+                &ex,
+                &ex.response.head,
+                start,
+                peer,
+                received.get(),
+                sent.get(),
+            );
         }
         if let Some(up) = ex.response.upgrade.take() {
             if written.is_ok() && status == 101 && upgrade {
@@ -158,27 +165,6 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
             return;
         }
     }
-}
-
-fn log(hcm: &Hcm, ex: &Exchange, start: SystemTime, peer: SocketAddr, received: u64, sent: u64) {
-    let Some(req) = ex.logged.as_ref() else {
-        return;
-    };
-    hcm.log(&access_log::Record {
-        start,
-        request: req,
-        response: Some(&ex.response.head),
-        status: ex.response.head.status,
-        flags: ex.flags,
-        details: ex.details,
-        bytes_received: received,
-        bytes_sent: sent,
-        duration: start.elapsed().unwrap_or_default(),
-        upstream_host: ex.upstream_host,
-        upstream_cluster: ex.cluster.as_ref().map(|c| c.cluster.config.name.as_str()),
-        peer,
-        route_name: &ex.route_name,
-    });
 }
 
 async fn read_head(
@@ -531,7 +517,7 @@ async fn write_response(
         return Ok(());
     }
     loop {
-        match resp.body.next().await {
+        match next_frame(hcm, &mut resp.body).await {
             Some(Ok(Frame::Data(d))) => {
                 sent.set(sent.get() + d.len() as u64);
                 if framing == OutFraming::Chunked {
@@ -565,6 +551,24 @@ async fn write_response(
                 return Err(());
             }
         }
+    }
+}
+
+/// The response body's next frame, within the stream idle timeout (a stalled upstream ends the
+/// response as a reset would).
+pub async fn next_frame(
+    hcm: &Hcm,
+    body: &mut Body,
+) -> Option<Result<Frame, super::message::BodyError>> {
+    match hcm.config.stream_idle_timeout {
+        None => body.next().await,
+        Some(t) => match tokio::time::timeout(t, body.next()).await {
+            Ok(f) => f,
+            Err(_) => {
+                hcm.stats.downstream_rq_idle_timeout.inc();
+                Some(Err(super::message::BodyError::Idle))
+            }
+        },
     }
 }
 

@@ -8,7 +8,7 @@
 
 use super::forward::ConnInfo;
 use super::message::{Body, Frame, RequestHead, Response};
-use super::{access_log, Hcm};
+use super::Hcm;
 use crate::io::ByteStream;
 use crate::proxy::tcp_proxy::Active;
 use bytes::Bytes;
@@ -126,22 +126,8 @@ async fn stream(
     let head_copy = hcm.logs_enabled().then(|| response.head.clone());
     let sent = send(hcm, &mut respond, response).await;
     hcm.stats.downstream_rq_completed.inc();
-    if let (Some(req), Some(resp_head)) = (ex.logged.as_ref(), head_copy.as_ref()) {
-        hcm.log(&access_log::Record {
-            start,
-            request: req,
-            response: Some(resp_head),
-            status,
-            flags: ex.flags,
-            details: ex.details,
-            bytes_received: 0,
-            bytes_sent: sent,
-            duration: start.elapsed().unwrap_or_default(),
-            upstream_host: ex.upstream_host,
-            upstream_cluster: ex.cluster.as_ref().map(|c| c.cluster.config.name.as_str()),
-            peer,
-            route_name: &ex.route_name,
-        });
+    if let Some(resp_head) = head_copy.as_ref() {
+        hcm.log_exchange(&ex, resp_head, start, peer, 0, sent);
     }
 }
 
@@ -217,25 +203,14 @@ async fn send(hcm: &Hcm, respond: &mut h2::server::SendResponse<Bytes>, mut r: R
     }
     let mut sent = 0u64;
     loop {
-        match r.body.next().await {
-            Some(Ok(Frame::Data(mut data))) => {
-                while !data.is_empty() {
-                    stream.reserve_capacity(data.len());
-                    match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
-                        Some(Ok(n)) if n > 0 => {
-                            let chunk = data.split_to(n.min(data.len()));
-                            sent += chunk.len() as u64;
-                            if stream.send_data(chunk, false).is_err() {
-                                return sent;
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        _ => {
-                            hcm.stats.downstream_rq_rx_reset.inc();
-                            return sent;
-                        }
-                    }
+        match super::server_h1::next_frame(hcm, &mut r.body).await {
+            Some(Ok(Frame::Data(data))) => {
+                let n = data.len() as u64;
+                if !super::message::send_h2_data(&mut stream, data).await {
+                    hcm.stats.downstream_rq_rx_reset.inc();
+                    return sent;
                 }
+                sent += n;
             }
             Some(Ok(Frame::Trailers(t))) => {
                 let _ = stream.send_trailers(t);

@@ -303,19 +303,9 @@ fn to_h2_request(head: &RequestHead, host: SocketAddr) -> Result<http::Request<(
 pub async fn send_h2_body(mut body: Body, mut stream: h2::SendStream<Bytes>) {
     loop {
         match body.next().await {
-            Some(Ok(Frame::Data(mut data))) => {
-                while !data.is_empty() {
-                    stream.reserve_capacity(data.len());
-                    match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
-                        Some(Ok(n)) if n > 0 => {
-                            let chunk = data.split_to(n.min(data.len()));
-                            if stream.send_data(chunk, false).is_err() {
-                                return;
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        _ => return,
-                    }
+            Some(Ok(Frame::Data(data))) => {
+                if !super::message::send_h2_data(&mut stream, data).await {
+                    return;
                 }
             }
             Some(Ok(Frame::Trailers(t))) => {
@@ -562,37 +552,18 @@ async fn h1_exchange(
                     _ => Body::Full(Bytes::from(collected.concat())),
                 };
                 if keep_alive {
-                    if let Writer::Here(wr) = writer {
-                        pool.put_idle(
-                            host,
-                            Idle {
-                                rd: conn.rd,
-                                wr,
-                                buf,
-                                since: Instant::now(),
-                                served: conn.served + 1,
-                            },
-                        );
-                    } else {
-                        let pool = pool.clone();
-                        let rd = conn.rd;
-                        let served = conn.served + 1;
-                        tokio::task::spawn_local(async move {
-                            if let Writer::Task(rx) = writer {
-                                if let Ok(Ok(wr)) = rx.await {
-                                    pool.put_idle(
-                                        host,
-                                        Idle {
-                                            rd,
-                                            wr,
-                                            buf,
-                                            since: Instant::now(),
-                                            served,
-                                        },
-                                    );
-                                }
-                            }
-                        });
+                    let back = GiveBack {
+                        pool: pool.clone(),
+                        host,
+                        rd: conn.rd,
+                        buf,
+                        served: conn.served + 1,
+                    };
+                    match writer {
+                        Writer::Here(wr) => back.with(wr),
+                        writer => {
+                            tokio::task::spawn_local(back.when_written(writer));
+                        }
                     }
                 }
                 return Ok(Response {
@@ -664,22 +635,15 @@ async fn h1_exchange(
         };
         drop(tx);
         if clean && keep_alive {
-            let wr = match writer {
-                Writer::Here(w) => Some(w),
-                Writer::Task(rx) => rx.await.ok().and_then(Result::ok),
-            };
-            if let Some(wr) = wr {
-                pool.put_idle(
-                    host,
-                    Idle {
-                        rd,
-                        wr,
-                        buf,
-                        since: Instant::now(),
-                        served,
-                    },
-                );
+            GiveBack {
+                pool,
+                host,
+                rd,
+                buf,
+                served,
             }
+            .when_written(writer)
+            .await;
         }
     });
     Ok(Response {
@@ -687,6 +651,40 @@ async fn h1_exchange(
         body,
         upgrade: None,
     })
+}
+
+/// A connection whose exchange ended cleanly, on its way back to the pool once its write side
+/// is back too.
+struct GiveBack {
+    pool: Rc<HttpPool>,
+    host: SocketAddr,
+    rd: ReadSide,
+    buf: BytesMut,
+    served: u32,
+}
+
+impl GiveBack {
+    fn with(self, wr: WriteSide) {
+        let idle = Idle {
+            rd: self.rd,
+            wr,
+            buf: self.buf,
+            since: Instant::now(),
+            served: self.served,
+        };
+        self.pool.put_idle(self.host, idle);
+    }
+
+    /// Waits for a streamed request body to be written; a failed write keeps it out.
+    async fn when_written(self, writer: Writer) {
+        let wr = match writer {
+            Writer::Here(w) => Some(w),
+            Writer::Task(rx) => rx.await.ok().and_then(Result::ok),
+        };
+        if let Some(wr) = wr {
+            self.with(wr);
+        }
+    }
 }
 
 fn head_says_close(head: &RequestHead) -> bool {

@@ -4,8 +4,7 @@
 //! [`RpcProxy`].
 
 use super::RpcProxy;
-use crate::config::cluster_extras::{scalar_map, LB_NAMESPACE};
-use crate::config::cluster_target::{check_cluster, parse_cluster_target};
+use crate::config::cluster_target::{check_cluster, parse_cluster_target, parse_metadata_match};
 use crate::config::duration::{optional_duration, parse_duration};
 use crate::config::matchers::{parse_header_match, parse_string_match};
 use crate::config::reader::{Node, Result};
@@ -378,25 +377,8 @@ fn parse_action(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<RpcRouteAc
         ],
         &["cluster_header", "request_mirror_policies", "priority"],
     )?;
-    let target = parse_cluster_target(node, clusters, &["total_weight", "runtime_key_prefix"])?;
-    let metadata_match = match node.get("metadata_match") {
-        Some(m) => {
-            let m = m.node();
-            m.expect_fields(&["filter_metadata"], &["typed_filter_metadata"])?;
-            match m.get("filter_metadata") {
-                Some(fm) => {
-                    let fm = fm.node();
-                    fm.expect_fields(&[LB_NAMESPACE], &[])?;
-                    match fm.get(LB_NAMESPACE) {
-                        Some(lb) => scalar_map(lb.node())?,
-                        None => Metadata::new(),
-                    }
-                }
-                None => Metadata::new(),
-            }
-        }
-        None => Metadata::new(),
-    };
+    let target = parse_cluster_target(node, clusters, &["runtime_key_prefix"])?;
+    let metadata_match = parse_metadata_match(node)?;
     let timeout = match node.get("timeout") {
         Some(t) => {
             let d = parse_duration(t.node())?;
