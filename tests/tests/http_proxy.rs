@@ -593,3 +593,61 @@ fn configs_sluice_cannot_honour_name_their_path() {
     let s = Sluice::start(&yaml, &[]);
     assert_eq!(curl_full(&[url(s.listener("http"), "/").as_str()]).0, 204);
 }
+
+/// `http_health_check` takes an endpoint that answers its path with the wrong status out of
+/// rotation: nginx answers /503 with 503, the Python upstream with 200; `expected_statuses`
+/// turns the verdicts round.
+#[test]
+fn http_health_checks_pick_endpoints_by_status() {
+    let nginx = Nginx::start();
+    let (_up, up) = python_upstream();
+    let hc = |expected: Value| {
+        let mut h = json!({"timeout": "1s", "interval": "0.2s", "unhealthy_threshold": 1, "healthy_threshold": 1,
+            "http_health_check": {"path": "/503"}});
+        if !expected.is_null() {
+            h["http_health_check"]["expected_statuses"] = expected;
+        }
+        json!({"health_checks": [h]})
+    };
+    let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/want200"}, "route": {"cluster": "ok200"}},
+        {"match": {"prefix": "/want503"}, "route": {"cluster": "ok503"}}]}]);
+    let yaml = hcm_bootstrap(
+        0,
+        vhosts,
+        json!({}),
+        vec![
+            cluster("ok200", &[up, nginx.h1], false, hc(Value::Null)),
+            cluster(
+                "ok503",
+                &[up, nginx.h1],
+                false,
+                hc(json!([{"start": 503, "end": 504}])),
+            ),
+        ],
+    );
+    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let healthy = |c: &str, port: u16| {
+        s.stat(&format!(
+            "sluice_host_healthy{{cluster=\"{c}\",address=\"127.0.0.1:{port}\"}}"
+        ))
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || healthy("ok200", up) == 1
+            && healthy("ok200", nginx.h1) == 0
+            && healthy("ok503", up) == 0
+            && healthy("ok503", nginx.h1) == 1),
+        "health verdicts: {}",
+        s.get("/clusters").1
+    );
+    let front = s.listener("http");
+    for _ in 0..10 {
+        let (_, _, body) = curl_full(&[url(front, "/want200").as_str()]);
+        assert_eq!(body, format!("upstream {up} /want200\n"));
+        let (_, _, body) = curl_full(&[url(front, "/want503").as_str()]);
+        assert!(
+            body.starts_with(&format!("nginx {} /want503", nginx.h1)),
+            "{body}"
+        );
+    }
+}

@@ -189,7 +189,15 @@ pub(super) fn parse_cluster(node: Node<'_>) -> Result<ClusterConfig> {
     let mut health_checks = Vec::new();
     if let Some(list) = node.get("health_checks") {
         for item in list.node().items()? {
-            health_checks.push(parse_health_check(item.node())?);
+            let mut hc = parse_health_check(item.node())?;
+            if let HealthCheckKind::Http {
+                host: host @ None, ..
+            } = &mut hc.kind
+            {
+                // Envoy's default Host for an HTTP health check is the cluster's name.
+                *host = Some(name.clone());
+            }
+            health_checks.push(hc);
         }
     }
     Ok(ClusterConfig {

@@ -193,6 +193,67 @@ fn is_prime(n: u64) -> bool {
 
 pub const BOLT_HEALTH_CHECKER: &str = "sluice.health_checkers.bolt";
 
+/// Envoy's `HttpHealthCheck`: path (required), host, expected_statuses (default 200).
+fn parse_http_health_check(node: Node<'_>) -> Result<HealthCheckKind> {
+    node.expect_fields(
+        &["path", "host", "expected_statuses", "codec_client_type"],
+        &[
+            "send",
+            "receive",
+            "request_headers_to_add",
+            "request_headers_to_remove",
+            "retriable_statuses",
+            "service_name_matcher",
+            "method",
+            "response_buffer_size",
+        ],
+    )?;
+    let p = node.require("path")?;
+    let path = p.node().as_str()?.to_string();
+    if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(p
+            .node()
+            .error("must start with / and hold no spaces or control characters"));
+    }
+    if let Some(c) = node.get("codec_client_type") {
+        if c.node().as_str()? != "HTTP1" {
+            return Err(c.node().error("only HTTP1 health checks are supported yet"));
+        }
+    }
+    let host = match node.get("host") {
+        Some(h) => Some(h.node().as_str()?.to_string()),
+        None => None,
+    };
+    let mut expected = Vec::new();
+    if let Some(list) = node.get("expected_statuses") {
+        for r in list.node().items()? {
+            let r = r.node();
+            r.expect_fields(&["start", "end"], &[])?;
+            let bound = |k: &str| -> Result<u16> {
+                let v = r.require(k)?;
+                let n = v.node().as_u64()?;
+                if !(100..=600).contains(&n) {
+                    return Err(v.node().error("must be from 100 to 600"));
+                }
+                Ok(n as u16)
+            };
+            let (start, end) = (bound("start")?, bound("end")?);
+            if start >= end {
+                return Err(r.error("start must be below end (the range is start..end)"));
+            }
+            expected.push(start..end);
+        }
+    }
+    if expected.is_empty() {
+        expected.push(200..201);
+    }
+    Ok(HealthCheckKind::Http {
+        path,
+        host,
+        expected,
+    })
+}
+
 pub fn parse_health_check(node: Node<'_>) -> Result<HealthCheckConfig> {
     node.expect_fields(
         &[
@@ -203,6 +264,7 @@ pub fn parse_health_check(node: Node<'_>) -> Result<HealthCheckConfig> {
             "healthy_threshold",
             "tcp_health_check",
             "custom_health_check",
+            "http_health_check",
         ],
         &[
             "initial_jitter",
@@ -221,7 +283,6 @@ pub fn parse_health_check(node: Node<'_>) -> Result<HealthCheckConfig> {
             "always_log_health_check_success",
             "tls_options",
             "transport_socket_match_criteria",
-            "http_health_check",
             "grpc_health_check",
         ],
     )?;
@@ -249,16 +310,23 @@ pub fn parse_health_check(node: Node<'_>) -> Result<HealthCheckConfig> {
     };
     let unhealthy_threshold = threshold("unhealthy_threshold")?;
     let healthy_threshold = threshold("healthy_threshold")?;
-    let kind = match (
-        node.get("tcp_health_check"),
-        node.get("custom_health_check"),
-    ) {
-        (Some(t), None) => {
-            let t = t.node();
-            t.expect_fields(&[], &["send", "receive", "proxy_protocol_config"])?;
+    let given: Vec<&str> = [
+        "tcp_health_check",
+        "custom_health_check",
+        "http_health_check",
+    ]
+    .into_iter()
+    .filter(|k| node.get(k).is_some())
+    .collect();
+    let kind = match given.as_slice() {
+        ["tcp_health_check"] => {
+            let t = node.require("tcp_health_check")?;
+            t.node()
+                .expect_fields(&[], &["send", "receive", "proxy_protocol_config"])?;
             HealthCheckKind::TcpConnect
         }
-        (None, Some(c)) => {
+        ["custom_health_check"] => {
+            let c = node.require("custom_health_check")?;
             let c = c.node();
             c.expect_fields(&["name", "typed_config"], &[])?;
             let name = c.require("name")?;
@@ -270,14 +338,13 @@ pub fn parse_health_check(node: Node<'_>) -> Result<HealthCheckConfig> {
             }
             HealthCheckKind::BoltHeartbeat
         }
-        (Some(_), Some(_)) => {
-            return Err(node.error("give one of tcp_health_check or custom_health_check"))
+        ["http_health_check"] => parse_http_health_check(node.require("http_health_check")?.node())?,
+        [] => {
+            return Err(node.error(
+                "a health checker is required: tcp_health_check, http_health_check or custom_health_check",
+            ))
         }
-        (None, None) => {
-            return Err(
-                node.error("a health checker is required: tcp_health_check or custom_health_check")
-            )
-        }
+        _ => return Err(node.error(format!("give one health checker, not {}", given.join(" and ")))),
     };
     Ok(HealthCheckConfig {
         timeout,

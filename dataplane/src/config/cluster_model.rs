@@ -80,13 +80,21 @@ pub struct HealthCheckConfig {
     pub kind: HealthCheckKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HealthCheckKind {
     /// `tcp_health_check` with no payload: a connect that succeeds is healthy.
     TcpConnect,
     /// `custom_health_check` named `sluice.health_checkers.bolt`: a Bolt heartbeat answered with
     /// success is healthy.
     BoltHeartbeat,
+    /// `http_health_check`: an HTTP/1.1 GET of `path` answered with one of `expected` statuses.
+    Http {
+        path: String,
+        /// The Host to send; `None`: the cluster's name, as Envoy sends it.
+        host: Option<String>,
+        /// Half-open ranges of statuses that count as healthy (Envoy's default: 200 only).
+        expected: Vec<std::ops::Range<u16>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

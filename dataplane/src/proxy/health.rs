@@ -32,7 +32,11 @@ pub enum Verdict {
 
 /// Runs one check of `kind` against `addr`, connecting with `connector` (whose timeout bounds
 /// the whole check).
-pub async fn check_once(kind: HealthCheckKind, connector: &Connector, addr: SocketAddr) -> Verdict {
+pub async fn check_once(
+    kind: &HealthCheckKind,
+    connector: &Connector,
+    addr: SocketAddr,
+) -> Verdict {
     let timeout = connector.timeout();
     match tokio::time::timeout(timeout, probe(kind, connector, addr)).await {
         Ok(v) => v,
@@ -40,7 +44,7 @@ pub async fn check_once(kind: HealthCheckKind, connector: &Connector, addr: Sock
     }
 }
 
-async fn probe(kind: HealthCheckKind, connector: &Connector, addr: SocketAddr) -> Verdict {
+async fn probe(kind: &HealthCheckKind, connector: &Connector, addr: SocketAddr) -> Verdict {
     // Through the same transport as the traffic: on a userspace-stack worker, through its stack.
     let mut stream = match connector.connect(addr).await {
         Ok(s) => s,
@@ -48,6 +52,11 @@ async fn probe(kind: HealthCheckKind, connector: &Connector, addr: SocketAddr) -
     };
     match kind {
         HealthCheckKind::TcpConnect => Verdict::Healthy,
+        HealthCheckKind::Http {
+            path,
+            host,
+            expected,
+        } => http_probe(&mut stream, path, host.as_deref().unwrap_or(""), expected).await,
         HealthCheckKind::BoltHeartbeat => {
             let mut hb = BytesMut::new();
             Bolt.heartbeat(1, &mut hb);
@@ -79,6 +88,52 @@ async fn probe(kind: HealthCheckKind, connector: &Connector, addr: SocketAddr) -
                     Err(e) => return Verdict::Unhealthy(format!("read: {e}")),
                 }
             }
+        }
+    }
+}
+
+/// An HTTP/1.1 GET with `Connection: close`, answered with a status in `expected`.
+async fn http_probe(
+    stream: &mut crate::io::Connection,
+    path: &str,
+    host: &str,
+    expected: &[std::ops::Range<u16>],
+) -> Verdict {
+    use crate::protocol::http1::{encode, Limits, Message, ResponseDecoder};
+    let mut req = BytesMut::new();
+    encode::request_head(
+        "GET",
+        path.as_bytes(),
+        [
+            (&b"host"[..], host.as_bytes()),
+            (b"user-agent", b"Envoy/HC"),
+            (b"connection", b"close"),
+        ],
+        &mut req,
+    );
+    if let Err(e) = stream.write_all(&req).await {
+        return Verdict::Unhealthy(format!("write: {e}"));
+    }
+    let mut decoder = ResponseDecoder::new(Limits::default());
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        match decoder.decode(&mut buf, false) {
+            Ok(Some(Message::Head(h))) if (100..200).contains(&h.status) => continue,
+            Ok(Some(Message::Head(h))) => {
+                return if expected.iter().any(|r| r.contains(&h.status)) {
+                    Verdict::Healthy
+                } else {
+                    Verdict::Unhealthy(format!("answered {path} with status {}", h.status))
+                };
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => return Verdict::Unhealthy(format!("bad answer: {e}")),
+        }
+        match stream.read_buf(&mut buf).await {
+            Ok(0) => return Verdict::Unhealthy("closed without answering".into()),
+            Ok(_) => {}
+            Err(e) => return Verdict::Unhealthy(format!("read: {e}")),
         }
     }
 }
@@ -120,7 +175,7 @@ async fn check_loop(
     let mut first = true;
     let connector = Connector::new(network, config.timeout);
     loop {
-        let verdict = check_once(config.kind, &connector, addr).await;
+        let verdict = check_once(&config.kind, &connector, addr).await;
         if record(&health, &config, &verdict, first) {
             hosts.bump_health_epoch();
             match &verdict {
@@ -257,12 +312,12 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let c = Connector::new(Network::Kernel, Duration::from_secs(1));
         assert_eq!(
-            check_once(HealthCheckKind::TcpConnect, &c, addr).await,
+            check_once(&HealthCheckKind::TcpConnect, &c, addr).await,
             Verdict::Healthy
         );
         drop(l);
         assert!(matches!(
-            check_once(HealthCheckKind::TcpConnect, &c, addr).await,
+            check_once(&HealthCheckKind::TcpConnect, &c, addr).await,
             Verdict::Unhealthy(_)
         ));
     }
