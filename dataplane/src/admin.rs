@@ -75,12 +75,15 @@ pub struct ServerInfo {
     pub concurrency: usize,
     pub config_path: String,
     pub log_level: String,
+    /// How long a graceful drain asks connections to close before listeners stop.
+    pub drain_time: std::time::Duration,
 }
 
 /// Endpoints that change state: Envoy takes them as POST only, so a stray GET (a crawler, a
 /// browser's prefetch) cannot stop the server.
 const MUTATING: &[&str] = &[
     "/quitquitquit",
+    "/drain_listeners",
     "/healthcheck/fail",
     "/healthcheck/ok",
     "/logging",
@@ -116,6 +119,10 @@ const HELP: &[(&str, &str)] = &[
     ("/healthcheck/fail", "POST: report DRAINING on /ready"),
     ("/healthcheck/ok", "POST: report LIVE again"),
     ("/quitquitquit", "POST: stop sluice (as SIGTERM)"),
+    (
+        "/drain_listeners",
+        "POST: stop accepting; ?graceful: ask connections to close for --drain-time-s first",
+    ),
     (
         "/logging",
         "POST ?level=LEVEL: set the log level (trace, debug, info, warning, error, critical, off)",
@@ -202,6 +209,12 @@ impl Admin {
                 tracing::info!(failed, "admin: health check state set");
                 text(200, "OK\n")
             }
+            "/drain_listeners" => {
+                let graceful = params.has("graceful").then_some(self.server.drain_time);
+                tracing::info!(?graceful, "admin: draining listeners");
+                crate::drain::start(graceful);
+                text(200, "OK\n")
+            }
             "/quitquitquit" => {
                 tracing::info!("admin: /quitquitquit, stopping");
                 Response {
@@ -243,10 +256,11 @@ impl Admin {
         }
     }
 
-    /// After `/healthcheck/fail` and until `/healthcheck/ok`.
+    /// After `/healthcheck/fail` (until `/healthcheck/ok`) or `/drain_listeners`.
     fn draining(&self) -> bool {
         self.health_failed
             .load(std::sync::atomic::Ordering::Relaxed)
+            || crate::drain::is_draining()
     }
 
     /// Envoy's `/server_info` fields that mean something here.

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod config;
 pub mod control_status;
+pub mod drain;
 pub mod error;
 pub mod event_loop;
 pub mod fasthash;

@@ -64,6 +64,10 @@ struct Args {
     /// Override the IO backend of the config's `sluice.io.backend`.
     #[arg(long = "io")]
     io: Option<String>,
+    /// How long `/drain_listeners?graceful` asks connections to close before listeners stop
+    /// (Envoy's flag and default).
+    #[arg(long = "drain-time-s", default_value_t = 600)]
+    drain_time_s: u64,
     /// Accept config pushes from the control process on this Unix socket (see `sluice::push`).
     #[arg(long)]
     control_socket: Option<PathBuf>,
@@ -194,6 +198,7 @@ fn serve(
                     concurrency,
                     config_path: config_path.display().to_string(),
                     log_level: args.log_level.clone().unwrap_or_else(|| "info".into()),
+                    drain_time: std::time::Duration::from_secs(args.drain_time_s),
                 },
                 health_failed: Default::default(),
             },

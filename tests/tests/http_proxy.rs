@@ -651,3 +651,95 @@ fn http_health_checks_pick_endpoints_by_status() {
         );
     }
 }
+
+fn admin_post(s: &Sluice, path: &str) -> String {
+    let out = curl(&["-X", "POST", &format!("http://{}{path}", s.admin)]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One keep-alive request on `c`; (status, whether the answer said `connection: close`).
+fn keep_alive_get(c: &mut TcpStream, path: &str) -> (u16, bool) {
+    c.write_all(format!("GET {path} HTTP/1.1\r\nhost: a\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = c.read(&mut byte).unwrap();
+        assert!(n > 0, "closed before a response");
+        buf.extend_from_slice(&byte[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (status, headers, body) = parse_response(&text);
+    // Read the rest of the body, so the next exchange starts clean.
+    let len: usize = header(&headers, "content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut left = len.saturating_sub(body.len());
+    while left > 0 {
+        let n = c.read(&mut byte[..left.min(4096)]).unwrap();
+        assert!(n > 0, "closed in the middle of a body");
+        left -= n;
+    }
+    (status, header(&headers, "connection") == Some("close"))
+}
+
+/// `/drain_listeners?graceful`: /ready says DRAINING, responses carry `connection: close`,
+/// HTTP/2 connections get GOAWAY, new connections are still taken until the drain time has
+/// passed, then the listener closes. Without `graceful` it closes at once while an
+/// established connection still gets its answer.
+#[test]
+fn drain_listeners_asks_connections_to_close_then_stops_accepting() {
+    let (_up, up) = python_upstream();
+    let yaml = hcm_bootstrap(
+        0,
+        all_to("up"),
+        json!({}),
+        vec![cluster("up", &[up], false, json!({}))],
+    );
+    let s = Sluice::start(&yaml, &["--concurrency", "1", "--drain-time-s", "6"]);
+    let front = s.listener("http");
+    let mut c = TcpStream::connect(front).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(keep_alive_get(&mut c, "/before"), (200, false));
+    let mut h2 = Command::new(venv_python());
+    h2.arg(testdata("h2_flood.py"))
+        .args(["127.0.0.1", &front.port().to_string(), "settings", "1"])
+        .stdout(Stdio::piped());
+    let h2 = h2.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // let the HTTP/2 client connect first
+    assert_eq!(admin_post(&s, "/drain_listeners?graceful"), "OK\n");
+    assert_eq!(s.get("/ready"), (503, "DRAINING\n".to_string()));
+    let t = Instant::now();
+    assert_eq!(keep_alive_get(&mut c, "/during"), (200, true));
+    // Still accepting during the drain time, each answer the connection's last.
+    let (status, headers, _) = curl_full(&[url(front, "/new").as_str()]);
+    assert_eq!(
+        (status, header(&headers, "connection")),
+        (200, Some("close"))
+    );
+    let v: Value = serde_json::from_slice(&h2.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(v["goaway"], true, "{v}");
+    assert!(
+        wait_until(Duration::from_secs(20), || TcpStream::connect(front)
+            .is_err()),
+        "the listener never closed"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_secs(5),
+        "closed after {:?}",
+        t.elapsed()
+    );
+    assert!(s.stat("sluice_http_downstream_cx_drain_close{stat_prefix=\"ingress\"}") >= 3);
+
+    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let front = s.listener("http");
+    let mut c = TcpStream::connect(front).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(admin_post(&s, "/drain_listeners"), "OK\n");
+    assert!(
+        wait_until(Duration::from_secs(5), || TcpStream::connect(front)
+            .is_err()),
+        "the listener never closed"
+    );
+    assert_eq!(keep_alive_get(&mut c, "/established"), (200, true));
+}

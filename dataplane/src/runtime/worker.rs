@@ -233,8 +233,17 @@ async fn accept_loop(
 ) {
     let mut last_warning: Option<tokio::time::Instant> = None;
     let mut suppressed = 0u64;
+    let mut drain = crate::drain::subscribe();
     loop {
-        match socket.accept().await {
+        let accepted = tokio::select! {
+            a = socket.accept() => a,
+            _ = crate::drain::reached(&mut drain, crate::drain::Phase::Closed) => {
+                // /drain_listeners: the socket closes with this task; connections run on.
+                tracing::info!(worker, "listener closed by a drain");
+                return;
+            }
+        };
+        match accepted {
             Ok((conn, peer)) => {
                 let runtime = current.borrow().clone();
                 let stats = stats.clone();

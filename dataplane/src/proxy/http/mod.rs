@@ -14,6 +14,7 @@ pub mod access_log;
 pub mod config;
 pub mod filters;
 pub mod forward;
+pub mod h2_guard;
 pub mod local_reply;
 pub mod message;
 pub mod route_config;

@@ -445,6 +445,11 @@ async fn write_response(
     close: &Cell<bool>,
     sent: &Cell<u64>,
 ) -> Result<(), ()> {
+    if crate::drain::is_draining() && !close.get() {
+        // Draining: this response is the connection's last.
+        close.set(true);
+        hcm.stats.downstream_cx_drain_close.inc();
+    }
     let resp = &mut ex.response;
     let status = resp.head.status;
     let bodiless = is_head || (100..200).contains(&status) || status == 204 || status == 304;

@@ -34,7 +34,7 @@ pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
         .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
         .max_local_error_reset_streams(Some(MAX_LOCAL_RESETS))
         .max_send_buffer_size(hcm.buffer_limit.max(16 * 1024));
-    let handshake = builder.handshake::<_, Bytes>(io);
+    let handshake = builder.handshake::<_, Bytes>(super::h2_guard::guard(io));
     let mut conn = match hcm.config.idle_timeout {
         Some(t) => match tokio::time::timeout(t, handshake).await {
             Ok(Ok(c)) => c,
@@ -53,6 +53,8 @@ pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
     };
     let active = Rc::new(std::cell::Cell::new(0usize));
     let mut idle_since = tokio::time::Instant::now();
+    let mut drain = crate::drain::subscribe();
+    let mut goaway_sent = false;
     loop {
         let idle_deadline = match (hcm.config.idle_timeout, active.get()) {
             (Some(t), 0) => Some(idle_since + t),
@@ -64,7 +66,18 @@ pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
                 None => Some(conn.accept().await),
             }
         };
-        match next.await {
+        let next = tokio::select! {
+            n = next => Some(n),
+            _ = crate::drain::reached(&mut drain, crate::drain::Phase::Draining), if !goaway_sent => None,
+        };
+        let Some(next) = next else {
+            // Draining: GOAWAY, then the streams already open finish.
+            goaway_sent = true;
+            hcm.stats.downstream_cx_drain_close.inc();
+            conn.graceful_shutdown();
+            continue;
+        };
+        match next {
             None => {
                 // Idle: say goodbye and let the connection finish.
                 hcm.stats.downstream_cx_idle_timeout.inc();
@@ -76,7 +89,8 @@ pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
             Some(Some(Err(e))) => {
                 // The client's own GOAWAY or a broken socket ends it quietly; anything sluice
                 // had to end (a flood, a framing error) is counted.
-                if e.is_remote() || e.is_io() {
+                let flood = e.get_io().map(|io| io.kind()) == Some(std::io::ErrorKind::InvalidData);
+                if !flood && (e.is_remote() || e.is_io()) {
                     return;
                 }
                 hcm.stats.downstream_cx_protocol_error.inc();
