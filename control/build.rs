@@ -12,6 +12,9 @@ const ENTRY_FILES: &[&str] = &[
     "envoy/config/endpoint/v3/endpoint.proto",
     "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto",
     "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
+    "envoy/extensions/filters/http/router/v3/router.proto",
+    "envoy/extensions/access_loggers/file/v3/file.proto",
+    "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
     "xds/type/v3/typed_struct.proto",
     "udpa/type/v1/typed_struct.proto",
 ];

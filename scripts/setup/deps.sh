@@ -40,6 +40,7 @@ if [ "$purpose" != run ] && [ "$purpose" != run-dpdk ]; then
   # HTTP: nghttp/h2load (HTTP/2 clients), nginx (an HTTP/1.1 and h2c upstream).
   need_cmd h2load || pkgs+=(nghttp2-client)
   need_cmd nginx || pkgs+=(nginx-light)
+  need_cmd wrk || pkgs+=(wrk)
 fi
 if [ "$purpose" != run ]; then
   # DPDK 22.11 for the `dpdk` features (the DPDK backend; bindgen needs libclang).
@@ -49,7 +50,6 @@ if [ "$purpose" != run ]; then
 fi
 if [ "$purpose" = bench ]; then
   need_cmd haproxy || pkgs+=(haproxy)
-  need_cmd wrk || pkgs+=(wrk)
   need_cmd nginx || pkgs+=(nginx-light)
   [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || pkgs+=(libnginx-mod-stream)
 fi

@@ -743,3 +743,37 @@ fn drain_listeners_asks_connections_to_close_then_stops_accepting() {
     );
     assert_eq!(keep_alive_get(&mut c, "/established"), (200, true));
 }
+
+/// wrk's keep-alive load through sluice to nginx: every response a 2xx, and sluice counts at
+/// least as many answered requests as wrk (wrk stops with a few in flight).
+#[test]
+fn wrk_keep_alive_load_is_answered_in_full() {
+    require_program("wrk");
+    let nginx = Nginx::start();
+    let yaml = hcm_bootstrap(
+        0,
+        all_to("nginx"),
+        json!({}),
+        vec![cluster("nginx", &[nginx.h1], false, json!({}))],
+    );
+    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let front = s.listener("http");
+    let out = Command::new("wrk")
+        .args(["-t1", "-c20", "-d2s", &url(front, "/")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("Non-2xx"), "{text}");
+    assert!(!text.contains("Socket errors"), "{text}");
+    let done: u64 = text
+        .split_whitespace()
+        .zip(text.split_whitespace().skip(1))
+        .find(|(_, next)| *next == "requests")
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(done > 1000, "{text}");
+    assert!(s.stat("sluice_http_downstream_rq_2xx{stat_prefix=\"ingress\"}") >= done);
+    // wrk's 20 connections, and the one it opens first to check the target.
+    let conns = s.stat("sluice_http_downstream_cx_total{stat_prefix=\"ingress\"}");
+    assert!((20..=21).contains(&conns), "{conns} connections");
+}

@@ -437,3 +437,53 @@ fn control_config_mistakes_are_named() {
         r.stderr
     );
 }
+
+/// An HTTP connection manager listener whose routes come over RDS, as a control plane sends
+/// them: sluice-control inlines the RouteConfiguration, the listener serves it, and a new
+/// version of the routes is served without the listener changing.
+#[test]
+fn http_listener_with_rds_routes_serves_and_follows_route_updates() {
+    let ads = AdsServer::start();
+    let (_up, up) = sluice_integration::http::python_upstream();
+    let front = free_port();
+    let listener = json!({"name": "http", "address": {"socket_address": {"address": "127.0.0.1", "port_value": front}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "http",
+            "rds": {"route_config_name": "web_routes", "config_source": {"ads": {}, "resource_api_version": "V3"}},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]});
+    let routes = |text: &str| {
+        json!({"name": "web_routes", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"path": "/direct"}, "direct_response": {"status": 200, "body": {"inline_string": text}}},
+        {"match": {"prefix": "/"}, "route": {"cluster": "web"}}]}]})
+    };
+    let resources = |text: &str| {
+        json!({
+        "clusters": [eds_cluster("web")], "endpoints": [assignment("web", &[up])],
+        "listeners": [listener.clone()], "routes": [routes(text)]})
+    };
+    ads.set("*", "1", &resources("first\n"));
+    let s = SluiceXds::start("http-rds", "GRPC", ads.port);
+    s.wait_version("1");
+    let get = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "5",
+                &format!("http://127.0.0.1:{front}{path}"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(get("/direct"), "first\n");
+    assert_eq!(get("/x"), format!("upstream {up} /x\n"));
+    ads.set("*", "2", &resources("second\n"));
+    s.wait_version("2");
+    assert!(
+        wait_until(Duration::from_secs(10), || get("/direct") == "second\n"),
+        "the new routes never served"
+    );
+}
