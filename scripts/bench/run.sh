@@ -54,7 +54,7 @@ case "$scenario" in
   http)
     "$root/scripts/setup/deps.sh" bench >/dev/null
     (cd "$root" && cargo build --release --bin sluice)
-    exec python3 "$here/http.py" --root "$root" "$@"
+    exec python3 "$here/http_l7.py" --root "$root" "$@"
     ;;
   *) echo "unknown scenario '$scenario' (known: tcp, bolt, stack, dpdk, xds, hostile, http)" >&2; exit 2 ;;
 esac

@@ -27,7 +27,13 @@ pub fn response_head<'a>(
     out: &mut BytesMut,
 ) {
     out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(status.to_string().as_bytes());
+    // Three digits, written without formatting (a status is 100 to 999 on the wire).
+    let s = status.clamp(100, 999);
+    out.put_slice(&[
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]);
     out.put_u8(b' ');
     out.put_slice(reason);
     out.put_slice(b"\r\n");

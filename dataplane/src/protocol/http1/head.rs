@@ -3,6 +3,7 @@
 
 use super::{Http1Error, Limits};
 use bytes::Bytes;
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +30,17 @@ impl HeaderBlock {
         self.fields
             .iter()
             .map(|(n, v)| (self.range(n), self.range(v)))
+    }
+
+    /// Every field, in order: (name as sent, value as a slice of the head's own buffer, so
+    /// a header map can hold it without copying).
+    pub fn iter_shared(&self) -> impl Iterator<Item = (&[u8], Bytes)> + '_ {
+        self.fields.iter().map(|(n, v)| {
+            (
+                self.range(n),
+                self.raw.slice(v.start as usize..v.end as usize),
+            )
+        })
     }
 
     /// The values of every field named `name` (ASCII case-insensitive), in order.
@@ -169,6 +181,23 @@ fn with_slots<'b, T>(limits: &Limits, f: impl FnOnce(&mut [httparse::Header<'b>]
     }
 }
 
+/// As [`with_slots`], with the slots left uninitialised for the parsers that take them so: a
+/// head's parse then costs no 4 KiB of zeroing first.
+fn with_uninit_slots<'b, T>(
+    limits: &Limits,
+    f: impl FnOnce(&mut [MaybeUninit<httparse::Header<'b>>]) -> T,
+) -> T {
+    const STACK: usize = 128;
+    let n = limits.max_headers + 1;
+    if n <= STACK {
+        let mut slots = [const { MaybeUninit::uninit() }; STACK];
+        f(&mut slots[..n])
+    } else {
+        let mut slots: Vec<httparse::Header<'b>> = Vec::with_capacity(n);
+        f(&mut slots.spare_capacity_mut()[..n])
+    }
+}
+
 /// httparse fills at most the slots it is given, one more than allowed: a full set is one
 /// field too many.
 fn check_count(n: usize, limits: &Limits) -> Result<(), Http1Error> {
@@ -216,9 +245,9 @@ fn names_a_version(raw: &[u8]) -> bool {
 
 /// Parses a request head that is complete in `raw` (up to and including its empty line).
 pub(super) fn parse_request(raw: Bytes, limits: &Limits) -> Result<RequestHead, Http1Error> {
-    with_slots(limits, |slots| {
-        let mut req = httparse::Request::new(slots);
-        match req.parse(&raw) {
+    with_uninit_slots(limits, |slots| {
+        let mut req = httparse::Request::new(&mut []);
+        match req.parse_with_uninit_headers(&raw, slots) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => {
                 return Err(Http1Error::bad_request("truncated request head"))
@@ -249,9 +278,11 @@ pub(super) fn parse_request(raw: Bytes, limits: &Limits) -> Result<RequestHead, 
 
 /// Parses a response head that is complete in `raw`.
 pub(super) fn parse_response(raw: Bytes, limits: &Limits) -> Result<ResponseHead, Http1Error> {
-    with_slots(limits, |slots| {
-        let mut resp = httparse::Response::new(slots);
-        match resp.parse(&raw) {
+    with_uninit_slots(limits, |slots| {
+        let mut resp = httparse::Response::new(&mut []);
+        match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, &raw, slots)
+        {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => {
                 return Err(Http1Error::bad_request("truncated response head"))

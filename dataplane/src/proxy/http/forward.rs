@@ -186,7 +186,7 @@ impl Hcm {
         let expected = retry.and_then(|r| r.per_try_timeout).or(timeout);
         if let (Some(t), false) = (expected, self.config.filters.router.suppress_envoy_headers) {
             head.headers
-                .insert(X_EXPECTED_TIMEOUT, HeaderValue::from(t.as_millis() as u64));
+                .insert(X_EXPECTED_TIMEOUT, number_header(t.as_millis() as u64));
         }
         let hash = hash_key(&forward.hash_policy, &head, conn);
         let mut ex = self
@@ -250,7 +250,7 @@ impl Hcm {
             let replace = c.use_remote_address && !c.preserve_external_request_id;
             if replace || !head.headers.contains_key(&X_REQUEST_ID) {
                 let id = uuid_v4(&mut self.rng.borrow_mut());
-                if let Ok(v) = HeaderValue::from_str(&id) {
+                if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(id)) {
                     head.headers.insert(X_REQUEST_ID, v);
                 }
             }
@@ -258,13 +258,12 @@ impl Hcm {
     }
 
     fn rewrite(&self, head: &mut RequestHead, forward: &Forward, route: &Route) {
-        let original = head.path.clone();
         if let Some(p) = rewritten_path(&head.path, forward, route) {
-            head.path = p;
-        }
-        if head.path != original && !self.config.filters.router.suppress_envoy_headers {
-            if let Ok(v) = HeaderValue::from_str(&original) {
-                head.headers.insert(X_ORIGINAL_PATH, v);
+            let original = std::mem::replace(&mut head.path, p);
+            if head.path != original && !self.config.filters.router.suppress_envoy_headers {
+                if let Ok(v) = HeaderValue::from_str(&original) {
+                    head.headers.insert(X_ORIGINAL_PATH, v);
+                }
             }
         }
         match &forward.host_rewrite {
@@ -313,7 +312,6 @@ impl Hcm {
             UpstreamProtocol::UseDownstream => UpstreamProtocol::Http1,
         };
         let auto_host = forward.host_rewrite == HostRewrite::Auto;
-        let original_authority = head.authority.clone();
         loop {
             let avoid: &[usize] = if retry.is_some_and(|r| r.previous_hosts) {
                 &tried
@@ -342,11 +340,9 @@ impl Hcm {
                 );
             };
             tried.push(index);
-            head.authority = if auto_host {
-                host.address.to_string()
-            } else {
-                original_authority.clone()
-            };
+            if auto_host {
+                head.authority = host.address.to_string();
+            }
             let Some(this_body) = body.take().or_else(|| replay.as_ref().map(clone_body)) else {
                 // A streamed body already went to an earlier attempt.
                 return Exchange::failure(
@@ -396,7 +392,7 @@ impl Hcm {
                     if !self.config.filters.router.suppress_envoy_headers {
                         resp.head.headers.insert(
                             X_SERVICE_TIME,
-                            HeaderValue::from(attempt_start.elapsed().as_millis() as u64),
+                            number_header(attempt_start.elapsed().as_millis() as u64),
                         );
                     }
                     let exhausted = retries_left == 0
@@ -569,6 +565,26 @@ pub fn rewritten_path(path: &str, forward: &Forward, route: &Route) -> Option<St
     Some(match path.split_once('?') {
         Some((_, q)) => format!("{new}?{q}"),
         None => new,
+    })
+}
+
+/// A header value for a number of milliseconds, without an allocation for the common ones:
+/// values up to 1,023 come from a per-worker table, and the last other value is kept (a
+/// route's expected timeout repeats request after request).
+fn number_header(n: u64) -> HeaderValue {
+    thread_local! {
+        static SMALL: Vec<HeaderValue> = (0..1024u64).map(HeaderValue::from).collect();
+        static LAST: std::cell::RefCell<(u64, HeaderValue)> = std::cell::RefCell::new((0, HeaderValue::from(0u64)));
+    }
+    if n < 1024 {
+        return SMALL.with(|t| t[n as usize].clone());
+    }
+    LAST.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.0 != n {
+            *l = (n, HeaderValue::from(n));
+        }
+        l.1.clone()
     })
 }
 
@@ -822,20 +838,24 @@ pub fn redirect_location(rd: &Redirect, head: &RequestHead, route: &Route) -> St
     }
 }
 
-/// A random (version 4) UUID in its usual text form, as Envoy's x-request-id.
-fn uuid_v4(rng: &mut crate::proxy::lb::Rng) -> String {
-    let a = rng.next_u64();
-    let b = rng.next_u64();
-    let a = (a & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
-    let b = (b & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xffff,
-        b >> 48,
-        b & 0xffff_ffff_ffff
-    )
+/// A random (version 4) UUID in its usual text form, as Envoy's x-request-id: written into
+/// one buffer, which the header value keeps (one allocation).
+fn uuid_v4(rng: &mut crate::proxy::lb::Rng) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let a = (rng.next_u64() & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+    let b = (rng.next_u64() & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&a.to_be_bytes());
+    bytes[8..].copy_from_slice(&b.to_be_bytes());
+    let mut out = Vec::with_capacity(36);
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push(b'-');
+        }
+        out.push(HEX[usize::from(byte >> 4)]);
+        out.push(HEX[usize::from(byte & 0xf)]);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -858,8 +878,10 @@ mod tests {
     #[test]
     fn uuids_have_version_and_variant() {
         let mut rng = crate::proxy::lb::Rng::new(7);
-        let id = uuid_v4(&mut rng);
+        let id = String::from_utf8(uuid_v4(&mut rng)).unwrap();
         assert_eq!(id.len(), 36);
+        assert_eq!(id.matches('-').count(), 4);
+        assert_eq!(&id[8..9], "-");
         assert_eq!(&id[14..15], "4");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
     }

@@ -26,11 +26,19 @@ impl RouteTable {
     }
 
     pub fn virtual_host(&self, head: &RequestHead) -> Option<&VirtualHost> {
-        let mut host = head.host().to_ascii_lowercase();
+        let raw = head.host();
+        // Lower-cased only when it has to be: most hosts arrive lower-case.
+        let lowered;
+        let mut host = if raw.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = raw.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            raw
+        };
         if self.config.ignore_port_in_host_matching {
-            host = strip_port(&host).to_string();
+            host = strip_port(host);
         }
-        let i = *self.domains.find(Some(&host))?;
+        let i = *self.domains.find(Some(host))?;
         self.config.virtual_hosts.get(i)
     }
 

@@ -353,9 +353,11 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
             _ => return Err((400, "invalid request target".into())),
         }
     };
-    let mut headers = HeaderMap::with_capacity(h.headers.len());
+    // Room for the fields the router adds (x-request-id, x-forwarded-proto, ...): no regrowth.
+    let mut headers = HeaderMap::with_capacity(h.headers.len() + 6);
     let keep_upgrade = h.headers.lists("connection", "upgrade");
-    for (k, v) in h.headers.iter() {
+    for (k, shared) in h.headers.iter_shared() {
+        let v: &[u8] = &shared;
         if k.contains(&b'_') {
             match c.headers_with_underscores {
                 UnderscoresAction::Allow => {}
@@ -367,8 +369,8 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
         }
         let name =
             HeaderName::from_bytes(k).map_err(|_| (400, "invalid header name".to_string()))?;
-        let value =
-            HeaderValue::from_bytes(v).map_err(|_| (400, "invalid header value".to_string()))?;
+        let value = HeaderValue::from_maybe_shared(shared.clone())
+            .map_err(|_| (400, "invalid header value".to_string()))?;
         if name == http::header::HOST {
             if authority.is_none() {
                 authority = Some(String::from_utf8_lossy(v).into_owned());

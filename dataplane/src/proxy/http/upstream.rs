@@ -77,9 +77,10 @@ impl HttpPool {
             connector,
             options,
             limits: http1::Limits {
-                // Responses may carry larger heads than requests are allowed.
+                // Responses may carry larger heads than requests are allowed; Envoy's header
+                // count limit (100) applies to them too.
                 max_head_bytes: 96 * 1024,
-                max_headers: 200,
+                max_headers: 100,
             },
             h1_idle: RefCell::default(),
             h2: RefCell::default(),
@@ -701,10 +702,11 @@ fn head_says_close(head: &RequestHead) -> bool {
 /// An HTTP/1 header block as an `http::HeaderMap` (names lower-cased).
 pub fn to_header_map(block: &http1::HeaderBlock) -> Result<http::HeaderMap, AttemptError> {
     let mut map = http::HeaderMap::with_capacity(block.len());
-    for (k, v) in block.iter() {
+    for (k, v) in block.iter_shared() {
         let name = http::HeaderName::from_bytes(k)
             .map_err(|_| AttemptError::Protocol("invalid header name".into()))?;
-        let value = http::HeaderValue::from_bytes(v)
+        // The value stays in the head's buffer: no copy, no allocation per field.
+        let value = http::HeaderValue::from_maybe_shared(v)
             .map_err(|_| AttemptError::Protocol("invalid header value".into()))?;
         map.append(name, value);
     }
