@@ -19,7 +19,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bolt import RPC_PROXY_FILTER, SERVICE  # noqa: E402
-from common import envoy_yaml, free_port, wait_port  # noqa: E402
+from common import envoy_yaml, free_port, wait_port, under_callgrind, callgrind_total  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 
@@ -36,9 +36,7 @@ def measure(binary, boltbench, upstream, tmp):
     with open(cfg, "w") as f:
         f.write(envoy_yaml(port, upstream, admin, filter_yaml=RPC_PROXY_FILTER))
     out = os.path.join(tmp, "callgrind.out")
-    vg = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary,
-                           "-c", cfg, "--concurrency", "1", "-l", "error"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    vg = under_callgrind(binary, cfg, out)
     try:
         wait_port(port, vg, binary, timeout=120)
         subprocess.run([boltbench, "load", "--target", f"127.0.0.1:{port}", "--connections", "50",
@@ -48,8 +46,7 @@ def measure(binary, boltbench, upstream, tmp):
     finally:
         vg.terminate()
         vg.wait()
-    with open(out) as f:
-        total = next(int(line.split()[1]) for line in f if line.startswith(("summary:", "totals:")))
+    total = callgrind_total(out)
     return answered, total
 
 

@@ -18,7 +18,7 @@ import tempfile
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import free_port, wait_port  # noqa: E402
+from common import free_port, wait_port, under_callgrind, callgrind_total  # noqa: E402
 from http_l7 import hcm_config, nginx_upstream  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
@@ -36,9 +36,7 @@ def measure(binary, h1_up, h2_up, tmp, h2):
     with open(cfg, "w") as f:
         f.write(hcm_config(port, admin, h1_up, h2_up, False))
     out = os.path.join(tmp, "callgrind.out")
-    vg = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary,
-                           "-c", cfg, "--concurrency", "1", "-l", "error"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    vg = under_callgrind(binary, cfg, out)
     try:
         wait_port(port, vg, binary, timeout=120)
         load = ["h2load", "-n", "20000", "-c", "10"] + (["-m", "10"] if h2 else ["--h1"])
@@ -47,8 +45,7 @@ def measure(binary, h1_up, h2_up, tmp, h2):
     finally:
         vg.terminate()
         vg.wait()
-    with open(out) as f:
-        total = next(int(line.split()[1]) for line in f if line.startswith(("summary:", "totals:")))
+    total = callgrind_total(out)
     return n, total
 
 

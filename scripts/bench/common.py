@@ -156,3 +156,17 @@ def stop_all(popens, tmp):
             p.kill()
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def under_callgrind(binary, cfg, out):
+    """Starts `binary` (sluice) on `cfg` with one worker under valgrind's callgrind, writing its
+    profile to `out`."""
+    return subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary,
+                             "-c", cfg, "--concurrency", "1", "-l", "error"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def callgrind_total(out):
+    """The instruction count a callgrind profile ends with."""
+    with open(out) as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(("summary:", "totals:")))

@@ -2,7 +2,8 @@
 """gRPC peers with grpcio's generic (bytes in, bytes out) API, so no generated code is needed.
 
   grpc_peer.py server PORT         serves echo.Echo: Unary, ServerStream, ClientStream, Bidi,
-                                   Sleep (waits the request's seconds; for deadlines)
+                                   Sleep and SleepCapped (wait the request's seconds; for
+                                   deadlines and cancellation)
   grpc_peer.py client TARGET       runs every case through TARGET; prints JSON of results
 """
 import json, sys, threading, time
@@ -46,6 +47,7 @@ def serve(port):
         "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
         "Bidi": grpc.stream_stream_rpc_method_handler(bidi),
         "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
+        "SleepCapped": grpc.unary_unary_rpc_method_handler(sleep),
     }
     opts = [("grpc.max_receive_message_length", 16 << 20), ("grpc.max_send_message_length", 16 << 20)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=opts)
@@ -68,7 +70,7 @@ def client(target):
     out["client_stream"] = m("ClientStream", "stream_unary")(iter([b"a" * 10, b"b" * 20, b"c" * 30]), timeout=10).decode()
     out["bidi"] = [x.decode() for x in m("Bidi", "stream_stream")(iter([b"abc", b"hello"]), timeout=10)]
     try:
-        m("Sleep", "unary_unary")(b"5", timeout=0.5)
+        m("SleepCapped", "unary_unary")(b"5", timeout=3)
         out["deadline"] = "no error"
     except grpc.RpcError as e:
         out["deadline"] = e.code().name

@@ -531,7 +531,11 @@ fn grpc_calls_through_sluice() {
         wait_until(Duration::from_secs(20), || is_listening(port)),
         "grpc server did not listen"
     );
+    // SleepCapped's deadline is the client's grpc-timeout (3 s) capped at 0.3 s, so sluice's
+    // timer always fires first; the other calls take the client's deadline uncapped.
     let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"path": "/echo.Echo/SleepCapped", "grpc": {}}, "route": {"cluster": "grpc", "timeout": "0s",
+            "max_stream_duration": {"grpc_timeout_header_max": "0.3s"}}},
         {"match": {"prefix": "/echo.Echo/", "grpc": {}}, "route": {"cluster": "grpc", "timeout": "0s",
             "max_stream_duration": {"grpc_timeout_header_max": "0s"}}}]}]);
     let yaml = hcm_bootstrap(
@@ -553,8 +557,15 @@ fn grpc_calls_through_sluice() {
     );
     assert_eq!(v["client_stream"], "3 messages 60 bytes");
     assert_eq!(v["bidi"], json!(["cba", "olleh"]));
-    assert_eq!(v["deadline"], "DEADLINE_EXCEEDED");
+    // Envoy's local reply for an upstream timeout (504 UT) is UNAVAILABLE to a gRPC client.
+    assert_eq!(v["deadline"], "UNAVAILABLE");
+    assert_eq!(
+        s.stat("sluice_cluster_upstream_rq_timeout{cluster=\"grpc\"}"),
+        1
+    );
     assert_eq!(v["cancel"], "CANCELLED");
+    // The cancelled call's reset reached sluice, which ended it upstream as well.
+    assert!(s.stat("sluice_http_downstream_rq_rx_reset{stat_prefix=\"ingress\"}") >= 1);
     assert_eq!(v["unknown_service"], "UNIMPLEMENTED"); // Envoy's 404 NR as a gRPC status
 }
 

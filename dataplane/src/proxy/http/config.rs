@@ -313,10 +313,10 @@ pub fn parse_hcm(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<HcmConfig
                 "accept_http_10",
                 "default_host_for_http_10",
                 "allow_absolute_url",
-                "header_key_format",
                 "enable_trailers",
             ],
             &[
+                "header_key_format",
                 "allow_chunked_length",
                 "override_stream_error_on_invalid_http_message",
                 "send_fully_qualified_url",

@@ -133,7 +133,15 @@ async fn stream(
     };
     let body = Body::h2(recv);
     let info = ConnInfo { peer };
-    let mut ex = hcm.handle(head, body, &info).await;
+    // A client that resets the stream before its answer ends the request upstream too
+    // (dropping the attempt resets its upstream stream), as Envoy does.
+    let mut ex = tokio::select! {
+        ex = hcm.handle(head, body, &info) => ex,
+        _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
+            hcm.stats.downstream_rq_rx_reset.inc();
+            return;
+        }
+    };
     let status = ex.response.head.status;
     hcm.count_response(status);
     let response = std::mem::replace(&mut ex.response, Response::local(status, ""));
