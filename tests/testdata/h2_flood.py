@@ -4,6 +4,7 @@
   h2_flood.py HOST PORT rapid-reset N   HEADERS then RST_STREAM, N times (CVE-2023-44487)
   h2_flood.py HOST PORT continuation N  one HEADERS and N CONTINUATION frames, never ending it
   h2_flood.py HOST PORT settings N      N SETTINGS frames without reading the acks
+  h2_flood.py HOST PORT stall-body N    a POST to /echo with N body bytes, then silence
 
 Prints JSON: {"sent": frames sent, "goaway": whether the server sent GOAWAY, "closed": whether
 it closed the connection}.
@@ -19,7 +20,7 @@ conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
 conn.initiate_connection()
 s.sendall(conn.data_to_send())
 headers = [(":method", "GET"), (":path", "/"), (":authority", "flood"), (":scheme", "http")]
-sent, goaway, closed = 0, False, False
+sent, goaway, closed, reset = 0, False, False, False
 try:
     if kind == "rapid-reset":
         for i in range(n):
@@ -35,6 +36,12 @@ try:
         for i in range(n):
             s.sendall(ContinuationFrame(1, data=pad).serialize())
             sent += 1
+    elif kind == "stall-body":
+        sid = conn.get_next_available_stream_id()
+        conn.send_headers(sid, [(":method", "POST"), (":path", "/echo"), (":authority", "stall"), (":scheme", "http")])
+        conn.send_data(sid, b"x" * n)
+        s.sendall(conn.data_to_send())
+        sent = 1
     elif kind == "settings":
         for i in range(n):
             s.sendall(SettingsFrame(0, settings={SettingsFrame.MAX_CONCURRENT_STREAMS: 100}).serialize())
@@ -63,5 +70,8 @@ while time.time() < deadline:
             break
         if pending[3] == 0x7:
             goaway = True
+        if pending[3] == 0x3:
+            reset = True
+            deadline = 0  # the stream's answer is in
         pending = pending[9 + length:]
-print(json.dumps({"sent": sent, "goaway": goaway, "closed": closed}))
+print(json.dumps({"sent": sent, "goaway": goaway, "closed": closed, "reset": reset}))

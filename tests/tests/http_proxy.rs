@@ -788,3 +788,30 @@ fn wrk_keep_alive_load_is_answered_in_full() {
     let conns = s.stat("sluice_http_downstream_cx_total{stat_prefix=\"ingress\"}");
     assert!((20..=21).contains(&conns), "{conns} connections");
 }
+
+/// An HTTP/2 request body that stops arriving is ended by stream_idle_timeout: the stream is
+/// reset, the idle timeout counted, and the connection's other streams are unaffected.
+#[test]
+fn a_stalled_http2_request_body_meets_the_stream_idle_timeout() {
+    let (_up, up) = python_upstream();
+    let yaml = hcm_bootstrap(
+        0,
+        all_to("up"),
+        json!({"stream_idle_timeout": "0.5s"}),
+        vec![cluster("up", &[up], false, json!({}))],
+    );
+    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let front = s.listener("http");
+    let t = Instant::now();
+    let out = python_peer(
+        "h2_flood.py",
+        &["127.0.0.1", &front.port().to_string(), "stall-body", "10"],
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["reset"], true, "{v}");
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    assert!(s.stat("sluice_http_downstream_rq_idle_timeout{stat_prefix=\"ingress\"}") >= 1);
+    let (status, _, _) = curl_full(&["--http2-prior-knowledge", url(front, "/after").as_str()]);
+    assert_eq!(status, 200);
+}

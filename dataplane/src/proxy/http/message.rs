@@ -95,6 +95,11 @@ pub enum Body {
     H2 {
         stream: h2::RecvStream,
         data_done: bool,
+        /// A frame that takes longer than this ends the body with [`BodyError::Idle`] (the
+        /// connection manager's stream_idle_timeout, for request bodies).
+        idle: Option<std::time::Duration>,
+        /// What the connection manager learns of the body as it is taken.
+        progress: std::rc::Rc<Progress>,
     },
 }
 
@@ -107,6 +112,13 @@ impl std::fmt::Debug for Body {
             Body::H2 { .. } => write!(f, "Body::H2"),
         }
     }
+}
+
+/// What a body's reader saw: bytes taken, and whether it stopped on the idle timeout.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub bytes: std::cell::Cell<u64>,
+    pub idled: std::cell::Cell<bool>,
 }
 
 /// Frames in flight between a body's reader and its writer: with 16 KiB reads, at most
@@ -123,8 +135,23 @@ impl Body {
     }
 
     pub fn h2(stream: h2::RecvStream) -> Body {
+        Body::h2_request(stream, None, Default::default())
+    }
+
+    /// A downstream HTTP/2 request's body: bounded by the stream idle timeout, what happened
+    /// to it noted in `progress`.
+    pub fn h2_request(
+        stream: h2::RecvStream,
+        idle: Option<std::time::Duration>,
+        progress: std::rc::Rc<Progress>,
+    ) -> Body {
         let data_done = stream.is_end_stream();
-        Body::H2 { stream, data_done }
+        Body::H2 {
+            stream,
+            data_done,
+            idle,
+            progress,
+        }
     }
 
     /// Whether the body is known to be empty before it is read.
@@ -147,13 +174,29 @@ impl Body {
                 (!b.is_empty()).then_some(Ok(Frame::Data(b)))
             }
             Body::Channel(rx) => rx.recv().await,
-            Body::H2 { stream, data_done } => {
+            Body::H2 {
+                stream,
+                data_done,
+                idle,
+                progress,
+            } => {
                 if !*data_done {
-                    match stream.data().await {
+                    let next = match idle {
+                        Some(t) => match tokio::time::timeout(*t, stream.data()).await {
+                            Ok(n) => n,
+                            Err(_) => {
+                                progress.idled.set(true);
+                                return Some(Err(BodyError::Idle));
+                            }
+                        },
+                        None => stream.data().await,
+                    };
+                    match next {
                         Some(Ok(data)) => {
                             // The window comes back as the frame is taken: the sender can
                             // have only what sluice has not yet passed on outstanding.
                             let _ = stream.flow_control().release_capacity(data.len());
+                            progress.bytes.set(progress.bytes.get() + data.len() as u64);
                             return Some(Ok(Frame::Data(data)));
                         }
                         Some(Err(e)) => return Some(Err(h2_body_error(&e))),

@@ -131,7 +131,8 @@ async fn stream(
             return;
         }
     };
-    let body = Body::h2(recv);
+    let progress: Rc<super::message::Progress> = Rc::default();
+    let body = Body::h2_request(recv, hcm.config.stream_idle_timeout, progress.clone());
     let info = ConnInfo { peer };
     // A client that resets the stream before its answer ends the request upstream too
     // (dropping the attempt resets its upstream stream), as Envoy does.
@@ -148,8 +149,11 @@ async fn stream(
     let head_copy = hcm.logs_enabled().then(|| response.head.clone());
     let sent = send(hcm, &mut respond, response).await;
     hcm.stats.downstream_rq_completed.inc();
+    if progress.idled.get() {
+        hcm.stats.downstream_rq_idle_timeout.inc();
+    }
     if let Some(resp_head) = head_copy.as_ref() {
-        hcm.log_exchange(&ex, resp_head, start, peer, 0, sent);
+        hcm.log_exchange(&ex, resp_head, start, peer, progress.bytes.get(), sent);
     }
 }
 
