@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use sluice::proxy::http::config::HcmConfig;
-use sluice::proxy::http::forward::{redirect_location, rewritten_path};
+use sluice::proxy::http::rewrite::{redirect_location, rewritten_path};
 use sluice::proxy::http::message::RequestHead;
 use sluice::proxy::http::route_config::Action;
 use sluice::proxy::http::router::RouteTable;

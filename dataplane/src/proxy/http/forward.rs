@@ -1,25 +1,30 @@
 //! The router: one request from its head to the response head sent back, with Envoy's
-//! semantics — the request headers Envoy adds at the edge, route lookup, direct responses and
-//! redirects, path and host rewrites, header mutations at route, virtual host and route
-//! configuration level, the cluster and host choice (weighted clusters, cluster_header, hash
-//! policy, subsets), attempts with the route's timeout, per-try timeout and retry policy
-//! (Envoy's jittered back-off, previous_hosts), and local replies with Envoy's statuses,
-//! bodies and response flags.
+//! semantics — route lookup, direct responses and redirects, the cluster and host choice
+//! (weighted clusters, cluster_header, hash policy, subsets), attempts with the route's
+//! timeout, per-try timeout and retry policy (previous_hosts, Envoy's jittered back-off), and
+//! local replies with Envoy's statuses, bodies and response flags. The headers it writes are
+//! `request_headers.rs`', the paths `rewrite.rs`', the policies' arithmetic `policy.rs`'.
 
 use super::filters::Decision;
 use super::local_reply;
 use super::message::{Body, RequestHead, Response};
+use super::policy::{
+    backoff_ceiling_ms, hash_key, request_timeout, retry_on_response, with_retry_limit,
+};
+use super::request_headers::{
+    apply_request_mutations, apply_response_mutations, edge_headers, number_header,
+    X_EXPECTED_TIMEOUT, X_ORIGINAL_PATH, X_SERVICE_TIME,
+};
+use super::rewrite::{redirect_location, rewritten_path};
 use super::route_config::{
-    retry_on, Action, AppendAction, ClusterSpec, Forward, HashPolicy, HeaderMutations, HostRewrite,
-    PathMatch, Redirect, RetryPolicy, Route,
+    retry_on, Action, ClusterSpec, Forward, HeaderMutations, HostRewrite, RetryPolicy, Route,
 };
 use super::upstream::AttemptError;
 use super::{Hcm, Upstream};
 use crate::config::http_options::UpstreamProtocol;
 use crate::error::ProxyError;
 use crate::proxy::cluster::PickRequest;
-use crate::proxy::lb::hash64;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderValue;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -73,14 +78,6 @@ impl Exchange {
     }
 }
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_EXPECTED_TIMEOUT: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
-const X_SERVICE_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
-const X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
-const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
-
 impl Hcm {
     /// Serves one request to the point where its response head is known.
     pub async fn handle(
@@ -89,7 +86,7 @@ impl Hcm {
         body: Body,
         conn: &ConnInfo,
     ) -> Exchange {
-        self.edge_headers(&mut head, conn);
+        edge_headers(&self.config, &self.rng, &mut head, conn.peer);
         let logged = (!self.config.access_log.is_empty()).then(|| head.clone());
         let mut ex = self.route_and_forward(head, body, conn).await;
         if ex.logged.is_none() {
@@ -217,42 +214,6 @@ impl Hcm {
             ClusterSpec::Header(name) => {
                 let v = head.headers.get(name)?.to_str().ok()?;
                 self.clusters.get(v).cloned()
-            }
-        }
-    }
-
-    /// The edge's request headers, as Envoy's connection manager sets them.
-    fn edge_headers(&self, head: &mut RequestHead, conn: &ConnInfo) {
-        let c = &self.config;
-        if c.use_remote_address {
-            if !c.skip_xff_append {
-                let ip = conn.peer.ip().to_string();
-                let value = match head
-                    .headers
-                    .get(&X_FORWARDED_FOR)
-                    .and_then(|v| v.to_str().ok())
-                {
-                    Some(prev) => format!("{prev},{ip}"),
-                    None => ip,
-                };
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    head.headers.insert(X_FORWARDED_FOR, v);
-                }
-            }
-            head.headers
-                .insert(X_FORWARDED_PROTO, HeaderValue::from_static(head.scheme));
-        } else if !head.headers.contains_key(&X_FORWARDED_PROTO) {
-            head.headers
-                .insert(X_FORWARDED_PROTO, HeaderValue::from_static(head.scheme));
-        }
-        if c.generate_request_id {
-            // An edge proxy replaces what a client claims, unless told to keep it.
-            let replace = c.use_remote_address && !c.preserve_external_request_id;
-            if replace || !head.headers.contains_key(&X_REQUEST_ID) {
-                let id = uuid_v4(&mut self.rng.borrow_mut());
-                if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(id)) {
-                    head.headers.insert(X_REQUEST_ID, v);
-                }
             }
         }
     }
@@ -514,10 +475,7 @@ impl Hcm {
     ) -> bool {
         let Some(r) = retry else { return false };
         *retry_number += 1;
-        let factor = (1u64 << (*retry_number).min(20)) - 1;
-        let ceiling = (r.base_interval.as_millis() as u64 * factor)
-            .min(r.max_interval.as_millis() as u64)
-            .max(1);
+        let ceiling = backoff_ceiling_ms(r, *retry_number);
         let wait = Duration::from_millis(self.rng.borrow_mut().below(ceiling));
         let until = Instant::now() + wait;
         if deadline.is_some_and(|d| until >= d) {
@@ -545,49 +503,6 @@ impl Hcm {
     }
 }
 
-/// The path `forward` rewrites `path` (which `route` matched) to: its prefix_rewrite in place
-/// of the matched prefix (the whole path for path and regex matches), or its regex_rewrite
-/// applied to the path without the query; `None` when it rewrites nothing.
-pub fn rewritten_path(path: &str, forward: &Forward, route: &Route) -> Option<String> {
-    let path_only = path.split_once('?').map_or(path, |(p, _)| p);
-    if let Some(new_prefix) = &forward.prefix_rewrite {
-        let matched = match &route.matcher.path {
-            PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len(),
-            PathMatch::Path(_) | PathMatch::Regex(_) => path_only.len(),
-        };
-        // The route matched, so the prefix is the path's own start; `get` keeps a mismatch
-        // (not possible, but on the data path) from panicking.
-        let rest = path.get(matched.min(path.len())..).unwrap_or("");
-        return Some(format!("{new_prefix}{rest}"));
-    }
-    let (re, sub) = forward.regex_rewrite.as_ref()?;
-    let new = re.replace_all(path_only, sub.as_str()).into_owned();
-    Some(match path.split_once('?') {
-        Some((_, q)) => format!("{new}?{q}"),
-        None => new,
-    })
-}
-
-/// A header value for a number of milliseconds, without an allocation for the common ones:
-/// values up to 1,023 come from a per-worker table, and the last other value is kept (a
-/// route's expected timeout repeats request after request).
-fn number_header(n: u64) -> HeaderValue {
-    thread_local! {
-        static SMALL: Vec<HeaderValue> = (0..1024u64).map(HeaderValue::from).collect();
-        static LAST: std::cell::RefCell<(u64, HeaderValue)> = std::cell::RefCell::new((0, HeaderValue::from(0u64)));
-    }
-    if n < 1024 {
-        return SMALL.with(|t| t[n as usize].clone());
-    }
-    LAST.with(|l| {
-        let mut l = l.borrow_mut();
-        if l.0 != n {
-            *l = (n, HeaderValue::from(n));
-        }
-        l.1.clone()
-    })
-}
-
 /// A direct response or redirect of `route`, with its header mutations.
 fn answered_by_route(
     mut r: Response,
@@ -609,17 +524,6 @@ fn answered_by_route(
     )
 }
 
-/// `flag` after Envoy's URX (upstream retry limit exceeded).
-fn with_retry_limit(flag: &'static str) -> &'static str {
-    match flag {
-        "UT" => "URX,UT",
-        "UF" => "URX,UF",
-        "UC" => "URX,UC",
-        "UPE" => "URX,UPE",
-        _ => "URX",
-    }
-}
-
 fn named(mut ex: Exchange, route: &Route) -> Exchange {
     ex.route_name = route.name.clone();
     ex
@@ -639,250 +543,5 @@ fn count_status(stats: &crate::stats::ClusterStats, status: u16) {
         3 => stats.upstream_rq_3xx.inc(),
         4 => stats.upstream_rq_4xx.inc(),
         _ => stats.upstream_rq_5xx.inc(),
-    }
-}
-
-/// Whether a response with `status` (and, for gRPC, its grpc-status) is one the policy retries.
-fn retry_on_response(r: &RetryPolicy, status: u16, headers: &HeaderMap) -> bool {
-    let on = r.retry_on;
-    if on & retry_on::FIVE_XX != 0 && status >= 500 {
-        return true;
-    }
-    if on & retry_on::GATEWAY_ERROR != 0 && matches!(status, 502..=504) {
-        return true;
-    }
-    if on & retry_on::RETRIABLE_4XX != 0 && status == 409 {
-        return true;
-    }
-    if on & retry_on::RETRIABLE_STATUS_CODES != 0 && r.retriable_status_codes.contains(&status) {
-        return true;
-    }
-    // A trailers-only gRPC response carries its status in the head.
-    let grpc = headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u32>().ok());
-    match grpc {
-        Some(1) => on & retry_on::GRPC_CANCELLED != 0,
-        Some(4) => on & retry_on::GRPC_DEADLINE_EXCEEDED != 0,
-        Some(8) => on & retry_on::GRPC_RESOURCE_EXHAUSTED != 0,
-        Some(13) => on & retry_on::GRPC_INTERNAL != 0,
-        Some(14) => on & retry_on::GRPC_UNAVAILABLE != 0,
-        _ => false,
-    }
-}
-
-/// The route's timeout, or for gRPC with `grpc_timeout_header_max` set, the client's
-/// grpc-timeout capped at it (a max of 0 leaves it uncapped).
-fn request_timeout(forward: &Forward, head: &RequestHead) -> Option<Duration> {
-    if let Some(max) = forward.grpc_timeout_header_max {
-        if let Some(t) = head
-            .headers
-            .get(&GRPC_TIMEOUT)
-            .and_then(|v| parse_grpc_timeout(v.as_bytes()))
-        {
-            return Some(if max.is_zero() { t } else { t.min(max) });
-        }
-    }
-    match (forward.timeout, forward.max_stream_duration) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// gRPC's `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
-pub fn parse_grpc_timeout(v: &[u8]) -> Option<Duration> {
-    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    Some(match unit {
-        b"H" => Duration::from_secs(n * 3600),
-        b"M" => Duration::from_secs(n * 60),
-        b"S" => Duration::from_secs(n),
-        b"m" => Duration::from_millis(n),
-        b"u" => Duration::from_micros(n),
-        b"n" => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
-
-fn hash_key(policies: &[HashPolicy], head: &RequestHead, conn: &ConnInfo) -> Option<u64> {
-    let mut hash: Option<u64> = None;
-    for p in policies {
-        let (h, terminal) = match p {
-            HashPolicy::Header { name, terminal } => (
-                head.headers.get(name).map(|v| hash64(v.as_bytes())),
-                *terminal,
-            ),
-            HashPolicy::Cookie { name, terminal } => {
-                (cookie(head, name).map(|v| hash64(v.as_bytes())), *terminal)
-            }
-            HashPolicy::SourceIp { terminal } => (
-                Some(hash64(conn.peer.ip().to_string().as_bytes())),
-                *terminal,
-            ),
-        };
-        if let Some(h) = h {
-            // Envoy folds several policies' hashes: rotate left by one, then xor.
-            hash = Some(hash.map_or(h, |prev| prev.rotate_left(1) ^ h));
-            if terminal {
-                break;
-            }
-        }
-    }
-    hash
-}
-
-fn cookie<'a>(head: &'a RequestHead, name: &str) -> Option<&'a str> {
-    head.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .find_map(|v| {
-            v.to_str().ok()?.split(';').find_map(|kv| {
-                let (k, v) = kv.trim().split_once('=')?;
-                (k == name).then_some(v)
-            })
-        })
-}
-
-fn apply_request_mutations(h: &mut HeaderMap, levels: &[&HeaderMutations; 3]) {
-    for m in levels {
-        for name in &m.request_remove {
-            h.remove(name);
-        }
-        apply_adds(h, &m.request_add);
-    }
-}
-
-fn apply_response_mutations(h: &mut HeaderMap, levels: &[&HeaderMutations; 3]) {
-    for m in levels {
-        for name in &m.response_remove {
-            h.remove(name);
-        }
-        apply_adds(h, &m.response_add);
-    }
-}
-
-fn apply_adds(h: &mut HeaderMap, adds: &[super::route_config::HeaderAdd]) {
-    for a in adds {
-        match a.action {
-            AppendAction::Append => {
-                h.append(a.name.clone(), a.value.clone());
-            }
-            AppendAction::AddIfAbsent => {
-                if !h.contains_key(&a.name) {
-                    h.insert(a.name.clone(), a.value.clone());
-                }
-            }
-            AppendAction::OverwriteIfExistsOrAdd => {
-                h.insert(a.name.clone(), a.value.clone());
-            }
-            AppendAction::OverwriteIfExists => {
-                if h.contains_key(&a.name) {
-                    h.insert(a.name.clone(), a.value.clone());
-                }
-            }
-        }
-    }
-}
-
-/// Where a redirect sends the request `head` that `route` matched.
-pub fn redirect_location(rd: &Redirect, head: &RequestHead, route: &Route) -> String {
-    let scheme = rd.scheme.as_deref().unwrap_or(head.scheme);
-    let authority = head.authority.as_str();
-    let (host, port) = match rd.host.as_deref() {
-        Some(h) => (h.to_string(), None),
-        None => {
-            let h = super::router::strip_port(authority);
-            let p = authority
-                .get(h.len() + 1..)
-                .filter(|p| !p.is_empty())
-                .map(str::to_string);
-            (h.to_string(), p)
-        }
-    };
-    let port = match rd.port {
-        Some(p) => Some(p.to_string()),
-        // A scheme change keeps the port unless it is a scheme's default, as Envoy does.
-        None if rd.scheme.is_some() => port.filter(|p| p != "80" && p != "443"),
-        None => port,
-    };
-    let mut path = match (&rd.path, &rd.prefix_rewrite) {
-        (Some(p), _) => p.clone(),
-        (None, Some(prefix)) => {
-            let matched = match &route.matcher.path {
-                PathMatch::Prefix(p) | PathMatch::SeparatedPrefix(p) => p.len(),
-                _ => head.path_only().len(),
-            };
-            format!(
-                "{prefix}{}",
-                head.path.get(matched.min(head.path.len())..).unwrap_or("")
-            )
-        }
-        (None, None) => head.path.clone(),
-    };
-    if rd.strip_query {
-        if let Some(i) = path.find('?') {
-            path.truncate(i);
-        }
-    } else if rd.path.is_some() && !path.contains('?') {
-        if let Some(q) = head.query() {
-            path = format!("{path}?{q}");
-        }
-    }
-    match port {
-        Some(p) => format!("{scheme}://{host}:{p}{path}"),
-        None => format!("{scheme}://{host}{path}"),
-    }
-}
-
-/// A random (version 4) UUID in its usual text form, as Envoy's x-request-id: written into
-/// one buffer, which the header value keeps (one allocation).
-fn uuid_v4(rng: &mut crate::proxy::lb::Rng) -> Vec<u8> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let a = (rng.next_u64() & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
-    let b = (rng.next_u64() & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&a.to_be_bytes());
-    bytes[8..].copy_from_slice(&b.to_be_bytes());
-    let mut out = Vec::with_capacity(36);
-    for (i, byte) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push(b'-');
-        }
-        out.push(HEX[usize::from(byte >> 4)]);
-        out.push(HEX[usize::from(byte & 0xf)]);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeouts_parse() {
-        assert_eq!(
-            parse_grpc_timeout(b"100m"),
-            Some(Duration::from_millis(100))
-        );
-        assert_eq!(parse_grpc_timeout(b"2S"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_grpc_timeout(b"123456789S"), None);
-        assert_eq!(parse_grpc_timeout(b"S"), None);
-        assert_eq!(parse_grpc_timeout(b"5x"), None);
-    }
-
-    #[test]
-    fn uuids_have_version_and_variant() {
-        let mut rng = crate::proxy::lb::Rng::new(7);
-        let id = String::from_utf8(uuid_v4(&mut rng)).unwrap();
-        assert_eq!(id.len(), 36);
-        assert_eq!(id.matches('-').count(), 4);
-        assert_eq!(&id[8..9], "-");
-        assert_eq!(&id[14..15], "4");
-        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
     }
 }

@@ -1,0 +1,158 @@
+//! The request and response headers the router writes: Envoy's edge headers (x-forwarded-for,
+//! x-forwarded-proto, x-request-id), the x-envoy-* timing headers, and the header mutations of
+//! a route, its virtual host and its route configuration, applied in Envoy's order.
+
+use super::config::HcmConfig;
+use super::message::RequestHead;
+use super::route_config::{AppendAction, HeaderAdd, HeaderMutations};
+use crate::proxy::lb::Rng;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::cell::RefCell;
+use std::net::SocketAddr;
+
+pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(super) const X_EXPECTED_TIMEOUT: HeaderName =
+    HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+pub(super) const X_SERVICE_TIME: HeaderName =
+    HeaderName::from_static("x-envoy-upstream-service-time");
+pub(super) const X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
+pub(super) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// The edge's request headers, as Envoy's connection manager sets them.
+pub(super) fn edge_headers(
+    c: &HcmConfig,
+    rng: &RefCell<Rng>,
+    head: &mut RequestHead,
+    peer: SocketAddr,
+) {
+    if c.use_remote_address {
+        if !c.skip_xff_append {
+            let ip = peer.ip().to_string();
+            let value = match head
+                .headers
+                .get(&X_FORWARDED_FOR)
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) => format!("{prev},{ip}"),
+                None => ip,
+            };
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                head.headers.insert(X_FORWARDED_FOR, v);
+            }
+        }
+        head.headers
+            .insert(X_FORWARDED_PROTO, HeaderValue::from_static(head.scheme));
+    } else if !head.headers.contains_key(&X_FORWARDED_PROTO) {
+        head.headers
+            .insert(X_FORWARDED_PROTO, HeaderValue::from_static(head.scheme));
+    }
+    if c.generate_request_id {
+        // An edge proxy replaces what a client claims, unless told to keep it.
+        let replace = c.use_remote_address && !c.preserve_external_request_id;
+        if replace || !head.headers.contains_key(&X_REQUEST_ID) {
+            let id = uuid_v4(&mut rng.borrow_mut());
+            if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(id)) {
+                head.headers.insert(X_REQUEST_ID, v);
+            }
+        }
+    }
+}
+
+/// A header value for a number of milliseconds, without an allocation for the common ones:
+/// values up to 1,023 come from a per-worker table, and the last other value is kept (a
+/// route's expected timeout repeats request after request).
+pub(super) fn number_header(n: u64) -> HeaderValue {
+    thread_local! {
+        static SMALL: Vec<HeaderValue> = (0..1024u64).map(HeaderValue::from).collect();
+        static LAST: std::cell::RefCell<(u64, HeaderValue)> = std::cell::RefCell::new((0, HeaderValue::from(0u64)));
+    }
+    if n < 1024 {
+        return SMALL.with(|t| t[n as usize].clone());
+    }
+    LAST.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.0 != n {
+            *l = (n, HeaderValue::from(n));
+        }
+        l.1.clone()
+    })
+}
+
+pub(super) fn apply_request_mutations(h: &mut HeaderMap, levels: &[&HeaderMutations; 3]) {
+    for m in levels {
+        for name in &m.request_remove {
+            h.remove(name);
+        }
+        apply_adds(h, &m.request_add);
+    }
+}
+
+pub(super) fn apply_response_mutations(h: &mut HeaderMap, levels: &[&HeaderMutations; 3]) {
+    for m in levels {
+        for name in &m.response_remove {
+            h.remove(name);
+        }
+        apply_adds(h, &m.response_add);
+    }
+}
+
+pub(super) fn apply_adds(h: &mut HeaderMap, adds: &[HeaderAdd]) {
+    for a in adds {
+        match a.action {
+            AppendAction::Append => {
+                h.append(a.name.clone(), a.value.clone());
+            }
+            AppendAction::AddIfAbsent => {
+                if !h.contains_key(&a.name) {
+                    h.insert(a.name.clone(), a.value.clone());
+                }
+            }
+            AppendAction::OverwriteIfExistsOrAdd => {
+                h.insert(a.name.clone(), a.value.clone());
+            }
+            AppendAction::OverwriteIfExists => {
+                if h.contains_key(&a.name) {
+                    h.insert(a.name.clone(), a.value.clone());
+                }
+            }
+        }
+    }
+}
+
+/// A random (version 4) UUID in its usual text form, as Envoy's x-request-id: written into
+/// one buffer, which the header value keeps (one allocation).
+pub(super) fn uuid_v4(rng: &mut crate::proxy::lb::Rng) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let a = (rng.next_u64() & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+    let b = (rng.next_u64() & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&a.to_be_bytes());
+    bytes[8..].copy_from_slice(&b.to_be_bytes());
+    let mut out = Vec::with_capacity(36);
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push(b'-');
+        }
+        out.push(HEX[usize::from(byte >> 4)]);
+        out.push(HEX[usize::from(byte & 0xf)]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_have_version_and_variant() {
+        let mut rng = crate::proxy::lb::Rng::new(7);
+        let id = String::from_utf8(uuid_v4(&mut rng)).unwrap();
+        assert_eq!(id.len(), 36);
+        assert_eq!(id.matches('-').count(), 4);
+        assert_eq!(&id[8..9], "-");
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+    }
+}
