@@ -199,3 +199,41 @@ pub fn python_peer(script: &str, args: &[&str]) -> Output {
         .output()
         .expect("run a Python peer")
 }
+
+/// A route configuration sending everything to `cluster`.
+pub fn all_to(cluster: &str) -> Value {
+    json!([{"name": "all", "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}]}])
+}
+
+pub fn url(addr: SocketAddr, path: &str) -> String {
+    format!("http://{addr}{path}")
+}
+
+/// sluice (one worker) with one connection manager sending everything to a fresh
+/// tests/testdata/http_upstream.py; `hcm_extra` adds connection-manager fields.
+pub struct PythonFront {
+    pub sluice: crate::Sluice,
+    pub front: SocketAddr,
+    pub upstream: u16,
+    _upstream: Proc,
+}
+
+impl PythonFront {
+    pub fn start(hcm_extra: Value, args: &[&str]) -> PythonFront {
+        let (proc, upstream) = python_upstream();
+        let yaml = hcm_bootstrap(
+            0,
+            all_to("up"),
+            hcm_extra,
+            vec![cluster("up", &[upstream], false, json!({}))],
+        );
+        let sluice = crate::Sluice::start(&yaml, &[&["--concurrency", "1"][..], args].concat());
+        let front = sluice.listener("http");
+        PythonFront {
+            sluice,
+            front,
+            upstream,
+            _upstream: proc,
+        }
+    }
+}
