@@ -60,34 +60,47 @@ async fn probe(kind: &HealthCheckKind, connector: &Connector, addr: SocketAddr) 
         HealthCheckKind::BoltHeartbeat => {
             let mut hb = BytesMut::new();
             Bolt.heartbeat(1, &mut hb);
-            if let Err(e) = stream.write_all(&hb).await {
-                return Verdict::Unhealthy(format!("write: {e}"));
-            }
-            let mut buf = BytesMut::with_capacity(256);
-            loop {
-                match Bolt.decode(&buf, 64 * 1024) {
-                    Ok(Some(head)) => {
-                        return if head.kind == FrameKind::HeartbeatAck
-                            && head.request_id == 1
-                            && Bolt.is_success(head.status)
-                        {
-                            Verdict::Healthy
-                        } else {
-                            Verdict::Unhealthy(format!(
-                                "answered the heartbeat with {:?} status {}",
-                                head.kind, head.status
-                            ))
-                        };
-                    }
-                    Ok(None) => {}
-                    Err(e) => return Verdict::Unhealthy(format!("bad answer: {e}")),
-                }
-                match stream.read_buf(&mut buf).await {
-                    Ok(0) => return Verdict::Unhealthy("closed without answering".into()),
-                    Ok(_) => {}
-                    Err(e) => return Verdict::Unhealthy(format!("read: {e}")),
-                }
-            }
+            ask(&mut stream, &hb, |buf| match Bolt.decode(buf, 64 * 1024) {
+                Ok(Some(head)) => Some(
+                    if head.kind == FrameKind::HeartbeatAck
+                        && head.request_id == 1
+                        && Bolt.is_success(head.status)
+                    {
+                        Verdict::Healthy
+                    } else {
+                        Verdict::Unhealthy(format!(
+                            "answered the heartbeat with {:?} status {}",
+                            head.kind, head.status
+                        ))
+                    },
+                ),
+                Ok(None) => None,
+                Err(e) => Some(Verdict::Unhealthy(format!("bad answer: {e}"))),
+            })
+            .await
+        }
+    }
+}
+
+/// Writes `request`, then reads until `answer` makes a verdict of what has arrived (`None`:
+/// it needs more bytes).
+async fn ask(
+    stream: &mut crate::io::Connection,
+    request: &[u8],
+    mut answer: impl FnMut(&mut BytesMut) -> Option<Verdict>,
+) -> Verdict {
+    if let Err(e) = stream.write_all(request).await {
+        return Verdict::Unhealthy(format!("write: {e}"));
+    }
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        if let Some(v) = answer(&mut buf) {
+            return v;
+        }
+        match stream.read_buf(&mut buf).await {
+            Ok(0) => return Verdict::Unhealthy("closed without answering".into()),
+            Ok(_) => {}
+            Err(e) => return Verdict::Unhealthy(format!("read: {e}")),
         }
     }
 }
@@ -111,31 +124,23 @@ async fn http_probe(
         ],
         &mut req,
     );
-    if let Err(e) = stream.write_all(&req).await {
-        return Verdict::Unhealthy(format!("write: {e}"));
-    }
     let mut decoder = ResponseDecoder::new(Limits::default());
-    let mut buf = BytesMut::with_capacity(1024);
-    loop {
-        match decoder.decode(&mut buf, false) {
+    ask(stream, &req, |buf| loop {
+        match decoder.decode(buf, false) {
             Ok(Some(Message::Head(h))) if (100..200).contains(&h.status) => continue,
             Ok(Some(Message::Head(h))) => {
-                return if expected.iter().any(|r| r.contains(&h.status)) {
+                return Some(if expected.iter().any(|r| r.contains(&h.status)) {
                     Verdict::Healthy
                 } else {
                     Verdict::Unhealthy(format!("answered {path} with status {}", h.status))
-                };
+                });
             }
             Ok(Some(_)) => continue,
-            Ok(None) => {}
-            Err(e) => return Verdict::Unhealthy(format!("bad answer: {e}")),
+            Ok(None) => return None,
+            Err(e) => return Some(Verdict::Unhealthy(format!("bad answer: {e}"))),
         }
-        match stream.read_buf(&mut buf).await {
-            Ok(0) => return Verdict::Unhealthy("closed without answering".into()),
-            Ok(_) => {}
-            Err(e) => return Verdict::Unhealthy(format!("read: {e}")),
-        }
-    }
+    })
+    .await
 }
 
 /// Applies one verdict to a host's state; returns whether the state flipped.
