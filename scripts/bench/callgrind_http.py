@@ -2,7 +2,9 @@
 """Instructions per request of the HTTP path under valgrind's callgrind: a measure that does not
 depend on the machine's noise, for comparing builds of sluice.
 
-    scripts/bench/callgrind_http.py [BIN ...]      (default: target/release/sluice)
+    scripts/bench/callgrind_http.py [--keep DIR] [BIN ...]   (default: target/release/sluice)
+
+--keep DIR keeps each profile (DIR/callgrind.<n>.<h1|h2>) for callgrind_annotate.
 
 Each build gets the http benchmark's connection-manager config (one worker, to an nginx
 upstream) and the same fixed load: 20,000 HTTP/1.1 keep-alive requests (h2load --h1, 10
@@ -10,8 +12,10 @@ connections) and then 20,000 HTTP/2 ones (h2load, 10 connections x 10 streams). 
 the process's whole instruction count (start-up included, a few million) over the requests
 answered.
 """
+import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,17 +50,24 @@ def measure(binary, h1_up, h2_up, tmp, h2):
         vg.terminate()
         vg.wait()
     total = callgrind_total(out)
-    return n, total
+    return n, total, out
 
 
 def main():
-    bins = sys.argv[1:] or [os.path.join(ROOT, "target/release/sluice")]
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--keep", help="a directory to keep the profiles in")
+    ap.add_argument("bins", nargs="*")
+    args = ap.parse_args()
+    bins = args.bins or [os.path.join(ROOT, "target/release/sluice")]
     with tempfile.TemporaryDirectory() as tmp:
         up, h1_up, h2_up = nginx_upstream(tmp, 0)
         try:
-            for b in bins:
+            for i, b in enumerate(bins):
                 for h2 in (False, True):
-                    n, total = measure(b, h1_up, h2_up, tmp, h2)
+                    n, total, out = measure(b, h1_up, h2_up, tmp, h2)
+                    if args.keep:
+                        os.makedirs(args.keep, exist_ok=True)
+                        shutil.copy(out, os.path.join(args.keep, f"callgrind.{i}.{'h2' if h2 else 'h1'}"))
                     print(f"{b} {'HTTP/2  ' if h2 else 'HTTP/1.1'}: {n} requests, {total} instructions, "
                           f"{total // max(n, 1)} per request", flush=True)
         finally:

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 
-from common import (bench_arguments, cpu_seconds, free_port, machine, stop_all, wait_port,
+from common import (bench_arguments, cpu_split, free_port, machine, stop_all, wait_port,
                     write_markdown)
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -325,15 +325,20 @@ def main():
                     key = "grpc" if load == "grpc" else ("h2" if load == "h2" else "h1")
                     if key not in ports:
                         continue
-                    before = cpu_seconds(p.pid)
+                    before = cpu_split(p.pid)
                     if load.startswith("h1-"):
                         r = wrk(args, ports["h1"], int(load.split("-")[1]))
                     else:
                         r = h2load(args, ports[key], tmp, load == "grpc")
-                    r["cpu_us"] = (cpu_seconds(p.pid) - before) / max(r["n"], 1) * 1e6
+                    after = cpu_split(p.pid)
+                    per = 1e6 / max(r["n"], 1)
+                    r["user_us"] = (after[0] - before[0]) * per
+                    r["sys_us"] = (after[1] - before[1]) * per
+                    r["cpu_us"] = r["user_us"] + r["sys_us"]
                     results.setdefault((load, name), []).append(r)
                     print(f"run={run + 1} {load:7s} {name:8s} {r['rps']:9.0f} req/s  p50={r['p50']:.2f}ms "
-                          f"p99={r['p99']:.2f}ms  cpu={r['cpu_us']:.1f}us/req  errors={r['errors']}", flush=True)
+                          f"p99={r['p99']:.2f}ms  cpu={r['cpu_us']:.1f}us/req (user {r['user_us']:.1f}, "
+                          f"sys {r['sys_us']:.1f})  errors={r['errors']}", flush=True)
         for _, _, p in proxies:
             p.terminate()
         mem = memory(args, tmp, h1_up, h2_up)
