@@ -186,6 +186,8 @@ metric_block!(
         downstream_rq_idle_timeout: Counter,
         downstream_rq_too_large: Counter,
         downstream_rq_ws_on_non_ws_route: Counter,
+        downstream_rq_failed_path_normalization: Counter,
+        downstream_rq_redirected_with_normalized_path: Counter,
         no_route: Counter,
         no_cluster: Counter,
         rq_direct_response: Counter,

@@ -267,6 +267,13 @@ pub(super) fn parse_request(raw: Bytes, limits: &Limits) -> Result<RequestHead, 
         if path.is_empty() {
             return Err(Http1Error::bad_request("empty request target"));
         }
+        if !path.is_ascii() {
+            // httparse lets bytes above 0x7f through (obs-text); a URI has none (RFC 3986), and
+            // Envoy's codec refuses them too.
+            return Err(Http1Error::bad_request(
+                "non-ASCII byte in the request target",
+            ));
+        }
         Ok(RequestHead {
             method: at(method),
             target: at(path),

@@ -3,6 +3,7 @@
 
 use super::access_log::{parse_access_logs, AccessLogConfig};
 use super::filters::{parse_http_filters, HttpFilters};
+use super::path_normalize::PathOptions;
 use super::route_config::{parse_route_config, HttpRouteConfig};
 use crate::config::duration::parse_duration;
 use crate::config::http_options::{parse_http2_options, wrapped_bool, wrapped_u32, Http2Options};
@@ -78,9 +79,8 @@ pub struct HcmConfig {
     pub generate_request_id: bool,
     pub preserve_external_request_id: bool,
     pub always_set_request_id_in_response: bool,
-    pub normalize_path: bool,
-    pub merge_slashes: bool,
-    pub escaped_slashes: EscapedSlashes,
+    /// normalize_path, merge_slashes, path_with_escaped_slashes_action.
+    pub paths: PathOptions,
     pub accept_http_10: bool,
     pub default_host_for_http_10: Option<String>,
     pub proxy_100_continue: bool,
@@ -416,9 +416,11 @@ pub fn parse_hcm(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<HcmConfig
         generate_request_id: wrapped_bool(node, "generate_request_id", true)?,
         preserve_external_request_id: flag(node, "preserve_external_request_id", false)?,
         always_set_request_id_in_response: flag(node, "always_set_request_id_in_response", false)?,
-        normalize_path: wrapped_bool(node, "normalize_path", false)?,
-        merge_slashes: flag(node, "merge_slashes", false)?,
-        escaped_slashes,
+        paths: PathOptions {
+            normalize: wrapped_bool(node, "normalize_path", false)?,
+            merge_slashes: flag(node, "merge_slashes", false)?,
+            escaped_slashes,
+        },
         accept_http_10,
         default_host_for_http_10,
         proxy_100_continue: flag(node, "proxy_100_continue", false)?,

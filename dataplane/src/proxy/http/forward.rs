@@ -8,6 +8,7 @@
 use super::filters::Decision;
 use super::local_reply;
 use super::message::{Body, RequestHead, Response};
+use super::path_normalize::{self, PathOutcome};
 use super::policy::{
     backoff_ceiling_ms, hash_key, request_timeout, retry_on_response, with_retry_limit,
 };
@@ -86,6 +87,9 @@ impl Hcm {
         body: Body,
         conn: &ConnInfo,
     ) -> Exchange {
+        if let Some(ex) = self.normalize_path(&mut head) {
+            return ex;
+        }
         edge_headers(&self.config, &self.rng, &mut head, conn.peer);
         let logged = (!self.config.access_log.is_empty()).then(|| head.clone());
         let mut ex = self.route_and_forward(head, body, conn).await;
@@ -94,6 +98,42 @@ impl Hcm {
         }
         self.finish_response(&mut ex.response);
         ex
+    }
+
+    /// Applies the connection manager's path options; a request they refuse or redirect is
+    /// answered here, before any filter or route.
+    fn normalize_path(&self, head: &mut RequestHead) -> Option<Exchange> {
+        match path_normalize::apply(&self.config.paths, &head.path) {
+            PathOutcome::Unchanged => None,
+            PathOutcome::Rewritten(p) => {
+                head.path = p;
+                None
+            }
+            PathOutcome::Reject => {
+                self.stats.downstream_rq_failed_path_normalization.inc();
+                let mut ex = Exchange::local(400, "", head, "", "path_normalization_failed");
+                self.finish_response(&mut ex.response);
+                Some(ex)
+            }
+            // A gRPC client cannot follow a redirect: Envoy refuses those requests instead.
+            PathOutcome::Redirect(_) if head.is_grpc() => {
+                self.stats.downstream_rq_failed_path_normalization.inc();
+                let mut ex = Exchange::local(400, "", head, "", "path_normalization_failed");
+                self.finish_response(&mut ex.response);
+                Some(ex)
+            }
+            PathOutcome::Redirect(location) => {
+                self.stats
+                    .downstream_rq_redirected_with_normalized_path
+                    .inc();
+                let mut ex = Exchange::local(307, "", head, "", "path_normalization_redirect");
+                if let Ok(v) = HeaderValue::from_str(&location) {
+                    ex.response.head.headers.insert(http::header::LOCATION, v);
+                }
+                self.finish_response(&mut ex.response);
+                Some(ex)
+            }
+        }
     }
 
     async fn route_and_forward(

@@ -18,6 +18,7 @@ pub mod h2_guard;
 pub mod header_mutation;
 pub mod local_reply;
 pub mod message;
+pub mod path_normalize;
 pub mod policy;
 pub mod request_headers;
 pub mod rewrite;
