@@ -371,6 +371,135 @@ fn path_normalization_matches_envoy() {
     }
 }
 
+/// use_remote_address, xff_num_trusted_hops and skip_xff_append: with each setting and each
+/// x-forwarded-for a client may send (none, an external address, a chain, Envoy's own control
+/// headers it must not pass on), the upstream sees the same x-* headers from sluice as from
+/// Envoy, and the access logs name the same downstream address.
+#[test]
+fn forwarded_for_and_trusted_hops_match_envoy() {
+    let (_up, up) = python_upstream();
+    let variants = [
+        ("plain", json!({})),
+        ("edge", json!({"use_remote_address": true})),
+        (
+            "edge1",
+            json!({"use_remote_address": true, "xff_num_trusted_hops": 1}),
+        ),
+        (
+            "edge2",
+            json!({"use_remote_address": true, "xff_num_trusted_hops": 2}),
+        ),
+        ("hops1", json!({"xff_num_trusted_hops": 1})),
+        (
+            "skip",
+            json!({"use_remote_address": true, "skip_xff_append": true}),
+        ),
+    ];
+    let dir = TempDir::new("xff-compare");
+    let bootstrap = |ports: &[u16], who: &str| -> String {
+        let mut listeners = Vec::new();
+        for ((name, extra), port) in variants.iter().zip(ports) {
+            let mut extra = extra.clone();
+            extra["access_log"] = json!([{"name": "envoy.access_loggers.file", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": dir.join(&format!("{who}.log")).to_str().unwrap(),
+                "log_format": {"text_format_source": {"inline_string":
+                    format!("{name} %DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%\n")}}}}]);
+            let one: Value =
+                serde_json::from_str(&hcm_bootstrap(*port, all_to("up"), extra, vec![])).unwrap();
+            let mut l = one["static_resources"]["listeners"][0].clone();
+            l["name"] = json!(name);
+            listeners.push(l);
+        }
+        json!({
+            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+            "static_resources": {"listeners": listeners, "clusters": [cluster("up", &[up], false, json!({}))]}
+        })
+        .to_string()
+    };
+    let s = Sluice::start(&bootstrap(&[0; 6], "sluice"), &["--concurrency", "1"]);
+    let eports: Vec<u16> = (0..variants.len()).map(|_| free_port()).collect();
+    let _e = Envoy::start(&bootstrap(&eports, "envoy"));
+    for p in &eports {
+        assert!(
+            wait_until(Duration::from_secs(20), || is_listening(*p)),
+            "Envoy never listened on {p}"
+        );
+    }
+    let cases: [&[&str]; 5] = [
+        &[],
+        &["-H", "x-forwarded-for: 203.0.113.7"],
+        &["-H", "x-forwarded-for: 203.0.113.7, 10.0.0.2"],
+        &["-H", "x-forwarded-for: not-an-address"],
+        &[
+            "-H",
+            "x-envoy-retry-on: 5xx",
+            "-H",
+            "x-envoy-upstream-rq-timeout-ms: 5",
+            "-H",
+            "x-envoy-internal: true",
+            "-H",
+            "x-envoy-original-path: /x",
+            "-H",
+            "x-envoy-decorator-operation: op",
+            "-H",
+            "x-forwarded-for: 198.51.100.1",
+        ],
+    ];
+    let seen = |addr: SocketAddr, extra: &[&str]| -> String {
+        let (status, _, body) = curl_full(&[extra, &[url(addr, "/headers").as_str()]].concat());
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let mut x: Vec<String> = v["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("x-") && *k != "x-request-id")
+            .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("")))
+            .collect();
+        x.sort();
+        x.join("; ")
+    };
+    for (i, (name, _)) in variants.iter().enumerate() {
+        let sa = s.listener(name);
+        let ea: SocketAddr = format!("127.0.0.1:{}", eports[i]).parse().unwrap();
+        for extra in cases {
+            assert_eq!(
+                seen(sa, extra),
+                seen(ea, extra),
+                "{name} {extra:?}: sluice (left) and Envoy (right) differ"
+            );
+        }
+    }
+    let n = variants.len() * cases.len();
+    let lines = |who: &str| -> Vec<String> {
+        let f = dir.join(&format!("{who}.log"));
+        let mut got = Vec::new();
+        wait_until(Duration::from_secs(10), || {
+            got = std::fs::read_to_string(&f)
+                .unwrap_or_default()
+                .lines()
+                // A connection's own port differs run to run; a port 0 (from XFF) does not.
+                .map(|l| {
+                    let mut w: Vec<String> = l.split(' ').map(str::to_string).collect();
+                    if w[1].starts_with("127.0.0.1:") {
+                        w[1] = "127.0.0.1:PORT".into();
+                    }
+                    w.join(" ")
+                })
+                .collect();
+            got.len() >= n
+        });
+        got
+    };
+    let sl = lines("sluice");
+    assert_eq!(sl, lines("envoy"), "access logs differ");
+    assert!(
+        sl.contains(&"edge1 203.0.113.7:0 127.0.0.1".to_string()),
+        "{sl:?}"
+    );
+}
+
 /// A websocket through an HTTP/1.1 upgrade: the handshake and every message echoed intact; a
 /// route without the upgrade enabled refuses it with 403.
 #[test]

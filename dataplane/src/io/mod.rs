@@ -11,6 +11,7 @@ pub mod dpdk;
 pub mod fallback;
 pub mod fds;
 pub mod listener;
+pub mod local_address;
 pub mod splice;
 pub mod userspace;
 

@@ -44,6 +44,8 @@ pub enum Operator {
     UpstreamCluster,
     DownstreamRemoteAddress,
     DownstreamRemoteAddressWithoutPort,
+    DownstreamDirectRemoteAddress,
+    DownstreamDirectRemoteAddressWithoutPort,
     RouteName,
     Hostname,
 }
@@ -76,7 +78,10 @@ pub struct Record<'a> {
     pub duration: Duration,
     pub upstream_host: Option<SocketAddr>,
     pub upstream_cluster: Option<&'a str>,
+    /// The trusted client address (x-forwarded-for with xff_num_trusted_hops, else the peer).
     pub peer: SocketAddr,
+    /// The connection's peer.
+    pub direct_peer: SocketAddr,
     pub route_name: &'a str,
 }
 
@@ -243,11 +248,15 @@ fn parse_operator(node: Node<'_>, op: &str) -> Result<Operator> {
         ("DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT", None) => {
             Operator::DownstreamRemoteAddressWithoutPort
         }
+        ("DOWNSTREAM_DIRECT_REMOTE_ADDRESS", None) => Operator::DownstreamDirectRemoteAddress,
+        ("DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT", None) => {
+            Operator::DownstreamDirectRemoteAddressWithoutPort
+        }
         ("ROUTE_NAME", None) => Operator::RouteName,
         ("HOSTNAME", None) => Operator::Hostname,
         _ => {
             return Err(node.error(format!(
-                "command operator %{op}% is not supported (supported: START_TIME, REQ(), RESP(), PROTOCOL, RESPONSE_CODE, RESPONSE_FLAGS, RESPONSE_CODE_DETAILS, BYTES_RECEIVED, BYTES_SENT, DURATION, UPSTREAM_HOST, UPSTREAM_CLUSTER, DOWNSTREAM_REMOTE_ADDRESS, DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT, ROUTE_NAME, HOSTNAME)"
+                "command operator %{op}% is not supported (supported: START_TIME, REQ(), RESP(), PROTOCOL, RESPONSE_CODE, RESPONSE_FLAGS, RESPONSE_CODE_DETAILS, BYTES_RECEIVED, BYTES_SENT, DURATION, UPSTREAM_HOST, UPSTREAM_CLUSTER, DOWNSTREAM_REMOTE_ADDRESS, DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT, DOWNSTREAM_DIRECT_REMOTE_ADDRESS, DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT, ROUTE_NAME, HOSTNAME)"
             )))
         }
     })
@@ -303,6 +312,8 @@ fn value(op: &Operator, r: &Record<'_>) -> Option<String> {
         Operator::UpstreamCluster => r.upstream_cluster?.to_string(),
         Operator::DownstreamRemoteAddress => r.peer.to_string(),
         Operator::DownstreamRemoteAddressWithoutPort => r.peer.ip().to_string(),
+        Operator::DownstreamDirectRemoteAddress => r.direct_peer.to_string(),
+        Operator::DownstreamDirectRemoteAddressWithoutPort => r.direct_peer.ip().to_string(),
         Operator::RouteName => {
             if r.route_name.is_empty() {
                 return None;

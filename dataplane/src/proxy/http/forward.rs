@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 /// What the connection a request arrived on says about it.
 pub struct ConnInfo {
+    /// The connection's peer; for the router, the trusted client address (see `Exchange`).
     pub peer: SocketAddr,
 }
 
@@ -47,6 +48,9 @@ pub struct Exchange {
     pub route_name: String,
     /// The request as forwarded (after edge headers), when an access log needs it.
     pub logged: Option<RequestHead>,
+    /// The client as far as sluice trusts it (x-forwarded-for with xff_num_trusted_hops), when
+    /// the request got that far.
+    pub downstream: Option<SocketAddr>,
 }
 
 impl Exchange {
@@ -65,6 +69,7 @@ impl Exchange {
             cluster: None,
             route_name: String::new(),
             logged: None,
+            downstream: None,
         }
     }
 
@@ -90,12 +95,21 @@ impl Hcm {
         if let Some(ex) = self.normalize_path(&mut head) {
             return ex;
         }
-        edge_headers(&self.config, &self.rng, &mut head, conn.peer);
+        let table = self.routes.clone();
+        let downstream = edge_headers(
+            &self.config,
+            &self.rng,
+            &mut head,
+            conn.peer,
+            &table.config.internal_only_headers,
+        );
         let logged = (!self.config.access_log.is_empty()).then(|| head.clone());
-        let mut ex = self.route_and_forward(head, body, conn).await;
+        let trusted = ConnInfo { peer: downstream };
+        let mut ex = self.route_and_forward(head, body, &trusted).await;
         if ex.logged.is_none() {
             ex.logged = logged;
         }
+        ex.downstream = Some(downstream);
         self.finish_response(&mut ex.response);
         ex
     }
@@ -152,6 +166,7 @@ impl Hcm {
                     cluster: None,
                     route_name: String::new(),
                     logged: None,
+                    downstream: None,
                 };
             }
         }
@@ -408,6 +423,7 @@ impl Hcm {
                         cluster: None,
                         route_name: String::new(),
                         logged: None,
+                        downstream: None,
                     };
                 }
                 None if per_try_expired => {
@@ -559,6 +575,7 @@ fn answered_by_route(
             cluster: None,
             route_name: String::new(),
             logged: None,
+            downstream: None,
         },
         route,
     )

@@ -145,7 +145,8 @@ impl Hcm {
             duration: start.elapsed().unwrap_or_default(),
             upstream_host: ex.upstream_host,
             upstream_cluster: ex.cluster.as_ref().map(|c| c.cluster.config.name.as_str()),
-            peer,
+            peer: ex.downstream.unwrap_or(peer),
+            direct_peer: peer,
             route_name: &ex.route_name,
         });
     }

@@ -8,7 +8,7 @@ use super::route_config::{AppendAction, HeaderAdd, HeaderMutations};
 use crate::proxy::lb::Rng;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::cell::RefCell;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 pub(super) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -20,33 +20,98 @@ pub(super) const X_SERVICE_TIME: HeaderName =
 pub(super) const X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
 pub(super) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
-/// The edge's request headers, as Envoy's connection manager sets them.
+pub(super) const X_EXTERNAL_ADDRESS: HeaderName =
+    HeaderName::from_static("x-envoy-external-address");
+
+/// Envoy's headers that steer a hop behind it; only a trusted (internal) client may send them.
+/// Envoy counts no address as internal without `internal_address_config` (sluice has none), so
+/// they are dropped from every request.
+const INTERNAL_ONLY: [&str; 15] = [
+    "x-envoy-internal",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-force-trace",
+    "x-envoy-ip-tags",
+    "x-envoy-original-url",
+    "x-envoy-hedge-on-per-try-timeout",
+];
+
+/// Dropped as well at the edge (`use_remote_address`): what only a proxy inside may claim.
+const EDGE_ONLY: [&str; 5] = [
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-original-path",
+    "x-envoy-original-host",
+];
+
+/// The edge's request headers, as Envoy's connection manager sets them (Envoy 1.40 answering
+/// the same requests is the reference: tests/tests/http_proxy.rs). Returns the downstream
+/// address the request is from as far as sluice can trust it: the connection's peer, or the
+/// address `xff_num_trusted_hops` picks from x-forwarded-for (with port 0), which the access
+/// log's %DOWNSTREAM_REMOTE_ADDRESS% and the source_ip hash policy use.
 pub(super) fn edge_headers(
     c: &HcmConfig,
     rng: &RefCell<Rng>,
     head: &mut RequestHead,
     peer: SocketAddr,
-) {
-    if c.use_remote_address {
+    internal_only: &[HeaderName],
+) -> SocketAddr {
+    let hops = c.xff_num_trusted_hops as usize;
+    let remote = if c.use_remote_address {
+        // Trusted proxies in front: the client is the last one they name (before this hop).
+        let trusted = hops
+            .checked_sub(1)
+            .and_then(|skip| xff_from_right(head, skip));
         if !c.skip_xff_append {
-            let ip = peer.ip().to_string();
-            let value = match head
-                .headers
-                .get(&X_FORWARDED_FOR)
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) => format!("{prev},{ip}"),
-                None => ip,
+            // A peer on loopback is named by this machine's address, as Envoy does.
+            let ip = if peer.ip().is_loopback() {
+                crate::io::local_address::primary()
+            } else {
+                peer.ip()
             };
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                head.headers.insert(X_FORWARDED_FOR, v);
-            }
+            append_xff(head, ip);
         }
         head.headers
             .insert(X_FORWARDED_PROTO, HeaderValue::from_static(head.scheme));
-    } else if !head.headers.contains_key(&X_FORWARDED_PROTO) {
-        head.headers
-            .insert(X_FORWARDED_PROTO, HeaderValue::from_static(head.scheme));
+        trusted.map_or(peer, |ip| SocketAddr::new(ip, 0))
+    } else {
+        if !head.headers.contains_key(&X_FORWARDED_PROTO) {
+            head.headers
+                .insert(X_FORWARDED_PROTO, HeaderValue::from_static(head.scheme));
+        }
+        xff_from_right(head, hops).map_or(peer, |ip| SocketAddr::new(ip, 0))
+    };
+    // One pass to see whether there is anything to drop (usually not) before 20 lookups.
+    if head
+        .headers
+        .keys()
+        .any(|k| k.as_str().starts_with("x-envoy-"))
+    {
+        for name in INTERNAL_ONLY {
+            head.headers.remove(name);
+        }
+        if c.use_remote_address {
+            for name in EDGE_ONLY {
+                head.headers.remove(name);
+            }
+        }
+    }
+    for name in internal_only {
+        head.headers.remove(name);
+    }
+    if c.use_remote_address {
+        if let Ok(v) = HeaderValue::from_str(&remote.ip().to_string()) {
+            head.headers.insert(X_EXTERNAL_ADDRESS, v);
+        }
     }
     if c.generate_request_id {
         // An edge proxy replaces what a client claims, unless told to keep it.
@@ -57,6 +122,36 @@ pub(super) fn edge_headers(
                 head.headers.insert(X_REQUEST_ID, v);
             }
         }
+    }
+    remote
+}
+
+/// The address `skip` entries from the right of x-forwarded-for (all its fields, in order), if
+/// there are that many and it is an IP address.
+fn xff_from_right(head: &RequestHead, skip: usize) -> Option<IpAddr> {
+    let mut all: Vec<&str> = Vec::new();
+    for v in head.headers.get_all(&X_FORWARDED_FOR) {
+        all.extend(v.to_str().ok()?.split(','));
+    }
+    let entry = all.iter().rev().nth(skip)?.trim();
+    entry.parse().ok()
+}
+
+fn append_xff(head: &mut RequestHead, ip: IpAddr) {
+    let ip = ip.to_string();
+    let mut prev: Vec<&str> = Vec::new();
+    for v in head.headers.get_all(&X_FORWARDED_FOR) {
+        if let Ok(s) = v.to_str() {
+            prev.push(s);
+        }
+    }
+    let value = if prev.is_empty() {
+        ip
+    } else {
+        format!("{},{ip}", prev.join(","))
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        head.headers.insert(X_FORWARDED_FOR, v);
     }
 }
 

@@ -27,6 +27,8 @@ pub struct HttpRouteConfig {
     pub virtual_hosts: Vec<VirtualHost>,
     pub headers: HeaderMutations,
     pub ignore_port_in_host_matching: bool,
+    /// Removed from every request that is not internal (with sluice, every request).
+    pub internal_only_headers: Vec<HeaderName>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,10 +199,10 @@ pub fn parse_route_config(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<
             "ignore_port_in_host_matching",
             "validate_clusters",
             "max_direct_response_body_size_bytes",
+            "internal_only_headers",
         ],
         &[
             "vhds",
-            "internal_only_headers",
             "most_specific_header_mutations_wins",
             "cluster_specifier_plugins",
             "request_mirror_policies",
@@ -220,6 +222,15 @@ pub fn parse_route_config(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<
         virtual_hosts,
         headers: parse_mutations(node)?,
         ignore_port_in_host_matching: opt_bool(node, "ignore_port_in_host_matching")?,
+        internal_only_headers: match node.get("internal_only_headers") {
+            Some(list) => list
+                .node()
+                .items()?
+                .iter()
+                .map(|i| header_name(i.node()))
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        },
     })
 }
 
