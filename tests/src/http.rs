@@ -129,6 +129,73 @@ pub fn hcm_bootstrap(
     .to_string()
 }
 
+/// A bootstrap with one connection manager listener per `(name, hcm_extra)` of `variants`,
+/// each sending everything to cluster `up` on `ports[i]` (0: any), for side-by-side runs of
+/// several settings in one sluice and one Envoy.
+pub fn hcm_variants_bootstrap(variants: &[(&str, Value)], ports: &[u16], up: u16) -> String {
+    let mut listeners = Vec::new();
+    for ((name, extra), port) in variants.iter().zip(ports) {
+        let one: Value =
+            serde_json::from_str(&hcm_bootstrap(*port, all_to("up"), extra.clone(), vec![]))
+                .unwrap();
+        let mut l = one["static_resources"]["listeners"][0].clone();
+        l["name"] = json!(name);
+        listeners.push(l);
+    }
+    json!({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {"listeners": listeners, "clusters": [cluster("up", &[up], false, json!({}))]}
+    })
+    .to_string()
+}
+
+/// sluice and Envoy each running `hcm_variants_bootstrap(variants)`, Envoy's listeners up; the
+/// Envoy address of variant `i` is `envoy[i]`.
+pub struct SideBySide {
+    pub sluice: crate::Sluice,
+    pub envoy_proc: crate::xds::Envoy,
+    pub envoy: Vec<SocketAddr>,
+}
+
+impl SideBySide {
+    pub fn start(variants: &[(&str, Value)], up: u16) -> SideBySide {
+        SideBySide::start_each(variants, variants, up)
+    }
+
+    /// As `start`, with settings that differ by proxy (an access log's path).
+    pub fn start_each(
+        for_sluice: &[(&str, Value)],
+        for_envoy: &[(&str, Value)],
+        up: u16,
+    ) -> SideBySide {
+        let sluice = crate::Sluice::start(
+            &hcm_variants_bootstrap(for_sluice, &vec![0; for_sluice.len()], up),
+            &["--concurrency", "1"],
+        );
+        let ports: Vec<u16> = for_envoy.iter().map(|_| crate::free_port()).collect();
+        let envoy_proc = crate::xds::Envoy::start(&hcm_variants_bootstrap(for_envoy, &ports, up));
+        for p in &ports {
+            assert!(
+                crate::wait_until(Duration::from_secs(20), || crate::is_listening(*p)),
+                "Envoy never listened on {p}"
+            );
+        }
+        SideBySide {
+            sluice,
+            envoy_proc,
+            envoy: ports
+                .iter()
+                .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+                .collect(),
+        }
+    }
+
+    /// (sluice's, Envoy's) address of variant `i` named `name`.
+    pub fn pair(&self, i: usize, name: &str) -> (SocketAddr, SocketAddr) {
+        (self.sluice.listener(name), self.envoy[i])
+    }
+}
+
 /// curl with `args`; fails the test if curl cannot run.
 pub fn curl(args: &[&str]) -> Output {
     require_program("curl");

@@ -267,3 +267,66 @@ fn a_stalled_http2_request_body_meets_the_stream_idle_timeout() {
     let (status, _, _) = curl_full(&["--http2-prior-knowledge", url(front, "/after").as_str()]);
     assert_eq!(status, 200);
 }
+
+/// A request body that stops arriving before the upstream has answered: request_timeout and
+/// stream_idle_timeout end it with Envoy's 408 ("request timeout", "stream timeout"), over
+/// HTTP/1.1 and HTTP/2, the same from sluice as from Envoy 1.40 on the same settings.
+#[test]
+fn stalled_request_bodies_get_envoys_408_on_both_codecs() {
+    let (_up, up) = python_upstream();
+    let variants = [
+        ("request", json!({"request_timeout": "1s"})),
+        ("idle", json!({"stream_idle_timeout": "0.5s"})),
+    ];
+    let sbs = SideBySide::start(&variants, up);
+    let h1 = |addr: SocketAddr| -> String {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(b"POST /wait HTTP/1.1\r\nHost: h\r\nContent-Length: 20\r\n\r\n0123456789")
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        let (status, _, body) = parse_response(&String::from_utf8_lossy(&out));
+        format!("{status} {body}")
+    };
+    let h2 = |addr: SocketAddr| -> String {
+        let out = python_peer(
+            "h2_flood.py",
+            &["127.0.0.1", &addr.port().to_string(), "stall-length", "10"],
+        );
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        format!("{} {}", v["status"], v["body"].as_str().unwrap_or(""))
+    };
+    for (i, (name, _)) in variants.iter().enumerate() {
+        let (sa, ea) = sbs.pair(i, name);
+        let want = if *name == "request" {
+            "408 request timeout"
+        } else {
+            "408 stream timeout"
+        };
+        for (codec, run) in [
+            ("HTTP/1.1", &h1 as &dyn Fn(SocketAddr) -> String),
+            ("HTTP/2", &h2),
+        ] {
+            let t = Instant::now();
+            let (mine, envoys) = (run(sa), run(ea));
+            assert_eq!(
+                mine, envoys,
+                "{name} over {codec}: sluice (left) and Envoy (right) differ"
+            );
+            assert_eq!(mine, want, "{name} over {codec}");
+            assert!(
+                t.elapsed() < Duration::from_secs(8),
+                "{name} over {codec}: {:?}",
+                t.elapsed()
+            );
+        }
+    }
+    let stat = |n: &str| {
+        sbs.sluice
+            .stat(&format!("sluice_http_{n}{{stat_prefix=\"ingress\"}}"))
+    };
+    assert_eq!(stat("downstream_rq_timeout"), 2);
+    assert_eq!(stat("downstream_rq_idle_timeout"), 2);
+}

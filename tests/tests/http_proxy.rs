@@ -268,31 +268,8 @@ fn path_normalization_matches_envoy() {
             json!({"normalize_path": true, "path_with_escaped_slashes_action": "UNESCAPE_AND_FORWARD"}),
         ),
     ];
-    let bootstrap = |ports: &[u16]| -> String {
-        let mut listeners = Vec::new();
-        for ((name, extra), port) in variants.iter().zip(ports) {
-            let one: Value =
-                serde_json::from_str(&hcm_bootstrap(*port, all_to("up"), extra.clone(), vec![]))
-                    .unwrap();
-            let mut l = one["static_resources"]["listeners"][0].clone();
-            l["name"] = json!(name);
-            listeners.push(l);
-        }
-        json!({
-            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-            "static_resources": {"listeners": listeners, "clusters": [cluster("up", &[up], false, json!({}))]}
-        })
-        .to_string()
-    };
-    let s = Sluice::start(&bootstrap(&[0; 6]), &["--concurrency", "1"]);
-    let eports: Vec<u16> = (0..variants.len()).map(|_| free_port()).collect();
-    let _e = Envoy::start(&bootstrap(&eports));
-    for p in &eports {
-        assert!(
-            wait_until(Duration::from_secs(20), || is_listening(*p)),
-            "Envoy never listened on {p}"
-        );
-    }
+    let sbs = SideBySide::start(&variants, up);
+    let s = &sbs.sluice;
     let paths = [
         "/a/b/../c",
         "/a/./b",
@@ -328,8 +305,7 @@ fn path_normalization_matches_envoy() {
     // the variants run side by side.
     std::thread::scope(|scope| {
         for (i, (name, _)) in variants.iter().enumerate() {
-            let sa = s.listener(name);
-            let ea: SocketAddr = format!("127.0.0.1:{}", eports[i]).parse().unwrap();
+            let (sa, ea) = sbs.pair(i, name);
             let answer = &answer;
             scope.spawn(move || {
                 for path in paths {
@@ -346,7 +322,7 @@ fn path_normalization_matches_envoy() {
     let envoy_stat = |name: &str| -> u64 {
         let out = curl(&[&format!(
             "http://{}/stats?filter=^http\\.ingress\\.{name}$",
-            _e.admin
+            sbs.envoy_proc.admin
         )]);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.trim()
@@ -396,36 +372,21 @@ fn forwarded_for_and_trusted_hops_match_envoy() {
         ),
     ];
     let dir = TempDir::new("xff-compare");
-    let bootstrap = |ports: &[u16], who: &str| -> String {
-        let mut listeners = Vec::new();
-        for ((name, extra), port) in variants.iter().zip(ports) {
-            let mut extra = extra.clone();
-            extra["access_log"] = json!([{"name": "envoy.access_loggers.file", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-                "path": dir.join(&format!("{who}.log")).to_str().unwrap(),
-                "log_format": {"text_format_source": {"inline_string":
-                    format!("{name} %DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%\n")}}}}]);
-            let one: Value =
-                serde_json::from_str(&hcm_bootstrap(*port, all_to("up"), extra, vec![])).unwrap();
-            let mut l = one["static_resources"]["listeners"][0].clone();
-            l["name"] = json!(name);
-            listeners.push(l);
-        }
-        json!({
-            "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-            "static_resources": {"listeners": listeners, "clusters": [cluster("up", &[up], false, json!({}))]}
-        })
-        .to_string()
+    let logged = |who: &str| -> Vec<(&str, Value)> {
+        variants
+            .iter()
+            .map(|(name, extra)| {
+                let mut extra = extra.clone();
+                extra["access_log"] = json!([{"name": "envoy.access_loggers.file", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": dir.join(&format!("{who}.log")).to_str().unwrap(),
+                    "log_format": {"text_format_source": {"inline_string":
+                        format!("{name} %DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%\n")}}}}]);
+                (*name, extra)
+            })
+            .collect()
     };
-    let s = Sluice::start(&bootstrap(&[0; 6], "sluice"), &["--concurrency", "1"]);
-    let eports: Vec<u16> = (0..variants.len()).map(|_| free_port()).collect();
-    let _e = Envoy::start(&bootstrap(&eports, "envoy"));
-    for p in &eports {
-        assert!(
-            wait_until(Duration::from_secs(20), || is_listening(*p)),
-            "Envoy never listened on {p}"
-        );
-    }
+    let sbs = SideBySide::start_each(&logged("sluice"), &logged("envoy"), up);
     let cases: [&[&str]; 5] = [
         &[],
         &["-H", "x-forwarded-for: 203.0.113.7"],
@@ -461,8 +422,7 @@ fn forwarded_for_and_trusted_hops_match_envoy() {
         x.join("; ")
     };
     for (i, (name, _)) in variants.iter().enumerate() {
-        let sa = s.listener(name);
-        let ea: SocketAddr = format!("127.0.0.1:{}", eports[i]).parse().unwrap();
+        let (sa, ea) = sbs.pair(i, name);
         for extra in cases {
             assert_eq!(
                 seen(sa, extra),

@@ -7,7 +7,7 @@
 
 use super::filters::Decision;
 use super::local_reply;
-use super::message::{Body, RequestHead, Response};
+use super::message::{Body, Progress, RequestHead, Response};
 use super::path_normalize::{self, PathOutcome};
 use super::policy::{
     backoff_ceiling_ms, hash_key, request_timeout, retry_on_response, with_retry_limit,
@@ -85,6 +85,27 @@ impl Exchange {
 }
 
 impl Hcm {
+    /// A request whose body stopped on the stream idle timeout or the request timeout before
+    /// any response came from upstream gets Envoy's 408 instead of what the broken attempt
+    /// made of it; once the upstream answered, the stream is reset instead (by the writer).
+    pub fn replace_if_timed_out(&self, ex: &mut Exchange, grpc: bool, progress: &Progress) {
+        if ex.details == "via_upstream" {
+            return;
+        }
+        let (body, flags, details) = if progress.timed_out.get() {
+            self.stats.downstream_rq_timeout.inc();
+            ("request timeout", "", "request_overall_timeout")
+        } else if progress.idled.get() {
+            ("stream timeout", "SI", "stream_idle_timeout")
+        } else {
+            return;
+        };
+        ex.response = local_reply::reply_shaped(grpc, 408, body);
+        self.finish_response(&mut ex.response);
+        ex.flags = flags;
+        ex.details = details;
+    }
+
     /// Serves one request to the point where its response head is known.
     pub async fn handle(
         self: &Rc<Self>,

@@ -19,7 +19,12 @@ pub fn grpc_status_for(http_status: u16) -> u32 {
 
 /// A reply sluice makes itself, shaped for the request it answers.
 pub fn reply(request: Option<&RequestHead>, status: u16, body: &str) -> Response {
-    if request.is_some_and(RequestHead::is_grpc) {
+    reply_shaped(request.is_some_and(RequestHead::is_grpc), status, body)
+}
+
+/// A local reply as [`reply`] makes it, for a request known only to be gRPC or not.
+pub fn reply_shaped(grpc: bool, status: u16, body: &str) -> Response {
+    if grpc {
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,

@@ -98,6 +98,9 @@ pub enum Body {
         /// A frame that takes longer than this ends the body with [`BodyError::Idle`] (the
         /// connection manager's stream_idle_timeout, for request bodies).
         idle: Option<std::time::Duration>,
+        /// A body not ended by then ends with [`BodyError::Idle`] too, noted as `timed_out`
+        /// (the connection manager's request_timeout).
+        deadline: Option<tokio::time::Instant>,
         /// What the connection manager learns of the body as it is taken.
         progress: std::rc::Rc<Progress>,
     },
@@ -114,11 +117,13 @@ impl std::fmt::Debug for Body {
     }
 }
 
-/// What a body's reader saw: bytes taken, and whether it stopped on the idle timeout.
+/// What a body's reader saw: bytes taken, and whether it stopped on the idle timeout or on
+/// the request's deadline.
 #[derive(Debug, Default)]
 pub struct Progress {
     pub bytes: std::cell::Cell<u64>,
     pub idled: std::cell::Cell<bool>,
+    pub timed_out: std::cell::Cell<bool>,
 }
 
 /// Frames in flight between a body's reader and its writer: with 16 KiB reads, at most
@@ -135,14 +140,15 @@ impl Body {
     }
 
     pub fn h2(stream: h2::RecvStream) -> Body {
-        Body::h2_request(stream, None, Default::default())
+        Body::h2_request(stream, None, None, Default::default())
     }
 
-    /// A downstream HTTP/2 request's body: bounded by the stream idle timeout, what happened
-    /// to it noted in `progress`.
+    /// A downstream HTTP/2 request's body: bounded by the stream idle timeout and the
+    /// request's deadline, what happened to it noted in `progress`.
     pub fn h2_request(
         stream: h2::RecvStream,
         idle: Option<std::time::Duration>,
+        deadline: Option<tokio::time::Instant>,
         progress: std::rc::Rc<Progress>,
     ) -> Body {
         let data_done = stream.is_end_stream();
@@ -150,6 +156,7 @@ impl Body {
             stream,
             data_done,
             idle,
+            deadline,
             progress,
         }
     }
@@ -178,14 +185,23 @@ impl Body {
                 stream,
                 data_done,
                 idle,
+                deadline,
                 progress,
             } => {
                 if !*data_done {
-                    let next = match idle {
-                        Some(t) => match tokio::time::timeout(*t, stream.data()).await {
+                    let until = match (idle.map(|t| tokio::time::Instant::now() + t), *deadline) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let next = match until {
+                        Some(t) => match tokio::time::timeout_at(t, stream.data()).await {
                             Ok(n) => n,
                             Err(_) => {
-                                progress.idled.set(true);
+                                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                                    progress.timed_out.set(true);
+                                } else {
+                                    progress.idled.set(true);
+                                }
                                 return Some(Err(BodyError::Idle));
                             }
                         },

@@ -6,7 +6,7 @@
 //! first byte, stream_idle_timeout while its body trickles in.
 
 use super::forward::{ConnInfo, Exchange};
-use super::message::{is_hop_by_hop, Body, BodySender, Frame, RequestHead, Upgraded};
+use super::message::{is_hop_by_hop, Body, BodySender, Frame, Progress, RequestHead, Upgraded};
 use super::{config::UnderscoresAction, Hcm};
 use crate::io::{Connection, ReadSide, WriteSide};
 use crate::protocol::http1::{self, encode, Http1Error, Message, RequestDecoder, Version};
@@ -70,10 +70,11 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
         };
         let is_head = head.method == http::Method::HEAD;
         // The body: whole if it is already here and small, else streamed as it arrives.
-        let received = Rc::new(Cell::new(0u64));
+        let is_grpc = head.is_grpc();
+        let progress = Progress::default();
         let (body, feeder) = match inline_body(&mut decoder, &mut buf) {
             Ok(Inline::Whole(b)) => {
-                received.set(b.len() as u64);
+                progress.bytes.set(b.len() as u64);
                 (
                     if b.is_empty() {
                         Body::Empty
@@ -85,7 +86,7 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
             }
             Ok(Inline::Partial(first)) => {
                 let (tx, body) = Body::channel();
-                received.set(first.len() as u64);
+                progress.bytes.set(first.len() as u64);
                 if !first.is_empty() {
                     let _ = tx.try_send(Ok(Frame::Data(first)));
                 }
@@ -114,6 +115,7 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
         let outcome = {
             let respond = async {
                 let mut ex = hcm.handle(head, body, &info).await;
+                hcm.replace_if_timed_out(&mut ex, is_grpc, &progress);
                 let r =
                     write_response(&hcm, &mut wr, &mut ex, version, is_head, &close, &sent).await;
                 (ex, r)
@@ -125,7 +127,7 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
                 &mut decoder,
                 feeder,
                 request_deadline,
-                &received,
+                &progress,
             );
             tokio::pin!(respond, feed);
             loop {
@@ -150,7 +152,7 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
                 &ex.response.head,
                 start,
                 peer,
-                received.get(),
+                progress.bytes.get(),
                 sent.get(),
             );
         }
@@ -263,14 +265,14 @@ async fn feed_body(
     decoder: &mut RequestDecoder,
     tx: Option<BodySender>,
     deadline: Option<Instant>,
-    received: &Cell<u64>,
+    progress: &Progress,
 ) -> bool {
     let Some(tx) = tx else { return true };
     let idle = hcm.config.stream_idle_timeout;
     loop {
         match decoder.decode(buf) {
             Ok(Some(Message::Data(d))) => {
-                received.set(received.get() + d.len() as u64);
+                progress.bytes.set(progress.bytes.get() + d.len() as u64);
                 if tx.send(Ok(Frame::Data(d))).await.is_err() {
                     return false; // nobody wants the rest (the request failed)
                 }
@@ -308,9 +310,11 @@ async fn feed_body(
                 return false;
             }
             Err(_) => {
+                // (downstream_rq_timeout is counted where the 408 is made.)
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    hcm.stats.downstream_rq_timeout.inc();
+                    progress.timed_out.set(true);
                 } else {
+                    progress.idled.set(true);
                     hcm.stats.downstream_rq_idle_timeout.inc();
                 }
                 let _ = tx.send(Err(super::message::BodyError::Idle)).await;

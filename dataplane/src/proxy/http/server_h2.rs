@@ -132,7 +132,18 @@ async fn stream(
         }
     };
     let progress: Rc<super::message::Progress> = Rc::default();
-    let body = Body::h2_request(recv, hcm.config.stream_idle_timeout, progress.clone());
+    // request_timeout runs from the head to the body's end (Envoy disarms it there).
+    let deadline = hcm
+        .config
+        .request_timeout
+        .map(|t| tokio::time::Instant::now() + t);
+    let grpc = head.is_grpc();
+    let body = Body::h2_request(
+        recv,
+        hcm.config.stream_idle_timeout,
+        deadline,
+        progress.clone(),
+    );
     let info = ConnInfo { peer };
     // A client that resets the stream before its answer ends the request upstream too
     // (dropping the attempt resets its upstream stream), as Envoy does.
@@ -143,6 +154,7 @@ async fn stream(
             return;
         }
     };
+    hcm.replace_if_timed_out(&mut ex, grpc, &progress);
     let status = ex.response.head.status;
     hcm.count_response(status);
     let response = std::mem::replace(&mut ex.response, Response::local(status, ""));

@@ -371,12 +371,23 @@ fn encode_h1_head(head: &RequestHead, body: &Body, out: &mut BytesMut) -> Outgoi
     outgoing
 }
 
-/// Writes a streamed request body, then hands the write side back.
+/// Writes a streamed request body, then hands the write side back — also when the body
+/// failed (its client reset it, or it stalled past a timeout): closing the socket here would
+/// tell the server a cut-short body had ended before the exchange has seen the failure.
 async fn write_h1_body(
     mut wr: WriteSide,
+    body: Body,
+    framing: Outgoing,
+) -> (WriteSide, Result<(), BodyError>) {
+    let r = write_h1_frames(&mut wr, body, framing).await;
+    (wr, r)
+}
+
+async fn write_h1_frames(
+    wr: &mut WriteSide,
     mut body: Body,
     framing: Outgoing,
-) -> Result<WriteSide, BodyError> {
+) -> Result<(), BodyError> {
     let mut out = BytesMut::new();
     loop {
         match body.next().await {
@@ -398,7 +409,7 @@ async fn write_h1_body(
                     );
                     wr.write_all(&out).await.map_err(|_| BodyError::Reset)?;
                 }
-                return Ok(wr);
+                return Ok(());
             }
             None => {
                 if framing == Outgoing::Chunked {
@@ -406,7 +417,7 @@ async fn write_h1_body(
                         .await
                         .map_err(|_| BodyError::Reset)?;
                 }
-                return Ok(wr);
+                return Ok(());
             }
             Some(Err(e)) => return Err(e),
         }
@@ -416,7 +427,7 @@ async fn write_h1_body(
 /// Where the request's write side is while the response is read.
 enum Writer {
     Here(WriteSide),
-    Task(oneshot::Receiver<Result<WriteSide, BodyError>>),
+    Task(oneshot::Receiver<(WriteSide, Result<(), BodyError>)>),
 }
 
 async fn h1_exchange(
@@ -435,7 +446,7 @@ async fn h1_exchange(
     if conn.wr.write_all(&out).await.is_err() {
         return Err(AttemptError::Reset { reused });
     }
-    let writer = match body {
+    let mut writer = match body {
         Body::Empty | Body::Full(_) => Writer::Here(conn.wr),
         body if framing == Outgoing::None => {
             drop(body);
@@ -470,7 +481,23 @@ async fn h1_exchange(
             Err(e) => return Err(AttemptError::Protocol(e.to_string())),
         }
         buf.reserve(READ_CHUNK);
-        match conn.rd.read_buf(&mut buf).await {
+        let read = match &mut writer {
+            // A request body that fails before the answer ends the exchange at once (the
+            // connection manager answers its client); the connection is not reused.
+            Writer::Task(rx) => tokio::select! {
+                biased;
+                w = rx => match w {
+                    Ok((w, Ok(()))) => {
+                        writer = Writer::Here(w);
+                        continue;
+                    }
+                    _ => return Err(AttemptError::Reset { reused: false }),
+                },
+                r = conn.rd.read_buf(&mut buf) => r,
+            },
+            Writer::Here(_) => conn.rd.read_buf(&mut buf).await,
+        };
+        match read {
             Ok(0) | Err(_) => {
                 // Reused and nothing came back: the server closed the idle connection just as
                 // the request went out (the "503 UC" race); the caller may retry safely.
@@ -500,7 +527,7 @@ async fn h1_exchange(
         let wr = match writer {
             Writer::Here(w) => w,
             Writer::Task(rx) => match rx.await {
-                Ok(Ok(w)) => w,
+                Ok((w, Ok(()))) => w,
                 _ => return Err(AttemptError::Reset { reused: false }),
             },
         };
@@ -680,7 +707,7 @@ impl GiveBack {
     async fn when_written(self, writer: Writer) {
         let wr = match writer {
             Writer::Here(w) => Some(w),
-            Writer::Task(rx) => rx.await.ok().and_then(Result::ok),
+            Writer::Task(rx) => rx.await.ok().and_then(|(w, r)| r.ok().map(|()| w)),
         };
         if let Some(wr) = wr {
             self.with(wr);
