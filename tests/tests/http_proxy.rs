@@ -460,6 +460,54 @@ fn forwarded_for_and_trusted_hops_match_envoy() {
     );
 }
 
+/// The previous_hosts retry predicate with host_selection_retry_max_attempts: of two hosts
+/// picked at random, one answers 503 (nginx) and one 200 (Python); every request that lands on
+/// the first is retried, and with enough reselections the retry never goes back to it, so all
+/// 60 succeed. Without the predicate about a quarter would fail (a 503 twice): the test can.
+#[test]
+fn retries_avoid_the_host_that_failed() {
+    let nginx = Nginx::start();
+    let (_up, up) = python_upstream();
+    let route = |predicate: bool| {
+        let mut retry = json!({"retry_on": "5xx", "num_retries": 1,
+            "retry_back_off": {"base_interval": "0.001s"}});
+        if predicate {
+            retry["retry_host_predicate"] =
+                json!([{"name": "envoy.retry_host_predicates.previous_hosts"}]);
+            retry["host_selection_retry_max_attempts"] = json!(30);
+        }
+        json!({"retry_policy": retry, "cluster": "both", "prefix_rewrite": "/"})
+    };
+    let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/avoid/"}, "route": route(true)},
+        {"match": {"prefix": "/plain/"}, "route": route(false)}]}]);
+    let yaml = hcm_bootstrap(
+        0,
+        vhosts,
+        json!({}),
+        vec![cluster(
+            "both",
+            &[nginx.h1, up],
+            false,
+            json!({"lb_policy": "RANDOM"}),
+        )],
+    );
+    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
+    let front = s.listener("http");
+    let ok = |prefix: &str| {
+        (0..60)
+            .filter(|_| curl_full(&[url(front, &format!("{prefix}503")).as_str()]).0 == 200)
+            .count()
+    };
+    assert_eq!(ok("/avoid/"), 60);
+    let plain = ok("/plain/");
+    assert!(
+        plain < 60,
+        "without the predicate some retries should land on the 503 host again"
+    );
+    assert!(s.stat("sluice_cluster_upstream_rq_retry{cluster=\"both\"}") >= 20);
+}
+
 /// A websocket through an HTTP/1.1 upgrade: the handshake and every message echoed intact; a
 /// route without the upgrade enabled refuses it with 403.
 #[test]

@@ -350,24 +350,7 @@ impl Hcm {
         };
         let auto_host = forward.host_rewrite == HostRewrite::Auto;
         loop {
-            let avoid: &[usize] = if retry.is_some_and(|r| r.previous_hosts) {
-                &tried
-            } else {
-                &[]
-            };
-            let picked = cluster
-                .pick(&PickRequest {
-                    tried: avoid,
-                    hash,
-                    subset: Some(&forward.metadata_match),
-                })
-                .or_else(|| {
-                    cluster.pick(&PickRequest {
-                        tried: &[],
-                        hash,
-                        subset: Some(&forward.metadata_match),
-                    })
-                });
+            let picked = pick_host(cluster, forward, retry, hash, &tried);
             let Some((index, host)) = picked else {
                 stats.upstream_rq_no_healthy.inc();
                 return Exchange::failure(
@@ -600,6 +583,40 @@ fn answered_by_route(
         },
         route,
     )
+}
+
+/// A host for the next attempt. With the previous_hosts predicate, as Envoy: the balancer
+/// picks, and a host an earlier attempt used is picked again up to
+/// host_selection_retry_max_attempts times, after which the last pick stands. A hash-based pick
+/// would only repeat itself, so there the balancer is told which hosts to skip instead.
+fn pick_host(
+    cluster: &crate::proxy::cluster::Cluster,
+    forward: &Forward,
+    retry: Option<&RetryPolicy>,
+    hash: Option<u64>,
+    tried: &[usize],
+) -> Option<(usize, Rc<crate::proxy::cluster::Host>)> {
+    let request = |tried| PickRequest {
+        tried,
+        hash,
+        subset: Some(&forward.metadata_match),
+    };
+    let Some(r) = retry.filter(|r| r.previous_hosts && !tried.is_empty()) else {
+        return cluster.pick(&request(&[]));
+    };
+    if hash.is_some() {
+        return cluster
+            .pick(&request(tried))
+            .or_else(|| cluster.pick(&request(&[])));
+    }
+    let mut picked = cluster.pick(&request(&[]));
+    for _ in 0..r.host_selection_max_attempts {
+        match &picked {
+            Some((i, _)) if tried.contains(i) => picked = cluster.pick(&request(&[])),
+            _ => break,
+        }
+    }
+    picked
 }
 
 fn named(mut ex: Exchange, route: &Route) -> Exchange {
