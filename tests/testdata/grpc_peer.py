@@ -3,8 +3,10 @@
 
   grpc_peer.py server PORT         serves echo.Echo: Unary, ServerStream, ClientStream, Bidi,
                                    Sleep and SleepCapped (wait the request's seconds; for
-                                   deadlines and cancellation)
+                                   deadlines and cancellation), Flaky and FlakyStream
+                                   (UNAVAILABLE the first time a key is seen)
   grpc_peer.py client TARGET       runs every case through TARGET; prints JSON of results
+  grpc_peer.py retry TARGET KEY    calls Flaky and FlakyStream once each with keys from KEY
 """
 import json, sys, threading, time
 from concurrent import futures
@@ -41,7 +43,29 @@ def serve(port):
             time.sleep(0.01)
         return b"slept"
 
+    seen = set()
+    lock = threading.Lock()
+
+    def first_time(key):
+        with lock:
+            new = key not in seen
+            seen.add(key)
+        return new
+
+    def flaky(req, ctx):
+        if first_time(req):
+            ctx.abort(grpc.StatusCode.UNAVAILABLE, "try again")
+        return b"recovered " + req
+
+    def flaky_stream(it, ctx):
+        msgs = list(it)
+        if first_time(msgs[0]):
+            ctx.abort(grpc.StatusCode.UNAVAILABLE, "try again")
+        return b"%d messages %d bytes" % (len(msgs), sum(len(m) for m in msgs))
+
     handlers = {
+        "Flaky": grpc.unary_unary_rpc_method_handler(flaky),
+        "FlakyStream": grpc.stream_unary_rpc_method_handler(flaky_stream),
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream),
         "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream),
@@ -92,7 +116,23 @@ def client(target):
     print(json.dumps(out))
 
 
+def retry(target, key):
+    ch = grpc.insecure_channel(target, options=[("grpc.enable_retries", 0)])
+    m = lambda name, kind: getattr(ch, kind)("/%s/%s" % (SVC, name))
+    out = {}
+    for name, call in [("unary", lambda: m("Flaky", "unary_unary")(key.encode() + b"-u", timeout=10)),
+                       ("client_stream", lambda: m("FlakyStream", "stream_unary")(
+                           iter([key.encode() + b"-s", b"x" * 100000, b"y" * 200000]), timeout=10))]:
+        try:
+            out[name] = call().decode().replace(key, "KEY")
+        except grpc.RpcError as e:
+            out[name] = e.code().name
+    print(json.dumps(out))
+
+
 if sys.argv[1] == "server":
     serve(int(sys.argv[2]))
+elif sys.argv[1] == "retry":
+    retry(sys.argv[2], sys.argv[3])
 else:
     client(sys.argv[2])

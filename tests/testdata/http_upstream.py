@@ -7,6 +7,8 @@
   GET  /slow/MS          answers 200 after MS milliseconds
   GET  /big/N            N bytes (a repeating pattern), chunked, in 64 KiB writes
   POST /echo             streams the request body back (chunked) as it arrives
+  POST /flaky/KEY/N      reads the body; 503 for the first N with this KEY, then 200
+                         "recovered N BYTES SHA256" of the body
   GET  /ws               a websocket echo (RFC 6455 handshake, then every byte back)
   anything else          200 "upstream PORT PATH"
 
@@ -131,9 +133,32 @@ class H(http.server.BaseHTTPRequestHandler):
                     self.chunk(data)
             self.wfile.write(b"0\r\n\r\n")
             return
+        if self.path.startswith("/flaky/"):
+            parts = self.path.split("/")
+            body = self.read_body()
+            with lock:
+                seen = flaky.get(parts[2], 0)
+                flaky[parts[2]] = seen + 1
+            if seen < int(parts[3]):
+                return self.reply(503, b"flaky\n")
+            digest = hashlib.sha256(body).hexdigest().encode()
+            return self.reply(200, b"recovered %d %d %s\n" % (seen, len(body), digest))
         n = int(self.headers.get("content-length", 0))
         self.rfile.read(n)
         self.reply(200, b"posted %d\n" % n)
+
+    def read_body(self):
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            out = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0], 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("content-length", 0)))
 
 
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):

@@ -12,6 +12,7 @@ use super::path_normalize::{self, PathOutcome};
 use super::policy::{
     backoff_ceiling_ms, hash_key, request_timeout, retry_on_response, with_retry_limit,
 };
+use super::replay::Replay;
 use super::request_headers::{
     apply_request_mutations, apply_response_mutations, edge_headers, number_header,
     X_EXPECTED_TIMEOUT, X_ORIGINAL_PATH, X_SERVICE_TIME,
@@ -329,13 +330,14 @@ impl Hcm {
         let deadline = timeout.map(|t| start + t);
         let cluster = &upstream.cluster;
         let stats = &cluster.stats;
-        // Only a body sluice holds whole can be sent again.
-        let replay = match &body {
-            Body::Empty => Some(Body::Empty),
-            Body::Full(b) => Some(Body::Full(b.clone())),
-            _ => None,
-        };
-        let mut body = Some(body);
+        // A streamed body is held for retries only when the route can retry.
+        let (first, replay) = Replay::start(
+            body,
+            retry.is_some_and(|r| r.num_retries > 0),
+            self.buffer_limit,
+        );
+        let can_replay = |r: &Option<Replay>| r.as_ref().is_some_and(Replay::can_replay);
+        let mut body = Some(first);
         let mut tried: Vec<usize> = Vec::new();
         let mut retries_left = retry.map_or(0, |r| r.num_retries);
         let mut retry_number = 0u32;
@@ -363,7 +365,13 @@ impl Hcm {
             if auto_host {
                 head.authority = host.address.to_string();
             }
-            let Some(this_body) = body.take().or_else(|| replay.as_ref().map(clone_body)) else {
+            let next = || {
+                replay
+                    .as_ref()
+                    .filter(|r| r.can_replay())
+                    .map(Replay::again)
+            };
+            let Some(this_body) = body.take().or_else(next) else {
                 // A streamed body already went to an earlier attempt.
                 return Exchange::failure(
                     ProxyError::UpstreamReset,
@@ -396,7 +404,7 @@ impl Hcm {
                 Some(Ok(mut resp)) => {
                     let status = resp.head.status;
                     if retries_left > 0
-                        && replay.is_some()
+                        && can_replay(&replay)
                         && retry.is_some_and(|r| retry_on_response(r, status, &resp.head.headers))
                         && self.back_off(retry, &mut retry_number, deadline).await
                     {
@@ -467,7 +475,7 @@ impl Hcm {
                     )
                 }
                 Some(Err(AttemptError::Reset { reused: true }))
-                    if transparent_left > 0 && replay.is_some() =>
+                    if transparent_left > 0 && can_replay(&replay) =>
                 {
                     // The pooled connection was closed by the server as the request went out:
                     // nothing was processed, so this does not count as a retry.
@@ -501,7 +509,7 @@ impl Hcm {
             let wanted = retry.is_some_and(|r| r.retry_on & retried_by != 0);
             if wanted
                 && retries_left > 0
-                && replay.is_some()
+                && can_replay(&replay)
                 && self.back_off(retry, &mut retry_number, deadline).await
             {
                 retries_left -= 1;
@@ -622,13 +630,6 @@ fn pick_host(
 fn named(mut ex: Exchange, route: &Route) -> Exchange {
     ex.route_name = route.name.clone();
     ex
-}
-
-fn clone_body(b: &Body) -> Body {
-    match b {
-        Body::Full(bytes) => Body::Full(bytes.clone()),
-        _ => Body::Empty,
-    }
 }
 
 fn count_status(stats: &crate::stats::ClusterStats, status: u16) {

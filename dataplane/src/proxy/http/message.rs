@@ -68,7 +68,7 @@ pub struct ResponseHead {
 }
 
 /// One step of a body.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Frame {
     Data(Bytes),
     /// The body ended with trailers (nothing follows).
@@ -104,6 +104,8 @@ pub enum Body {
         /// What the connection manager learns of the body as it is taken.
         progress: std::rc::Rc<Progress>,
     },
+    /// A streamed request body held for retries (`replay.rs`).
+    Replay(super::replay::Reader),
 }
 
 impl std::fmt::Debug for Body {
@@ -113,6 +115,7 @@ impl std::fmt::Debug for Body {
             Body::Full(b) => write!(f, "Body::Full({} bytes)", b.len()),
             Body::Channel(_) => write!(f, "Body::Channel"),
             Body::H2 { .. } => write!(f, "Body::H2"),
+            Body::Replay(_) => write!(f, "Body::Replay"),
         }
     }
 }
@@ -166,7 +169,7 @@ impl Body {
         match self {
             Body::Empty => true,
             Body::Full(b) => b.is_empty(),
-            Body::Channel(_) => false,
+            Body::Channel(_) | Body::Replay(_) => false,
             Body::H2 { stream, .. } => stream.is_end_stream(),
         }
     }
@@ -181,6 +184,7 @@ impl Body {
                 (!b.is_empty()).then_some(Ok(Frame::Data(b)))
             }
             Body::Channel(rx) => rx.recv().await,
+            Body::Replay(r) => r.next().await,
             Body::H2 {
                 stream,
                 data_done,

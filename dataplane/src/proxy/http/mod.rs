@@ -20,6 +20,7 @@ pub mod local_reply;
 pub mod message;
 pub mod path_normalize;
 pub mod policy;
+pub mod replay;
 pub mod request_headers;
 pub mod rewrite;
 pub mod route_action;
