@@ -609,6 +609,104 @@ fn streamed_request_bodies_are_retried_like_envoy() {
     );
 }
 
+/// Command operators in header values (request_headers_to_add / response_headers_to_add at
+/// route, virtual host and route configuration level): the upstream and the client see the
+/// same values from sluice as from Envoy 1.40 on the same file; an operator with nothing to
+/// say leaves the header out unless keep_empty_value; `%%` is a literal `%`.
+#[test]
+fn header_values_with_command_operators_match_envoy() {
+    let (_up, up) = python_upstream();
+    let add = |k: &str, v: &str| json!({"header": {"key": k, "value": v}});
+    let vhosts = json!([{"name": "all", "domains": ["*"],
+        "request_headers_to_add": [add("x-vh-client", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%")],
+        "routes": [{"name": "r1", "match": {"prefix": "/"}, "route": {"cluster": "up"},
+            "request_headers_to_add": [
+                add("x-method", "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%"),
+                add("x-missing", "%REQ(x-nope)%"),
+                {"header": {"key": "x-kept", "value": "%REQ(x-nope)%"}, "keep_empty_value": true},
+                add("x-literal", "100%% sure"),
+                add("x-alt", "%REQ(x-nope?user-agent):5%")],
+            "response_headers_to_add": [
+                add("x-route", "%ROUTE_NAME%"),
+                add("x-up", "%UPSTREAM_HOST% %UPSTREAM_CLUSTER%"),
+                add("x-resp-type", "%RESP(content-type)%"),
+                add("x-req-back", "%REQ(x-in)%")]}]}]);
+    let config = |port: u16| {
+        hcm_bootstrap(
+            port,
+            vhosts.clone(),
+            json!({}),
+            vec![cluster("up", &[up], false, json!({}))],
+        )
+    };
+    let s = Sluice::start(&config(0), &["--concurrency", "1"]);
+    let eport = free_port();
+    let _e = Envoy::start(&config(eport));
+    assert!(
+        wait_until(Duration::from_secs(20), || is_listening(eport)),
+        "Envoy never listened on {eport}"
+    );
+    let mut seen = Vec::new();
+    for addr in [
+        s.listener("http"),
+        format!("127.0.0.1:{eport}").parse().unwrap(),
+    ] {
+        let (status, headers, body) = curl_full(&[
+            "-H",
+            "x-in: hello",
+            "-A",
+            "curl-agent",
+            url(addr, "/headers?q=1").as_str(),
+        ]);
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let mut up_saw: Vec<String> = v["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| {
+                [
+                    "x-vh-client",
+                    "x-method",
+                    "x-missing",
+                    "x-kept",
+                    "x-literal",
+                    "x-alt",
+                ]
+                .contains(&k.as_str())
+            })
+            .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("")))
+            .collect();
+        up_saw.sort();
+        let mut back: Vec<String> = headers
+            .iter()
+            .filter(|(k, _)| ["x-route", "x-up", "x-resp-type", "x-req-back"].contains(&k.as_str()))
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        back.sort();
+        seen.push((up_saw, back));
+    }
+    assert_eq!(seen[0], seen[1], "sluice (left) and Envoy (right) differ");
+    let (up_saw, back) = &seen[0];
+    assert!(
+        up_saw.contains(&"x-method: GET /headers?q=1 HTTP/1.1".to_string()),
+        "{up_saw:?}"
+    );
+    assert!(
+        up_saw.contains(&"x-literal: 100% sure".to_string()),
+        "{up_saw:?}"
+    );
+    assert!(
+        up_saw.contains(&"x-kept: ".to_string()) || up_saw.contains(&"x-kept:".to_string()),
+        "{up_saw:?}"
+    );
+    assert!(
+        !up_saw.iter().any(|h| h.starts_with("x-missing")),
+        "{up_saw:?}"
+    );
+    assert!(back.contains(&"x-route: r1".to_string()), "{back:?}");
+}
+
 /// A websocket through an HTTP/1.1 upgrade: the handshake and every message echoed intact; a
 /// route without the upgrade enabled refuses it with 403.
 #[test]

@@ -352,6 +352,11 @@ fn is_numeric(op: &Operator) -> bool {
     )
 }
 
+/// A header value's operators, as Envoy formats them there: an absent value is empty, not `-`.
+pub fn format_header_value(ops: &[Operator], r: &Record<'_>) -> String {
+    ops.iter().filter_map(|op| value(op, r)).collect()
+}
+
 pub fn format(f: &Format, r: &Record<'_>) -> String {
     match f {
         Format::Text(ops) => {

@@ -14,7 +14,7 @@ use super::policy::{
 };
 use super::replay::Replay;
 use super::request_headers::{
-    apply_request_mutations, apply_response_mutations, edge_headers, number_header,
+    apply_request_mutations, apply_response_mutations, edge_headers, number_header, Scope,
     X_EXPECTED_TIMEOUT, X_ORIGINAL_PATH, X_SERVICE_TIME,
 };
 use super::rewrite::{redirect_location, rewritten_path};
@@ -198,6 +198,13 @@ impl Hcm {
             return Exchange::failure(ProxyError::NoRoute, &head, "route_not_found");
         };
         let mutations = [&route.headers, &vh.headers, &table.config.headers];
+        let scope = Scope {
+            peer: conn.peer,
+            upstream_host: None,
+            cluster: None,
+            route_name: &route.name,
+            start: std::time::SystemTime::now(),
+        };
         let forward = match &route.action {
             Action::Direct { status, body } => {
                 self.stats.rq_direct_response.inc();
@@ -212,7 +219,7 @@ impl Hcm {
                         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
                     r.body = Body::Full(body.clone());
                 }
-                return answered_by_route(r, &mutations, route);
+                return answered_by_route(r, &mutations, route, &head, &scope);
             }
             Action::Redirect(rd) => {
                 self.stats.rq_redirect.inc();
@@ -220,7 +227,7 @@ impl Hcm {
                 if let Ok(v) = HeaderValue::from_str(&redirect_location(rd, &head, route)) {
                     r.head.headers.insert(http::header::LOCATION, v);
                 }
-                return answered_by_route(r, &mutations, route);
+                return answered_by_route(r, &mutations, route, &head, &scope);
             }
             Action::Forward(f) => f,
         };
@@ -231,7 +238,7 @@ impl Hcm {
             if !allowed {
                 self.stats.downstream_rq_ws_on_non_ws_route.inc();
                 let mut ex = Exchange::local(403, "", &head, "", "upgrade_failed");
-                apply_response_mutations(&mut ex.response.head.headers, &mutations);
+                apply_response_mutations(&mut ex.response.head, &mutations, Some(&head), &scope);
                 return named(ex, route);
             }
         }
@@ -244,7 +251,7 @@ impl Hcm {
                 "NC",
                 "cluster_not_found",
             );
-            apply_response_mutations(&mut ex.response.head.headers, &mutations);
+            apply_response_mutations(&mut ex.response.head, &mutations, Some(&head), &scope);
             return named(ex, route);
         };
         let timeout = match (
@@ -256,18 +263,28 @@ impl Hcm {
         };
         let retry = forward.retry_policy.as_ref().or(vh.retry_policy.as_ref());
         self.rewrite(&mut head, forward, route);
-        apply_request_mutations(&mut head.headers, &mutations);
+        apply_request_mutations(&mut head, &mutations, &scope);
         let expected = retry.and_then(|r| r.per_try_timeout).or(timeout);
         if let (Some(t), false) = (expected, self.config.filters.router.suppress_envoy_headers) {
             head.headers
                 .insert(X_EXPECTED_TIMEOUT, number_header(t.as_millis() as u64));
         }
         let hash = hash_key(&forward.hash_policy, &head, conn);
+        // The request as forwarded, for response values that name it (rarely needed).
+        let kept = mutations
+            .iter()
+            .any(|m| m.formats_response)
+            .then(|| head.clone());
         let mut ex = self
             .attempts(upstream.clone(), head, body, forward, retry, timeout, hash)
             .await;
-        ex.cluster = Some(upstream);
-        apply_response_mutations(&mut ex.response.head.headers, &mutations);
+        let scope = Scope {
+            upstream_host: ex.upstream_host,
+            cluster: Some(&upstream.cluster.config.name),
+            ..scope
+        };
+        apply_response_mutations(&mut ex.response.head, &mutations, kept.as_ref(), &scope);
+        ex.cluster = Some(upstream.clone());
         named(ex, route)
     }
 
@@ -576,8 +593,10 @@ fn answered_by_route(
     mut r: Response,
     mutations: &[&HeaderMutations; 3],
     route: &Route,
+    request: &RequestHead,
+    scope: &Scope<'_>,
 ) -> Exchange {
-    apply_response_mutations(&mut r.head.headers, mutations);
+    apply_response_mutations(&mut r.head, mutations, Some(request), scope);
     named(
         Exchange {
             response: r,

@@ -2,6 +2,7 @@
 //! `response_headers_to_add`, `response_headers_to_remove` with `HeaderValueOption`s), as a
 //! route, a virtual host and a route configuration each carry them.
 
+use super::access_log::{parse_format, Operator};
 use super::route_config::header_name;
 use crate::config::reader::{Node, Result};
 use http::{HeaderName, HeaderValue};
@@ -13,12 +14,22 @@ pub struct HeaderMutations {
     pub request_remove: Vec<HeaderName>,
     pub response_add: Vec<HeaderAdd>,
     pub response_remove: Vec<HeaderName>,
+    /// Whether a value of `request_add` / `response_add` has command operators (most have
+    /// none, and then nothing is formatted per request).
+    pub formats_request: bool,
+    pub formats_response: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct HeaderAdd {
     pub name: HeaderName,
+    /// The value when it has no command operators.
     pub value: HeaderValue,
+    /// A value with command operators (%REQ(x)%, %DOWNSTREAM_REMOTE_ADDRESS%, ...), formatted
+    /// per request as Envoy does: an operator with nothing to say gives nothing, and a value
+    /// that comes out empty is not added unless `keep_empty_value`.
+    pub format: Option<Vec<Operator>>,
+    pub keep_empty: bool,
     pub action: AppendAction,
 }
 
@@ -51,10 +62,14 @@ pub(super) fn parse_mutations(node: Node<'_>) -> Result<HeaderMutations> {
         }
         Ok(out)
     };
+    let request_add = adds("request_headers_to_add")?;
+    let response_add = adds("response_headers_to_add")?;
     Ok(HeaderMutations {
-        request_add: adds("request_headers_to_add")?,
+        formats_request: request_add.iter().any(|a| a.format.is_some()),
+        formats_response: response_add.iter().any(|a| a.format.is_some()),
+        request_add,
         request_remove: removes("request_headers_to_remove")?,
-        response_add: adds("response_headers_to_add")?,
+        response_add,
         response_remove: removes("response_headers_to_remove")?,
     })
 }
@@ -77,13 +92,19 @@ fn parse_header_add(node: Node<'_>) -> Result<HeaderAdd> {
         None => h.require("value")?,
     };
     let text = v.node().as_str()?;
-    if text.contains('%') && text.replace("%%", "").contains('%') {
-        return Err(v.node().error(
-            "command operators in header values (%...%) are not supported yet; write %% for a literal %",
-        ));
-    }
-    let value = HeaderValue::from_str(&text.replace("%%", "%"))
-        .map_err(|_| v.node().error("not a valid header value"))?;
+    let ops = parse_format(v.node(), text)?;
+    let (value, format) = match ops.as_slice() {
+        [] => (HeaderValue::from_static(""), None),
+        [Operator::Literal(l)] => (
+            HeaderValue::from_str(l).map_err(|_| v.node().error("not a valid header value"))?,
+            None,
+        ),
+        _ => (HeaderValue::from_static(""), Some(ops)),
+    };
+    let keep_empty = match node.get("keep_empty_value") {
+        Some(k) => k.node().as_bool()?,
+        None => false,
+    };
     let action = match (node.get("append"), node.get("append_action")) {
         (Some(_), Some(_)) => return Err(node.error("give append or append_action, not both")),
         (Some(a), None) => {
@@ -106,6 +127,8 @@ fn parse_header_add(node: Node<'_>) -> Result<HeaderAdd> {
     Ok(HeaderAdd {
         name,
         value,
+        format,
+        keep_empty,
         action,
     })
 }

@@ -2,8 +2,9 @@
 //! x-forwarded-proto, x-request-id), the x-envoy-* timing headers, and the header mutations of
 //! a route, its virtual host and its route configuration, applied in Envoy's order.
 
+use super::access_log;
 use super::config::HcmConfig;
-use super::message::RequestHead;
+use super::message::{RequestHead, ResponseHead};
 use super::route_config::{AppendAction, HeaderAdd, HeaderMutations};
 use crate::proxy::lb::Rng;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -175,41 +176,118 @@ pub(super) fn number_header(n: u64) -> HeaderValue {
     })
 }
 
-pub(super) fn apply_request_mutations(h: &mut HeaderMap, levels: &[&HeaderMutations; 3]) {
-    for m in levels {
-        for name in &m.request_remove {
-            h.remove(name);
+/// What a header value's command operators may name, besides the request and response.
+pub(super) struct Scope<'a> {
+    /// The trusted client address (see `edge_headers`).
+    pub peer: SocketAddr,
+    pub upstream_host: Option<SocketAddr>,
+    pub cluster: Option<&'a str>,
+    pub route_name: &'a str,
+    pub start: std::time::SystemTime,
+}
+
+impl Scope<'_> {
+    fn record<'r>(
+        &'r self,
+        request: &'r RequestHead,
+        response: Option<&'r ResponseHead>,
+    ) -> access_log::Record<'r> {
+        access_log::Record {
+            start: self.start,
+            request,
+            response,
+            status: response.map_or(0, |r| r.status),
+            flags: "",
+            details: "",
+            bytes_received: 0,
+            bytes_sent: 0,
+            duration: self.start.elapsed().unwrap_or_default(),
+            upstream_host: self.upstream_host,
+            upstream_cluster: self.cluster,
+            peer: self.peer,
+            direct_peer: self.peer,
+            route_name: self.route_name,
         }
-        apply_adds(h, &m.request_add);
     }
 }
 
-pub(super) fn apply_response_mutations(h: &mut HeaderMap, levels: &[&HeaderMutations; 3]) {
+/// Each add's value for this request: fixed, or formatted now; `None`: nothing to add.
+fn values(adds: &[HeaderAdd], record: &access_log::Record<'_>) -> Vec<Option<HeaderValue>> {
+    adds.iter()
+        .map(|a| match &a.format {
+            None => Some(a.value.clone()),
+            Some(ops) => HeaderValue::from_str(&access_log::format_header_value(ops, record)).ok(),
+        })
+        .collect()
+}
+
+pub(super) fn apply_request_mutations(
+    head: &mut RequestHead,
+    levels: &[&HeaderMutations; 3],
+    scope: &Scope<'_>,
+) {
+    for m in levels {
+        for name in &m.request_remove {
+            head.headers.remove(name);
+        }
+        if m.formats_request {
+            let v = values(&m.request_add, &scope.record(head, None));
+            apply_values(&mut head.headers, &m.request_add, v);
+        } else {
+            apply_adds(&mut head.headers, &m.request_add);
+        }
+    }
+}
+
+/// `request`: the request as forwarded, kept only when a response value has operators.
+pub(super) fn apply_response_mutations(
+    response: &mut ResponseHead,
+    levels: &[&HeaderMutations; 3],
+    request: Option<&RequestHead>,
+    scope: &Scope<'_>,
+) {
     for m in levels {
         for name in &m.response_remove {
-            h.remove(name);
+            response.headers.remove(name);
         }
-        apply_adds(h, &m.response_add);
+        match request {
+            Some(req) if m.formats_response => {
+                let v = values(&m.response_add, &scope.record(req, Some(response)));
+                apply_values(&mut response.headers, &m.response_add, v);
+            }
+            _ => apply_adds(&mut response.headers, &m.response_add),
+        }
     }
 }
 
 pub(super) fn apply_adds(h: &mut HeaderMap, adds: &[HeaderAdd]) {
-    for a in adds {
+    let v = adds
+        .iter()
+        .map(|a| a.format.is_none().then(|| a.value.clone()))
+        .collect();
+    apply_values(h, adds, v);
+}
+
+fn apply_values(h: &mut HeaderMap, adds: &[HeaderAdd], values: Vec<Option<HeaderValue>>) {
+    for (a, v) in adds.iter().zip(values) {
+        let Some(v) = v.filter(|v| !v.is_empty() || a.keep_empty) else {
+            continue; // Envoy adds no empty value unless keep_empty_value
+        };
         match a.action {
             AppendAction::Append => {
-                h.append(a.name.clone(), a.value.clone());
+                h.append(a.name.clone(), v);
             }
             AppendAction::AddIfAbsent => {
                 if !h.contains_key(&a.name) {
-                    h.insert(a.name.clone(), a.value.clone());
+                    h.insert(a.name.clone(), v);
                 }
             }
             AppendAction::OverwriteIfExistsOrAdd => {
-                h.insert(a.name.clone(), a.value.clone());
+                h.insert(a.name.clone(), v);
             }
             AppendAction::OverwriteIfExists => {
                 if h.contains_key(&a.name) {
-                    h.insert(a.name.clone(), a.value.clone());
+                    h.insert(a.name.clone(), v);
                 }
             }
         }
