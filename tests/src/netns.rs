@@ -434,10 +434,9 @@ pub fn http_through_the_stack(t: &TapSluice) {
         );
         let got = dir.join("got");
         let data = format!("@{}", blob.display());
-        let out = t.ns.run(
-            "curl",
-            &[
-                client,
+        if client.is_empty() {
+            let out = t.ns.run(
+                "curl",
                 &[
                     "-sS",
                     "--max-time",
@@ -450,10 +449,22 @@ pub fn http_through_the_stack(t: &TapSluice) {
                     "%{http_code}",
                     &format!("http://{STACK_IP}:8080/echo"),
                 ],
-            ]
-            .concat(),
-        );
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{client:?}");
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{client:?}");
+        } else {
+            // nghttp, not curl, uploads over HTTP/2: curl 7.88 (Debian bookworm's) can send
+            // part of a body twice when its socket is full (fixed in curl 8.2, curl#11342), and
+            // the server then rightly resets the stream for exceeding its content-length.
+            let out = t.ns.run(
+                "nghttp",
+                &[
+                    "-d",
+                    blob.to_str().unwrap(),
+                    &format!("http://{STACK_IP}:8080/echo"),
+                ],
+            );
+            std::fs::write(&got, &out.stdout).unwrap();
+        }
         assert_eq!(crate::sha256(&got), crate::sha256(&blob), "{client:?}");
     }
     assert_eq!(
