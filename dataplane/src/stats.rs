@@ -187,6 +187,7 @@ metric_block!(
         downstream_rq_too_large: Counter,
         downstream_rq_ws_on_non_ws_route: Counter,
         downstream_rq_failed_path_normalization: Counter,
+        downstream_rq_max_duration_reached: Counter,
         downstream_rq_redirected_with_normalized_path: Counter,
         no_route: Counter,
         no_cluster: Counter,

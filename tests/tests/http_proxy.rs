@@ -715,55 +715,85 @@ fn websocket_echo_through_an_upgrade() {
     let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
         {"match": {"prefix": "/ws"}, "route": {"cluster": "up", "upgrade_configs": [{"upgrade_type": "websocket"}]}},
         {"match": {"prefix": "/"}, "route": {"cluster": "up"}}]}]);
-    let yaml = hcm_bootstrap(
-        0,
-        vhosts,
-        json!({}),
-        vec![cluster("up", &[up], false, json!({}))],
+    let config = |port: u16| {
+        hcm_bootstrap(
+            port,
+            vhosts.clone(),
+            json!({}),
+            vec![cluster("up", &[up], false, json!({}))],
+        )
+    };
+    let s = Sluice::start(&config(0), &["--concurrency", "1"]);
+    let eport = free_port();
+    let _e = Envoy::start(&config(eport));
+    assert!(
+        wait_until(Duration::from_secs(20), || is_listening(eport)),
+        "Envoy never listened on {eport}"
     );
-    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
-    let front = s.listener("http");
-    let out = python_peer("ws_client.py", &[&format!("ws://{front}/ws"), "20"]);
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
-    assert_eq!(v, json!({"ok": 40, "bad": 0}));
-    let r = raw_exchange(front, b"GET /other HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n");
-    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    // The same from sluice as from Envoy 1.40 on the same file.
+    for front in [
+        s.listener("http"),
+        SocketAddr::from(([127, 0, 0, 1], eport)),
+    ] {
+        let out = python_peer("ws_client.py", &[&format!("ws://{front}/ws"), "20"]);
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(v, json!({"ok": 40, "bad": 0}), "through {front}");
+        let r = raw_exchange(front, b"GET /other HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 403"), "through {front}: {r}");
+    }
 }
 
 /// gRPC through sluice (HTTP/2 both sides): unary, 4 MB messages, server/client/bidi streaming,
-/// deadlines and cancellation, and a no-route reply as a gRPC status.
+/// deadlines and cancellation, and a no-route reply as a gRPC status — each ending as it does
+/// through Envoy 1.40 on the same file.
 #[test]
 fn grpc_calls_through_sluice() {
-    let port = free_port();
+    let port_of_grpc = free_port();
     let mut server = Command::new(venv_python());
     server
         .arg(testdata("grpc_peer.py"))
-        .args(["server", &port.to_string()])
+        .args(["server", &port_of_grpc.to_string()])
         .stdout(Stdio::null());
     let _server = Proc::spawn(server, "grpc_peer.py server");
     assert!(
-        wait_until(Duration::from_secs(20), || is_listening(port)),
+        wait_until(Duration::from_secs(20), || is_listening(port_of_grpc)),
         "grpc server did not listen"
     );
-    // SleepCapped's deadline is the client's grpc-timeout (3 s) capped at 0.3 s, so sluice's
-    // timer always fires first; the other calls take the client's deadline uncapped.
+    // SleepCapped's max stream duration is the client's grpc-timeout (3 s) capped at 0.3 s, so
+    // the proxy's timer always fires first; the other calls take the client's deadline uncapped.
     let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
         {"match": {"path": "/echo.Echo/SleepCapped", "grpc": {}}, "route": {"cluster": "grpc", "timeout": "0s",
             "max_stream_duration": {"grpc_timeout_header_max": "0.3s"}}},
         {"match": {"prefix": "/echo.Echo/", "grpc": {}}, "route": {"cluster": "grpc", "timeout": "0s",
             "max_stream_duration": {"grpc_timeout_header_max": "0s"}}}]}]);
-    let yaml = hcm_bootstrap(
-        0,
-        vhosts,
-        json!({}),
-        vec![cluster("grpc", &[port], true, json!({}))],
+    let config = |port: u16| {
+        hcm_bootstrap(
+            port,
+            vhosts.clone(),
+            json!({}),
+            vec![cluster("grpc", &[port_of_grpc], true, json!({}))],
+        )
+    };
+    let s = Sluice::start(&config(0), &["--concurrency", "1"]);
+    let eport = free_port();
+    let _e = Envoy::start(&config(eport));
+    assert!(
+        wait_until(Duration::from_secs(20), || is_listening(eport)),
+        "Envoy never listened on {eport}"
     );
-    let s = Sluice::start(&yaml, &["--concurrency", "1"]);
-    let front = s.listener("http");
-    let out = python_peer("grpc_peer.py", &["client", &front.to_string()]);
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    let run = |front: SocketAddr| -> Value {
+        let out = python_peer("grpc_peer.py", &["client", &front.to_string()]);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+    };
+    let v = run(s.listener("http"));
+    // Every case ends the same through Envoy 1.40 on the same file.
+    assert_eq!(
+        v,
+        run(SocketAddr::from(([127, 0, 0, 1], eport))),
+        "sluice (left) and Envoy (right) differ"
+    );
     assert_eq!(v["unary"], "hello");
     assert_eq!(v["unary_4mb_ok"], true);
     assert_eq!(
@@ -772,10 +802,10 @@ fn grpc_calls_through_sluice() {
     );
     assert_eq!(v["client_stream"], "3 messages 60 bytes");
     assert_eq!(v["bidi"], json!(["cba", "olleh"]));
-    // Envoy's local reply for an upstream timeout (504 UT) is UNAVAILABLE to a gRPC client.
-    assert_eq!(v["deadline"], "UNAVAILABLE");
+    // Envoy's max-duration timeout (408 DT) is DEADLINE_EXCEEDED to a gRPC client.
+    assert_eq!(v["deadline"], "DEADLINE_EXCEEDED");
     assert_eq!(
-        s.stat("sluice_cluster_upstream_rq_timeout{cluster=\"grpc\"}"),
+        s.stat("sluice_http_downstream_rq_max_duration_reached{stat_prefix=\"ingress\"}"),
         1
     );
     assert_eq!(v["cancel"], "CANCELLED");

@@ -10,7 +10,7 @@ use super::local_reply;
 use super::message::{Body, Progress, RequestHead, Response};
 use super::path_normalize::{self, PathOutcome};
 use super::policy::{
-    backoff_ceiling_ms, hash_key, request_timeout, retry_on_response, with_retry_limit,
+    backoff_ceiling_ms, hash_key, max_stream_duration, retry_on_response, with_retry_limit,
 };
 use super::replay::Replay;
 use super::request_headers::{
@@ -254,13 +254,9 @@ impl Hcm {
             apply_response_mutations(&mut ex.response.head, &mutations, Some(&head), &scope);
             return named(ex, route);
         };
-        let timeout = match (
-            request_timeout(forward, &head),
-            self.config.max_stream_duration,
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let timeout = forward.timeout;
+        let max_duration = max_stream_duration(forward, &head, self.config.max_stream_duration);
+        let grpc = head.is_grpc();
         let retry = forward.retry_policy.as_ref().or(vh.retry_policy.as_ref());
         self.rewrite(&mut head, forward, route);
         apply_request_mutations(&mut head, &mutations, &scope);
@@ -275,9 +271,29 @@ impl Hcm {
             .iter()
             .any(|m| m.formats_response)
             .then(|| head.clone());
-        let mut ex = self
-            .attempts(upstream.clone(), head, body, forward, retry, timeout, hash)
-            .await;
+        let attempts = self.attempts(upstream.clone(), head, body, forward, retry, timeout, hash);
+        let mut ex = match max_duration {
+            // Envoy's max stream duration: 408, DEADLINE_EXCEEDED to a gRPC client.
+            Some(d) => tokio::time::timeout(d, attempts).await.unwrap_or_else(|_| {
+                self.stats.downstream_rq_max_duration_reached.inc();
+                Exchange {
+                    response: local_reply::reply_with_grpc_status(
+                        grpc,
+                        408,
+                        "downstream duration timeout",
+                        4,
+                    ),
+                    flags: "DT",
+                    details: "max_duration_timeout",
+                    upstream_host: None,
+                    cluster: None,
+                    route_name: String::new(),
+                    logged: None,
+                    downstream: None,
+                }
+            }),
+            None => attempts.await,
+        };
         let scope = Scope {
             upstream_host: ex.upstream_host,
             cluster: Some(&upstream.cluster.config.name),

@@ -24,13 +24,19 @@ pub fn reply(request: Option<&RequestHead>, status: u16, body: &str) -> Response
 
 /// A local reply as [`reply`] makes it, for a request known only to be gRPC or not.
 pub fn reply_shaped(grpc: bool, status: u16, body: &str) -> Response {
+    reply_with_grpc_status(grpc, status, body, grpc_status_for(status))
+}
+
+/// A local reply whose gRPC form carries `grpc_status` rather than the one `status` maps to
+/// (Envoy's max-duration timeout is DEADLINE_EXCEEDED to a gRPC client).
+pub fn reply_with_grpc_status(grpc: bool, status: u16, body: &str, grpc_status: u32) -> Response {
     if grpc {
         let mut headers = HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc"),
         );
-        headers.insert("grpc-status", HeaderValue::from(grpc_status_for(status)));
+        headers.insert("grpc-status", HeaderValue::from(grpc_status));
         if !body.is_empty() {
             let encoded: String = percent_encode_grpc(body);
             if let Ok(v) = HeaderValue::from_str(&encoded) {

@@ -51,9 +51,14 @@ pub(super) fn with_retry_limit(flag: &'static str) -> &'static str {
     }
 }
 
-/// The route's timeout, or for gRPC with `grpc_timeout_header_max` set, the client's
-/// grpc-timeout capped at it (a max of 0 leaves it uncapped).
-pub(super) fn request_timeout(forward: &Forward, head: &RequestHead) -> Option<Duration> {
+/// The stream's max duration, as Envoy takes it: for gRPC with `grpc_timeout_header_max`
+/// set, the client's grpc-timeout capped at it (a max of 0 leaves it uncapped); else the
+/// route's max_stream_duration (zero: none); else the connection manager's.
+pub(super) fn max_stream_duration(
+    forward: &Forward,
+    head: &RequestHead,
+    from_hcm: Option<Duration>,
+) -> Option<Duration> {
     if let Some(max) = forward.grpc_timeout_header_max {
         if let Some(t) = head
             .headers
@@ -63,9 +68,10 @@ pub(super) fn request_timeout(forward: &Forward, head: &RequestHead) -> Option<D
             return Some(if max.is_zero() { t } else { t.min(max) });
         }
     }
-    match (forward.timeout, forward.max_stream_duration) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    match forward.max_stream_duration {
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+        None => from_hcm,
     }
 }
 

@@ -183,7 +183,8 @@ pub(super) fn parse_forward(node: Node<'_>, clusters: &[ClusterConfig]) -> Resul
         )?;
         if let Some(d) = m.get("max_stream_duration") {
             let d = parse_duration(d.node())?;
-            max_stream_duration = (!d.is_zero()).then_some(d);
+            // Zero is kept: it turns the connection manager's max_stream_duration off here.
+            max_stream_duration = Some(d);
         }
         if let Some(d) = m.get("grpc_timeout_header_max") {
             grpc_timeout_header_max = Some(parse_duration(d.node())?);

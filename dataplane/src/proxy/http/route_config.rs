@@ -107,8 +107,10 @@ pub struct Forward {
     pub idle_timeout: Option<Duration>,
     pub retry_policy: Option<RetryPolicy>,
     pub hash_policy: Vec<HashPolicy>,
+    /// The stream's longest life here; zero: none, whatever the connection manager says.
     pub max_stream_duration: Option<Duration>,
-    /// A gRPC request's `grpc-timeout` sets its deadline, capped at this (0: uncapped).
+    /// A gRPC request's `grpc-timeout` sets its max stream duration, capped at this (0:
+    /// uncapped).
     pub grpc_timeout_header_max: Option<Duration>,
     /// Protocols this route lets the request upgrade to (`websocket`).
     pub upgrades: Vec<String>,
