@@ -352,8 +352,8 @@ def main():
              "utime+stime from /proc over the run divided by the requests served. sluice and Envoy run "
              "the same connection-manager file (Envoy's circuit breakers raised); nginx and haproxy "
              "proxy the protocols they speak (nginx: HTTP/1.1 upstream only).", "",
-             "| load | proxy | req/s | p50 ms | p99 ms | CPU µs/req | req/s vs Envoy | CPU/req vs Envoy |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| load | proxy | req/s | p50 ms | p99 ms | CPU µs/req | user + sys µs/req | req/s vs Envoy | CPU/req vs Envoy |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for load in loads:
         base = results.get((load, "envoy"))
         b_rps = statistics.median(r["rps"] for r in base) if base else None
@@ -365,11 +365,14 @@ def main():
             cpu = statistics.median(r["cpu_us"] for r in runs)
             p50 = statistics.median(r["p50"] for r in runs)
             p99 = statistics.median(r["p99"] for r in runs)
+            user = statistics.median(r["user_us"] for r in runs)
+            sys_ = statistics.median(r["sys_us"] for r in runs)
             errs = sum(r["errors"] for r in runs)
             vs = f"{rps / b_rps:.2f}×" if b_rps else "–"
             vc = f"{cpu / b_cpu:.2f}×" if b_cpu else "–"
             note = f" ({errs} non-2xx)" if errs else ""
-            lines.append(f"| {load} | {name}{note} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.1f} | {vs} | {vc} |")
+            lines.append(f"| {load} | {name}{note} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.1f} | "
+                         f"{user:.1f} + {sys_:.1f} | {vs} | {vc} |")
     lines += ["", "Memory (RSS gained, sluice vs Envoy):", "",
               "| | sluice | Envoy |", "|---|---:|---:|"]
     for what in ("connection", "stream"):
