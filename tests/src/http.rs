@@ -129,6 +129,37 @@ pub fn hcm_bootstrap(
     .to_string()
 }
 
+/// tests/testdata/grpc_peer.py serving echo.Echo on a free port, listening: (process, port).
+pub fn grpc_server() -> (Proc, u16) {
+    let port = free_port();
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(testdata("grpc_peer.py"))
+        .args(["server", &port.to_string()])
+        .stdout(Stdio::null());
+    let p = Proc::spawn(cmd, "grpc_peer.py server");
+    assert!(
+        wait_until(Duration::from_secs(20), || is_listening(port)),
+        "grpc server did not listen"
+    );
+    (p, port)
+}
+
+/// sluice (one worker) on `config(0)` and Envoy 1.40 on `config(port)` for a free port, both
+/// listening: for the same file answered by both. Returns Envoy's address too.
+pub fn sluice_and_envoy(
+    config: impl Fn(u16) -> String,
+) -> (crate::Sluice, crate::xds::Envoy, SocketAddr) {
+    let s = crate::Sluice::start(&config(0), &["--concurrency", "1"]);
+    let port = free_port();
+    let e = crate::xds::Envoy::start(&config(port));
+    // Envoy's admin address is written before its listeners are up.
+    assert!(
+        wait_until(Duration::from_secs(20), || is_listening(port)),
+        "Envoy never listened on {port}"
+    );
+    (s, e, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
 /// A bootstrap with one connection manager listener per `(name, hcm_extra)` of `variants`,
 /// each sending everything to cluster `up` on `ports[i]` (0: any), for side-by-side runs of
 /// several settings in one sluice and one Envoy.

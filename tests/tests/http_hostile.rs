@@ -6,7 +6,6 @@
 
 use serde_json::{json, Value};
 use sluice_integration::http::*;
-use sluice_integration::xds::Envoy;
 use sluice_integration::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -26,16 +25,9 @@ fn smuggling_and_oversized_heads_are_refused_as_envoy_refuses_them() {
             vec![cluster("up", &[up], false, json!({}))],
         )
     };
-    let s = Sluice::start(&config(0), &["--concurrency", "1"]);
-    let eport = free_port();
-    let _e = Envoy::start(&config(eport));
-    // Envoy's admin address is written before its listeners are up.
-    assert!(
-        wait_until(Duration::from_secs(20), || is_listening(eport)),
-        "Envoy never listened on {eport}"
-    );
+    let (s, _e, envoy) = sluice_and_envoy(config);
     let sa = s.listener("http");
-    let ea: SocketAddr = format!("127.0.0.1:{eport}").parse().unwrap();
+    let ea = envoy;
     let big = format!(
         "GET / HTTP/1.1\r\nhost: a\r\nx-big: {}\r\n\r\n",
         "a".repeat(61 * 1024)

@@ -515,17 +515,7 @@ fn retries_avoid_the_host_that_failed() {
 /// and is not retried, in both.
 #[test]
 fn streamed_request_bodies_are_retried_like_envoy() {
-    let gport = free_port();
-    let mut server = Command::new(venv_python());
-    server
-        .arg(testdata("grpc_peer.py"))
-        .args(["server", &gport.to_string()])
-        .stdout(Stdio::null());
-    let _server = Proc::spawn(server, "grpc_peer.py server");
-    assert!(
-        wait_until(Duration::from_secs(20), || is_listening(gport)),
-        "grpc server did not listen"
-    );
+    let (_server, gport) = grpc_server();
     let (_up, up) = python_upstream();
     let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
         {"match": {"prefix": "/echo.Echo/"}, "route": {"cluster": "grpc",
@@ -543,13 +533,7 @@ fn streamed_request_bodies_are_retried_like_envoy() {
             ],
         )
     };
-    let s = Sluice::start(&config(0), &["--concurrency", "1"]);
-    let eport = free_port();
-    let _e = Envoy::start(&config(eport));
-    assert!(
-        wait_until(Duration::from_secs(20), || is_listening(eport)),
-        "Envoy never listened on {eport}"
-    );
+    let (s, _e, envoy) = sluice_and_envoy(config);
     let dir = TempDir::new("retry-bodies");
     let body = dir.join("body");
     std::fs::write(
@@ -563,10 +547,7 @@ fn streamed_request_bodies_are_retried_like_envoy() {
     std::fs::write(&big, vec![7u8; 3 << 20]).unwrap();
     let at = |f: &std::path::Path| format!("@{}", f.display());
     let mut answers = Vec::new();
-    for (who, addr) in [
-        ("s", s.listener("http")),
-        ("e", format!("127.0.0.1:{eport}").parse().unwrap()),
-    ] {
+    for (who, addr) in [("s", s.listener("http")), ("e", envoy)] {
         let out = python_peer(
             "grpc_peer.py",
             &["retry", &addr.to_string(), &format!("k{who}")],
@@ -639,18 +620,9 @@ fn header_values_with_command_operators_match_envoy() {
             vec![cluster("up", &[up], false, json!({}))],
         )
     };
-    let s = Sluice::start(&config(0), &["--concurrency", "1"]);
-    let eport = free_port();
-    let _e = Envoy::start(&config(eport));
-    assert!(
-        wait_until(Duration::from_secs(20), || is_listening(eport)),
-        "Envoy never listened on {eport}"
-    );
+    let (s, _e, envoy) = sluice_and_envoy(config);
     let mut seen = Vec::new();
-    for addr in [
-        s.listener("http"),
-        format!("127.0.0.1:{eport}").parse().unwrap(),
-    ] {
+    for addr in [s.listener("http"), envoy] {
         let (status, headers, body) = curl_full(&[
             "-H",
             "x-in: hello",
@@ -723,18 +695,9 @@ fn websocket_echo_through_an_upgrade() {
             vec![cluster("up", &[up], false, json!({}))],
         )
     };
-    let s = Sluice::start(&config(0), &["--concurrency", "1"]);
-    let eport = free_port();
-    let _e = Envoy::start(&config(eport));
-    assert!(
-        wait_until(Duration::from_secs(20), || is_listening(eport)),
-        "Envoy never listened on {eport}"
-    );
+    let (s, _e, envoy) = sluice_and_envoy(config);
     // The same from sluice as from Envoy 1.40 on the same file.
-    for front in [
-        s.listener("http"),
-        SocketAddr::from(([127, 0, 0, 1], eport)),
-    ] {
+    for front in [s.listener("http"), envoy] {
         let out = python_peer("ws_client.py", &[&format!("ws://{front}/ws"), "20"]);
         let v: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
@@ -749,17 +712,7 @@ fn websocket_echo_through_an_upgrade() {
 /// through Envoy 1.40 on the same file.
 #[test]
 fn grpc_calls_through_sluice() {
-    let port_of_grpc = free_port();
-    let mut server = Command::new(venv_python());
-    server
-        .arg(testdata("grpc_peer.py"))
-        .args(["server", &port_of_grpc.to_string()])
-        .stdout(Stdio::null());
-    let _server = Proc::spawn(server, "grpc_peer.py server");
-    assert!(
-        wait_until(Duration::from_secs(20), || is_listening(port_of_grpc)),
-        "grpc server did not listen"
-    );
+    let (_server, port_of_grpc) = grpc_server();
     // SleepCapped's max stream duration is the client's grpc-timeout (3 s) capped at 0.3 s, so
     // the proxy's timer always fires first; the other calls take the client's deadline uncapped.
     let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
@@ -775,13 +728,7 @@ fn grpc_calls_through_sluice() {
             vec![cluster("grpc", &[port_of_grpc], true, json!({}))],
         )
     };
-    let s = Sluice::start(&config(0), &["--concurrency", "1"]);
-    let eport = free_port();
-    let _e = Envoy::start(&config(eport));
-    assert!(
-        wait_until(Duration::from_secs(20), || is_listening(eport)),
-        "Envoy never listened on {eport}"
-    );
+    let (s, _e, envoy) = sluice_and_envoy(config);
     let run = |front: SocketAddr| -> Value {
         let out = python_peer("grpc_peer.py", &["client", &front.to_string()]);
         serde_json::from_slice(&out.stdout)
@@ -789,11 +736,7 @@ fn grpc_calls_through_sluice() {
     };
     let v = run(s.listener("http"));
     // Every case ends the same through Envoy 1.40 on the same file.
-    assert_eq!(
-        v,
-        run(SocketAddr::from(([127, 0, 0, 1], eport))),
-        "sluice (left) and Envoy (right) differ"
-    );
+    assert_eq!(v, run(envoy), "sluice (left) and Envoy (right) differ");
     assert_eq!(v["unary"], "hello");
     assert_eq!(v["unary_4mb_ok"], true);
     assert_eq!(
