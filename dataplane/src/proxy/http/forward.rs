@@ -117,13 +117,12 @@ impl Hcm {
         if let Some(ex) = self.normalize_path(&mut head) {
             return ex;
         }
-        let table = self.routes.clone();
         let downstream = edge_headers(
             &self.config,
             &self.rng,
             &mut head,
             conn.peer,
-            &table.config.internal_only_headers,
+            &self.routes.config.internal_only_headers,
         );
         let logged = (!self.config.access_log.is_empty()).then(|| head.clone());
         let trusted = ConnInfo { peer: downstream };
@@ -139,20 +138,18 @@ impl Hcm {
     /// Applies the connection manager's path options; a request they refuse or redirect is
     /// answered here, before any filter or route.
     fn normalize_path(&self, head: &mut RequestHead) -> Option<Exchange> {
-        match path_normalize::apply(&self.config.paths, &head.path) {
+        let outcome = match path_normalize::apply(&self.config.paths, &head.path) {
+            // A gRPC client cannot follow a redirect: Envoy refuses those requests instead.
+            PathOutcome::Redirect(_) if head.is_grpc() => PathOutcome::Reject,
+            outcome => outcome,
+        };
+        match outcome {
             PathOutcome::Unchanged => None,
             PathOutcome::Rewritten(p) => {
                 head.path = p;
                 None
             }
             PathOutcome::Reject => {
-                self.stats.downstream_rq_failed_path_normalization.inc();
-                let mut ex = Exchange::local(400, "", head, "", "path_normalization_failed");
-                self.finish_response(&mut ex.response);
-                Some(ex)
-            }
-            // A gRPC client cannot follow a redirect: Envoy refuses those requests instead.
-            PathOutcome::Redirect(_) if head.is_grpc() => {
                 self.stats.downstream_rq_failed_path_normalization.inc();
                 let mut ex = Exchange::local(400, "", head, "", "path_normalization_failed");
                 self.finish_response(&mut ex.response);

@@ -2,7 +2,7 @@
 //! `normalize_path` (RFC 3986 as Envoy does it with Chromium's canonicaliser), `merge_slashes`
 //! and `path_with_escaped_slashes_action`. What the upstream receives is the normalised path.
 //! Security depends on every hop agreeing on what a path names, so the behaviour here was taken
-//! from Envoy 1.40 answering the same requests (tests/tests/http_proxy.rs compares the two):
+//! from Envoy 1.40 answering the same requests (tests/tests/http_request_edits.rs compares the two):
 //!
 //! - normalising decodes percent-escapes of unreserved characters (`%41` → `A`, `%2e` → `.`),
 //!   keeps other escapes as written, escapes `"` `<` `>` `` ` `` `{` `}` `|` `^`, turns `\`

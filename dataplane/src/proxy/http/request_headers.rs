@@ -55,7 +55,7 @@ const EDGE_ONLY: [&str; 5] = [
 ];
 
 /// The edge's request headers, as Envoy's connection manager sets them (Envoy 1.40 answering
-/// the same requests is the reference: tests/tests/http_proxy.rs). Returns the downstream
+/// the same requests is the reference: tests/tests/http_request_edits.rs). Returns the downstream
 /// address the request is from as far as sluice can trust it: the connection's peer, or the
 /// address `xff_num_trusted_hops` picks from x-forwarded-for (with port 0), which the access
 /// log's %DOWNSTREAM_REMOTE_ADDRESS% and the source_ip hash policy use.
