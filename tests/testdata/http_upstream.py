@@ -164,6 +164,9 @@ class H(http.server.BaseHTTPRequestHandler):
 class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 refuses connects when tests run proxies side by
+    # side against one upstream.
+    request_queue_size = 1024
 
 
 srv = S((ADDR, PORT), H)
