@@ -166,6 +166,9 @@ fn same_config_same_answers_as_envoy() {
         ("/slow/1000", vec![]),
         ("/pertry/1000", vec![]),
         ("/dead", vec![]),
+        // Again at once: sluice's host is backing off after the failed connect, and the
+        // request still gets Envoy's connect failure (503 UF), not "no healthy upstream".
+        ("/dead", vec![]),
         ("/byheader/status/201", vec!["-H", "x-cluster: up"]),
         ("/byheader/x", vec!["-H", "x-cluster: nope"]),
         ("/status/503", vec![]),

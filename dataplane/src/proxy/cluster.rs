@@ -183,6 +183,16 @@ impl Cluster {
         )?;
         Some((pool.members[i], pool.hosts[i].clone()))
     }
+
+    /// Whether the hosts `subset` selects are all passed by because their connects just
+    /// failed: what a `None` from [`Cluster::pick`] then means is a connect failure answered
+    /// at once, not a cluster without hosts.
+    pub fn all_backing_off(&self, subset: Option<&Metadata>) -> bool {
+        self.refresh();
+        let mut view = self.view.borrow_mut();
+        view.pool_for(&self.config, subset)
+            .is_some_and(|p| p.hosts.iter().all(|h| h.backoff.is_active()))
+    }
 }
 
 impl View {

@@ -384,12 +384,36 @@ impl Hcm {
         loop {
             let picked = pick_host(cluster, forward, retry, hash, &tried);
             let Some((index, host)) = picked else {
-                stats.upstream_rq_no_healthy.inc();
-                return Exchange::failure(
-                    ProxyError::NoHealthyUpstream,
+                if !cluster.all_backing_off(Some(&forward.metadata_match)) {
+                    stats.upstream_rq_no_healthy.inc();
+                    return Exchange::failure(
+                        ProxyError::NoHealthyUpstream,
+                        &head,
+                        "no_healthy_upstream",
+                    );
+                }
+                // Every host's connect just failed and it is backing off: the request gets
+                // the connect failure Envoy's fresh connect attempt would have given (503 UF),
+                // without yet another connect, and may retry once its back-off is over.
+                let retried = retry.is_some_and(|r| r.retry_on & RETRIED_ON_CONNECT_FAILURE != 0);
+                if retried
+                    && retries_left > 0
+                    && can_replay(&replay)
+                    && self.back_off(retry, &mut retry_number, deadline).await
+                {
+                    retries_left -= 1;
+                    stats.upstream_rq_retry.inc();
+                    continue;
+                }
+                let mut ex = Exchange::failure(
+                    ProxyError::ConnectFailure,
                     &head,
-                    "no_healthy_upstream",
+                    "upstream_reset_before_response_started{connection_failure}",
                 );
+                if retried && retries_left == 0 {
+                    ex.flags = with_retry_limit(ex.flags);
+                }
+                return ex;
             };
             tried.push(index);
             if auto_host {
@@ -496,13 +520,7 @@ impl Hcm {
                         stats.upstream_cx_connect_timeout.inc();
                     }
                     tracing::debug!(host = %host.address, error = %e, "upstream connect failed");
-                    (
-                        ProxyError::ConnectFailure,
-                        retry_on::FIVE_XX
-                            | retry_on::GATEWAY_ERROR
-                            | retry_on::CONNECT_FAILURE
-                            | retry_on::RESET,
-                    )
+                    (ProxyError::ConnectFailure, RETRIED_ON_CONNECT_FAILURE)
                 }
                 Some(Err(AttemptError::Reset { reused: true }))
                     if transparent_left > 0 && can_replay(&replay) =>
@@ -624,6 +642,10 @@ fn answered_by_route(
         route,
     )
 }
+
+/// The retry_on conditions a failed connect meets.
+const RETRIED_ON_CONNECT_FAILURE: u32 =
+    retry_on::FIVE_XX | retry_on::GATEWAY_ERROR | retry_on::CONNECT_FAILURE | retry_on::RESET;
 
 /// A host for the next attempt. With the previous_hosts predicate, as Envoy: the balancer
 /// picks, and a host an earlier attempt used is picked again up to
