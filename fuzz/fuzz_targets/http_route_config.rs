@@ -12,7 +12,7 @@ use sluice::proxy::http::router::RouteTable;
 
 fn requests() -> Vec<RequestHead> {
     let mk = |host: &str, path: &str, hs: &[(&str, &str)]| {
-        let mut h = http::HeaderMap::new();
+        let mut h = sluice::proxy::http::fields::Fields::new();
         for (k, v) in hs {
             h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), http::HeaderValue::from_str(v).unwrap());
         }

@@ -2,8 +2,8 @@
 //! the one proxy error; for gRPC requests a trailers-only response (HTTP 200, `grpc-status`
 //! mapped from the HTTP status as Envoy maps it, `grpc-message` the body).
 
-use super::message::{Body, RequestHead, Response, ResponseHead};
-use http::{HeaderMap, HeaderValue};
+use super::message::{Body, Fields, RequestHead, Response, ResponseHead};
+use http::HeaderValue;
 
 /// Envoy's HTTP → gRPC status mapping (`Grpc::Utility::httpToGrpcStatus`).
 pub fn grpc_status_for(http_status: u16) -> u32 {
@@ -31,7 +31,7 @@ pub fn reply_shaped(grpc: bool, status: u16, body: &str) -> Response {
 /// (Envoy's max-duration timeout is DEADLINE_EXCEEDED to a gRPC client).
 pub fn reply_with_grpc_status(grpc: bool, status: u16, body: &str, grpc_status: u32) -> Response {
     if grpc {
-        let mut headers = HeaderMap::new();
+        let mut headers = Fields::new();
         headers.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc"),
@@ -74,7 +74,7 @@ mod tests {
 
     #[test]
     fn grpc_requests_get_trailers_only_replies() {
-        let mut headers = HeaderMap::new();
+        let mut headers = Fields::new();
         headers.insert("content-type", HeaderValue::from_static("application/grpc"));
         let req = RequestHead {
             method: http::Method::POST,

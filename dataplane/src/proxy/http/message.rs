@@ -1,6 +1,6 @@
 //! The codec-agnostic HTTP stream model between the codecs and the router, as Envoy has one:
 //! a request or response head (pseudo-headers as fields of their own, the rest in an
-//! `http::HeaderMap`), a body of data frames that ends with or without trailers, and a reset.
+//! `Fields` list), a body of data frames that ends with or without trailers, and a reset.
 //! HTTP/1.1 and HTTP/2 are both read into it and written from it, so translating between them
 //! is nothing more than a different writer.
 //!
@@ -8,6 +8,7 @@
 //! source while the previous frame is still being written, which is the backpressure end to
 //! end (an HTTP/2 source gets its window back only as its frames are taken).
 
+pub use super::fields::Fields;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use tokio::sync::mpsc;
@@ -25,7 +26,7 @@ pub struct RequestHead {
     /// The protocol the request arrived in.
     pub version: http::Version,
     /// Every other field; HTTP/1's connection-specific fields already removed.
-    pub headers: HeaderMap,
+    pub headers: Fields,
 }
 
 impl RequestHead {
@@ -64,7 +65,7 @@ impl RequestHead {
 #[derive(Debug, Clone)]
 pub struct ResponseHead {
     pub status: u16,
-    pub headers: HeaderMap,
+    pub headers: Fields,
 }
 
 /// One step of a body.
@@ -273,7 +274,7 @@ impl std::fmt::Debug for Upgraded {
 impl Response {
     /// A local reply with a text body (Envoy's local replies are text/plain).
     pub fn local(status: u16, body: &str) -> Response {
-        let mut headers = HeaderMap::new();
+        let mut headers = Fields::new();
         if !body.is_empty() {
             headers.insert(
                 http::header::CONTENT_TYPE,

@@ -12,6 +12,7 @@
 
 pub mod access_log;
 pub mod config;
+pub mod fields;
 pub mod filters;
 pub mod forward;
 pub mod h2_guard;

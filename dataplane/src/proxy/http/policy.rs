@@ -7,11 +7,14 @@ use super::message::RequestHead;
 use super::request_headers::GRPC_TIMEOUT;
 use super::route_config::{retry_on, Forward, HashPolicy, RetryPolicy};
 use crate::proxy::lb::hash64;
-use http::HeaderMap;
 use std::time::Duration;
 
 /// Whether a response with `status` (and, for gRPC, its grpc-status) is one the policy retries.
-pub(super) fn retry_on_response(r: &RetryPolicy, status: u16, headers: &HeaderMap) -> bool {
+pub(super) fn retry_on_response(
+    r: &RetryPolicy,
+    status: u16,
+    headers: &super::fields::Fields,
+) -> bool {
     let on = r.retry_on;
     if on & retry_on::FIVE_XX != 0 && status >= 500 {
         return true;
@@ -125,15 +128,12 @@ pub(super) fn hash_key(
 }
 
 pub(super) fn cookie<'a>(head: &'a RequestHead, name: &str) -> Option<&'a str> {
-    head.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .find_map(|v| {
-            v.to_str().ok()?.split(';').find_map(|kv| {
-                let (k, v) = kv.trim().split_once('=')?;
-                (k == name).then_some(v)
-            })
+    head.headers.get_all(http::header::COOKIE).find_map(|v| {
+        v.to_str().ok()?.split(';').find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name).then_some(v)
         })
+    })
 }
 
 /// The ceiling of Envoy's fully jittered exponential back-off before retry number `n` (from

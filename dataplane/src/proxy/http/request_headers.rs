@@ -4,10 +4,11 @@
 
 use super::access_log;
 use super::config::HcmConfig;
+use super::fields::Fields;
 use super::message::{RequestHead, ResponseHead};
 use super::route_config::{AppendAction, HeaderAdd, HeaderMutations};
 use crate::proxy::lb::Rng;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 
@@ -260,7 +261,7 @@ pub(super) fn apply_response_mutations(
     }
 }
 
-pub(super) fn apply_adds(h: &mut HeaderMap, adds: &[HeaderAdd]) {
+pub(super) fn apply_adds(h: &mut Fields, adds: &[HeaderAdd]) {
     let v = adds
         .iter()
         .map(|a| a.format.is_none().then(|| a.value.clone()))
@@ -268,7 +269,7 @@ pub(super) fn apply_adds(h: &mut HeaderMap, adds: &[HeaderAdd]) {
     apply_values(h, adds, v);
 }
 
-fn apply_values(h: &mut HeaderMap, adds: &[HeaderAdd], values: Vec<Option<HeaderValue>>) {
+fn apply_values(h: &mut Fields, adds: &[HeaderAdd], values: Vec<Option<HeaderValue>>) {
     for (a, v) in adds.iter().zip(values) {
         let Some(v) = v.filter(|v| !v.is_empty() || a.keep_empty) else {
             continue; // Envoy adds no empty value unless keep_empty_value

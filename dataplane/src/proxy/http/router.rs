@@ -100,17 +100,13 @@ fn matches(m: &RouteMatch, head: &RequestHead) -> bool {
             ":scheme" => Some(head.scheme.as_bytes()),
             name => {
                 // Several fields of one name are matched as their comma-joined value.
-                let mut all = head.headers.get_all(name).iter();
+                let mut all = head.headers.get_all(name);
                 match (all.next(), all.next()) {
                     (None, _) => None,
                     (Some(v), None) => Some(v.as_bytes()),
                     (Some(_), Some(_)) => {
-                        let joined: Vec<&[u8]> = head
-                            .headers
-                            .get_all(name)
-                            .iter()
-                            .map(|v| v.as_bytes())
-                            .collect();
+                        let joined: Vec<&[u8]> =
+                            head.headers.get_all(name).map(|v| v.as_bytes()).collect();
                         return h.accepts(Some(&joined.join(&b","[..])));
                     }
                 }
@@ -152,7 +148,7 @@ mod tests {
     }
 
     fn head(host: &str, path: &str, headers: &[(&str, &str)]) -> RequestHead {
-        let mut h = http::HeaderMap::new();
+        let mut h = crate::proxy::http::fields::Fields::new();
         for (k, v) in headers {
             h.append(
                 http::HeaderName::from_bytes(k.as_bytes()).unwrap(),

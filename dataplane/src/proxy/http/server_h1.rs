@@ -5,6 +5,7 @@
 //! idle_timeout between requests, request_headers_timeout and request_timeout from a request's
 //! first byte, stream_idle_timeout while its body trickles in.
 
+use super::fields::Fields;
 use super::forward::{ConnInfo, Exchange};
 use super::message::{is_hop_by_hop, Body, BodySender, Frame, Progress, RequestHead, Upgraded};
 use super::{config::UnderscoresAction, Hcm};
@@ -12,7 +13,7 @@ use crate::io::{Connection, ReadSide, WriteSide};
 use crate::protocol::http1::{self, encode, Http1Error, Message, RequestDecoder, Version};
 use crate::proxy::tcp_proxy::Active;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -358,7 +359,7 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
         }
     };
     // Room for the fields the router adds (x-request-id, x-forwarded-proto, ...): no regrowth.
-    let mut headers = HeaderMap::with_capacity(h.headers.len() + 6);
+    let mut headers = Fields::with_capacity(h.headers.len() + 6);
     let keep_upgrade = h.headers.lists("connection", "upgrade");
     for (k, shared) in h.headers.iter_shared() {
         let v: &[u8] = &shared;

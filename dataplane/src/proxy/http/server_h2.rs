@@ -187,7 +187,7 @@ fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<RequestHead, u16
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .ok_or(400u16)?;
-    let mut headers = parts.headers;
+    let mut headers = super::fields::Fields::from(parts.headers);
     headers.remove(http::header::HOST);
     if hcm.config.headers_with_underscores != super::config::UnderscoresAction::Allow {
         let bad: Vec<http::HeaderName> = headers
@@ -227,7 +227,7 @@ async fn send(hcm: &Hcm, respond: &mut h2::server::SendResponse<Bytes>, mut r: R
     let mut out = http::Response::new(());
     *out.status_mut() =
         http::StatusCode::from_u16(r.head.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
-    *out.headers_mut() = headers;
+    *out.headers_mut() = headers.into_map();
     let end = r.body.is_end();
     let mut stream = match respond.send_response(out, end) {
         Ok(s) => s,

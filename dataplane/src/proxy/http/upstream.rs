@@ -4,7 +4,9 @@
 //! Connections are made by the cluster's [`Connector`], so every transport (kernel, userspace
 //! stack, TLS later) is the same here.
 
-use super::message::{is_hop_by_hop, Body, BodyError, Frame, RequestHead, Response, ResponseHead};
+use super::message::{
+    is_hop_by_hop, Body, BodyError, Fields, Frame, RequestHead, Response, ResponseHead,
+};
 use crate::config::http_options::UpstreamHttpOptions;
 use crate::fasthash::FastMap;
 use crate::io::connect::{ConnectError, Connector};
@@ -185,7 +187,7 @@ impl HttpPool {
         }
         let response = response.await.map_err(|e| h2_error(&e))?;
         let (parts, recv) = response.into_parts();
-        let mut headers = parts.headers;
+        let mut headers = Fields::from(parts.headers);
         strip_hop_by_hop(&mut headers);
         Ok(Response {
             head: ResponseHead {
@@ -258,15 +260,8 @@ fn h2_error(e: &h2::Error) -> AttemptError {
     }
 }
 
-pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    let drop: Vec<http::HeaderName> = headers
-        .keys()
-        .filter(|n| is_hop_by_hop(n))
-        .cloned()
-        .collect();
-    for n in drop {
-        headers.remove(n);
-    }
+pub fn strip_hop_by_hop(headers: &mut Fields) {
+    headers.retain(|n, _| !is_hop_by_hop(n));
 }
 
 fn to_h2_request(head: &RequestHead, host: SocketAddr) -> Result<http::Request<()>, AttemptError> {
@@ -510,7 +505,7 @@ async fn h1_exchange(
     };
     let keep_alive = resp_head.keep_alive() && !head_says_close(head);
     let status = resp_head.status;
-    let mut headers = to_header_map(&resp_head.headers)?;
+    let mut headers = to_fields(&resp_head.headers)?;
     let upgrade_to = headers.get(http::header::UPGRADE).cloned();
     strip_hop_by_hop(&mut headers);
     if let (101, Some(u)) = (status, upgrade_to) {
@@ -716,17 +711,28 @@ impl GiveBack {
 }
 
 fn head_says_close(head: &RequestHead) -> bool {
-    head.headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .any(|v| {
-            v.as_bytes()
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-        })
+    head.headers.get_all(http::header::CONNECTION).any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
 }
 
-/// An HTTP/1 header block as an `http::HeaderMap` (names lower-cased).
+/// An HTTP/1 header block as a head's fields (names lower-cased).
+pub fn to_fields(block: &http1::HeaderBlock) -> Result<Fields, AttemptError> {
+    let mut fields = Fields::with_capacity(block.len() + 2);
+    for (k, v) in block.iter_shared() {
+        let name = http::HeaderName::from_bytes(k)
+            .map_err(|_| AttemptError::Protocol("invalid header name".into()))?;
+        // The value stays in the head's buffer: no copy, no allocation per field.
+        let value = http::HeaderValue::from_maybe_shared(v)
+            .map_err(|_| AttemptError::Protocol("invalid header value".into()))?;
+        fields.append(name, value);
+    }
+    Ok(fields)
+}
+
+/// An HTTP/1 trailer block as an `http::HeaderMap` (names lower-cased).
 pub fn to_header_map(block: &http1::HeaderBlock) -> Result<http::HeaderMap, AttemptError> {
     let mut map = http::HeaderMap::with_capacity(block.len());
     for (k, v) in block.iter_shared() {
