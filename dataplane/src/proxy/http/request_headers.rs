@@ -95,8 +95,8 @@ pub(super) fn edge_headers(
     // One pass to see whether there is anything to drop (usually not) before 20 lookups.
     if head
         .headers
-        .keys()
-        .any(|k| k.as_str().starts_with("x-envoy-"))
+        .iter()
+        .any(|(k, _)| k.as_str().starts_with("x-envoy-"))
     {
         for name in INTERNAL_ONLY {
             head.headers.remove(name);

@@ -189,22 +189,14 @@ fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<RequestHead, u16
         .ok_or(400u16)?;
     let mut headers = super::fields::Fields::from(parts.headers);
     headers.remove(http::header::HOST);
-    if hcm.config.headers_with_underscores != super::config::UnderscoresAction::Allow {
-        let bad: Vec<http::HeaderName> = headers
-            .keys()
-            .filter(|k| k.as_str().contains('_'))
-            .cloned()
-            .collect();
-        if !bad.is_empty() {
-            if hcm.config.headers_with_underscores
-                == super::config::UnderscoresAction::RejectRequest
-            {
-                return Err(400);
-            }
-            for k in bad {
-                headers.remove(k);
-            }
+    let underscores = hcm.config.headers_with_underscores;
+    if underscores != super::config::UnderscoresAction::Allow
+        && headers.iter().any(|(k, _)| k.as_str().contains('_'))
+    {
+        if underscores == super::config::UnderscoresAction::RejectRequest {
+            return Err(400);
         }
+        headers.retain(|k, _| !k.as_str().contains('_'));
     }
     Ok(RequestHead {
         method: parts.method,
