@@ -16,7 +16,7 @@ fn requests() -> Vec<RequestHead> {
         for (k, v) in hs {
             h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), http::HeaderValue::from_str(v).unwrap());
         }
-        RequestHead { method: http::Method::GET, scheme: "http", authority: host.into(), path: path.into(), version: http::Version::HTTP_11, headers: h }
+        RequestHead { method: http::Method::GET, scheme: "http", authority: host.into(), path: path.into(), version: http::Version::HTTP_11, headers: h, continue_to: None }
     };
     vec![
         mk("example.com", "/", &[]),

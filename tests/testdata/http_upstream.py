@@ -10,6 +10,8 @@
   POST /flaky/KEY/N      reads the body; 503 for the first N with this KEY, then 200
                          "recovered N BYTES SHA256" of the body
   GET  /ws               a websocket echo (RFC 6455 handshake, then every byte back)
+  POST /expect           reads the body; 200 "expect=EXPECT body=BODY" (the Expect it got)
+  POST /no100/expect     the same, but never answers Expect: 100-continue with a 100
   anything else          200 "upstream PORT PATH"
 
 Usage: http_upstream.py PORT [ADDRESS]; prints "ready" once listening.
@@ -27,6 +29,11 @@ class H(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *a):
         pass
+
+    def handle_expect_100(self):
+        if self.path.startswith("/no100"):
+            return True  # go on to the final answer without an interim 100
+        return super().handle_expect_100()
 
     def reply(self, status, body=b"", ctype="text/plain", extra=()):
         self.send_response(status)
@@ -110,6 +117,9 @@ class H(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
 
     def do_POST(self):
+        if self.path.startswith(("/expect", "/no100/expect")):
+            body = self.read_body()
+            return self.reply(200, b"expect=%s body=%s" % (self.headers.get("expect", "-").encode(), body))
         if self.path.startswith("/echo"):
             self.send_response(200)
             self.send_header("transfer-encoding", "chunked")

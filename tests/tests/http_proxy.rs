@@ -550,3 +550,91 @@ fn wrk_keep_alive_load_is_answered_in_full() {
     let conns = s.stat("sluice_http_downstream_cx_total{stat_prefix=\"ingress\"}");
     assert!((20..=21).contains(&conns), "{conns} connections");
 }
+
+/// Expect: 100-continue as Envoy does it, side by side on one file: by default the proxy
+/// answers `100 Continue` itself and the upstream never sees the Expect; with
+/// proxy_100_continue the Expect goes upstream and the upstream's 100 is relayed — or none,
+/// when the upstream sends none. Over HTTP/1.1 (raw bytes, the client waiting for the 100
+/// before it sends its body) and over h2c (nghttp, the 100 as a HEADERS frame).
+#[test]
+fn expect_100_continue_matches_envoy() {
+    let (_up, up) = python_upstream();
+    let variants = [
+        ("local", json!({})),
+        ("proxied", json!({"proxy_100_continue": true})),
+    ];
+    let sbs = SideBySide::start(&variants, up);
+    let h1 = |addr: SocketAddr, path: &str| -> (bool, u16, String) {
+        let mut c = TcpStream::connect(addr).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+        );
+        c.write_all(head.as_bytes()).unwrap();
+        // A client waits a while for the 100 (curl: 1 s) and then sends its body anyway.
+        c.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        let mut got = vec![0u8; 4096];
+        let n = c.read(&mut got).unwrap_or(0);
+        let mut text = got[..n].to_vec();
+        c.write_all(b"hello").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = c.read_to_end(&mut text);
+        let text = String::from_utf8_lossy(&text).into_owned();
+        let interim = "HTTP/1.1 100 Continue\r\n\r\n";
+        let relayed = text.starts_with(interim);
+        let (status, _, body) = parse_response(text.strip_prefix(interim).unwrap_or(&text));
+        (relayed, status, body)
+    };
+    let h2 = |addr: SocketAddr, path: &str, data: &std::path::Path| -> (bool, String) {
+        let out = Command::new("nghttp")
+            .args(["-v", "-H", "expect: 100-continue", "-d"])
+            .arg(data)
+            .arg(url(addr, path))
+            .output()
+            .expect("nghttp");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let body = text
+            .lines()
+            .find(|l| l.starts_with("expect="))
+            .unwrap_or("");
+        // The body has no newline of its own: nghttp's next frame line follows it.
+        let body = body.split("[ ").next().unwrap_or("").to_string();
+        (text.contains(":status: 100"), body)
+    };
+    let dir = TempDir::new("expect");
+    let data = dir.path().join("body");
+    std::fs::write(&data, "hello").unwrap();
+    let expected_h1 = [
+        ("local", "/expect", (true, 200, "expect=- body=hello")),
+        ("local", "/no100/expect", (true, 200, "expect=- body=hello")),
+        (
+            "proxied",
+            "/expect",
+            (true, 200, "expect=100-continue body=hello"),
+        ),
+        (
+            "proxied",
+            "/no100/expect",
+            (false, 200, "expect=100-continue body=hello"),
+        ),
+    ];
+    std::thread::scope(|scope| {
+        for (name, path, want) in expected_h1 {
+            let i = variants.iter().position(|(n, _)| *n == name).unwrap();
+            let (sa, ea) = sbs.pair(i, name);
+            let (h1, h2, data) = (&h1, &h2, &data);
+            scope.spawn(move || {
+                let (mine, envoys) = (h1(sa, path), h1(ea, path));
+                let want = (want.0, want.1, want.2.to_string());
+                assert_eq!(envoys, want, "Envoy, HTTP/1.1, {name} {path}");
+                assert_eq!(mine, want, "sluice, HTTP/1.1, {name} {path}");
+                let (mine, envoys) = (h2(sa, path, data), h2(ea, path, data));
+                assert_eq!(
+                    mine, envoys,
+                    "HTTP/2 {name} {path}: sluice (left), Envoy (right)"
+                );
+                assert_eq!(mine, (want.0, want.2), "sluice, HTTP/2, {name} {path}");
+            });
+        }
+    });
+}

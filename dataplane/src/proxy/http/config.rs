@@ -375,13 +375,6 @@ pub fn parse_hcm(node: Node<'_>, clusters: &[ClusterConfig]) -> Result<HcmConfig
         ],
         EscapedSlashes::KeepUnchanged,
     )?;
-    if let Some(p) = node.get("proxy_100_continue") {
-        if p.node().as_bool()? {
-            return Err(p.node().error(
-                "not supported yet: sluice answers Expect: 100-continue itself (Envoy's default)",
-            ));
-        }
-    }
     if let Some(t) = node.get("tracing") {
         return Err(t.node().error("tracing is not supported yet"));
     }

@@ -83,6 +83,7 @@ mod tests {
             path: "/pkg.Svc/Call".into(),
             version: http::Version::HTTP_2,
             headers,
+            continue_to: None,
         };
         let r = reply(Some(&req), 503, "no healthy upstream");
         assert_eq!(r.head.status, 200);

@@ -11,7 +11,8 @@
 pub use super::fields::Fields;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
-use tokio::sync::mpsc;
+use std::rc::Rc;
+use tokio::sync::{mpsc, Notify};
 
 /// What a request says before its body.
 #[derive(Debug, Clone)]
@@ -27,6 +28,10 @@ pub struct RequestHead {
     pub version: http::Version,
     /// Every other field; HTTP/1's connection-specific fields already removed.
     pub headers: Fields,
+    /// With proxy_100_continue, a request that asked `Expect: 100-continue`: the upstream
+    /// attempt signals here when its server answers `100 Continue`, and the downstream codec
+    /// relays it to the client. `None` otherwise (sluice answered the Expect itself).
+    pub continue_to: Option<Rc<Notify>>,
 }
 
 impl RequestHead {

@@ -162,6 +162,7 @@ mod tests {
             path: path.into(),
             version: http::Version::HTTP_11,
             headers: h,
+            continue_to: None,
         }
     }
 

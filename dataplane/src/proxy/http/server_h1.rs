@@ -60,7 +60,7 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
         let expects_continue = h.expects_continue();
         let upgrade =
             h.headers.lists("connection", "upgrade") && h.headers.get("upgrade").is_some();
-        let head = match to_request(&hcm, &h) {
+        let mut head = match to_request(&hcm, &h) {
             Ok(r) => r,
             Err((status, reason)) => {
                 tracing::debug!(%peer, status, "refusing an HTTP/1 request: {reason}");
@@ -100,7 +100,13 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
                 return;
             }
         };
+        // proxy_100_continue: the upstream's 100 Continue is relayed instead (Envoy's option).
+        let relay_continue = expects_continue && hcm.config.proxy_100_continue;
+        if relay_continue {
+            head.continue_to = Some(Rc::default());
+        }
         if expects_continue
+            && !relay_continue
             && feeder.is_some()
             && wr
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -115,7 +121,16 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
         let close = Cell::new(!client_keep_alive);
         let outcome = {
             let respond = async {
-                let mut ex = hcm.handle(head, body, &info).await;
+                let mut ex = match head.continue_to.clone() {
+                    None => hcm.handle(head, body, &info).await,
+                    // Rare: boxed, so that the common path's future does not grow by it.
+                    Some(signal) => {
+                        Box::pin(handle_relaying_continue(
+                            &hcm, head, body, &info, signal, &mut wr,
+                        ))
+                        .await
+                    }
+                };
                 hcm.replace_if_timed_out(&mut ex, is_grpc, &progress);
                 let r =
                     write_response(&hcm, &mut wr, &mut ex, version, is_head, &close, &sent).await;
@@ -166,6 +181,34 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
         if written.is_err() || !fed || close.get() || !decoder.is_idle() {
             let _ = wr.shutdown().await;
             return;
+        }
+    }
+}
+
+/// Handles a request whose upstream may answer `100 Continue` (proxy_100_continue), writing
+/// that to the client (once) while the exchange goes on.
+async fn handle_relaying_continue(
+    hcm: &Rc<Hcm>,
+    head: RequestHead,
+    body: Body,
+    info: &ConnInfo,
+    signal: Rc<tokio::sync::Notify>,
+    wr: &mut WriteSide,
+) -> Exchange {
+    let handle = hcm.handle(head, body, info);
+    tokio::pin!(handle);
+    let mut relayed = false;
+    loop {
+        tokio::select! {
+            biased;
+            // First, so that a 100 that came with the final response still goes out before it.
+            _ = signal.notified(), if !relayed => {
+                relayed = true;
+                if wr.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                    tracing::debug!("the client went away before its 100 Continue");
+                }
+            }
+            ex = &mut handle => return ex,
         }
     }
 }
@@ -382,7 +425,10 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
             }
             continue;
         }
-        if name == http::header::EXPECT && v.eq_ignore_ascii_case(b"100-continue") {
+        if name == http::header::EXPECT
+            && v.eq_ignore_ascii_case(b"100-continue")
+            && !c.proxy_100_continue
+        {
             continue; // answered here
         }
         if is_hop_by_hop(&name) {
@@ -411,6 +457,7 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
             Version::Http11 => http::Version::HTTP_11,
         },
         headers,
+        continue_to: None,
     })
 }
 

@@ -122,7 +122,11 @@ async fn stream(
     hcm.stats.downstream_rq_http2_total.inc();
     let _rq = Active::raise(&hcm.stats.downstream_rq_active);
     let (parts, recv) = request.into_parts();
-    let head = match to_request(hcm, parts) {
+    let expects_continue = parts
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let mut head = match to_request(hcm, parts) {
         Ok(h) => h,
         Err(status) => {
             let r = super::local_reply::reply(None, status, "");
@@ -131,6 +135,14 @@ async fn stream(
             return;
         }
     };
+    // Expect: 100-continue, as Envoy's connection manager does it on every codec: answered by
+    // sluice at once (and not forwarded), or with proxy_100_continue relayed from upstream.
+    if expects_continue && hcm.config.proxy_100_continue {
+        head.continue_to = Some(Rc::default());
+    } else if expects_continue {
+        head.headers.remove(http::header::EXPECT);
+        let _ = respond.send_informational(continue_response());
+    }
     let progress: Rc<super::message::Progress> = Rc::default();
     // request_timeout runs from the head to the body's end (Envoy disarms it there).
     let deadline = hcm
@@ -147,11 +159,22 @@ async fn stream(
     let info = ConnInfo { peer };
     // A client that resets the stream before its answer ends the request upstream too
     // (dropping the attempt resets its upstream stream), as Envoy does.
-    let mut ex = tokio::select! {
-        ex = hcm.handle(head, body, &info) => ex,
-        _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
-            hcm.stats.downstream_rq_rx_reset.inc();
-            return;
+    let signal = head.continue_to.clone();
+    let mut relayed = signal.is_none();
+    let handle = hcm.handle(head, body, &info);
+    tokio::pin!(handle);
+    let mut ex = loop {
+        tokio::select! {
+            biased;
+            _ = async { if let Some(s) = &signal { s.notified().await } }, if !relayed => {
+                relayed = true;
+                let _ = respond.send_informational(continue_response());
+            }
+            ex = &mut handle => break ex,
+            _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
+                hcm.stats.downstream_rq_rx_reset.inc();
+                return;
+            }
         }
     };
     hcm.replace_if_timed_out(&mut ex, grpc, &progress);
@@ -167,6 +190,12 @@ async fn stream(
     if let Some(resp_head) = head_copy.as_ref() {
         hcm.log_exchange(&ex, resp_head, start, peer, progress.bytes.get(), sent);
     }
+}
+
+fn continue_response() -> http::Response<()> {
+    let mut r = http::Response::new(());
+    *r.status_mut() = http::StatusCode::CONTINUE;
+    r
 }
 
 fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<RequestHead, u16> {
@@ -209,6 +238,7 @@ fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<RequestHead, u16
         path,
         version: http::Version::HTTP_2,
         headers,
+        continue_to: None,
     })
 }
 

@@ -185,7 +185,11 @@ impl HttpPool {
         if !end {
             tokio::task::spawn_local(send_h2_body(body, stream));
         }
-        let response = response.await.map_err(|e| h2_error(&e))?;
+        let response = match &head.continue_to {
+            None => response.await,
+            Some(to) => relaying_continue(response, to).await,
+        }
+        .map_err(|e| h2_error(&e))?;
         let (parts, recv) = response.into_parts();
         let mut headers = Fields::from(parts.headers);
         strip_hop_by_hop(&mut headers);
@@ -243,6 +247,22 @@ impl HttpPool {
 }
 
 /// Whether a pooled connection's server closed it (or sent something unasked) while idle.
+/// An HTTP/2 response whose interim `100 Continue` is signalled to `to` (proxy_100_continue).
+async fn relaying_continue(
+    mut response: h2::client::ResponseFuture,
+    to: &tokio::sync::Notify,
+) -> Result<http::Response<h2::RecvStream>, h2::Error> {
+    std::future::poll_fn(|cx| {
+        while let std::task::Poll::Ready(Some(Ok(interim))) = response.poll_informational(cx) {
+            if interim.status() == http::StatusCode::CONTINUE {
+                to.notify_one();
+            }
+        }
+        std::future::Future::poll(std::pin::Pin::new(&mut response), cx)
+    })
+    .await
+}
+
 fn closed_while_idle(rd: &mut ReadSide) -> bool {
     let mut cx = Context::from_waker(std::task::Waker::noop());
     let mut byte = [0u8; 1];
@@ -461,10 +481,14 @@ async fn h1_exchange(
     let mut decoder = ResponseDecoder::new(pool.limits);
     let mut buf = conn.buf;
     let mut got_bytes = !buf.is_empty();
-    // The head, skipping 1xx interim responses (100 Continue was sluice's to send).
+    // The head, skipping 1xx interim responses; a 100 Continue goes on to the client when
+    // the connection manager relays them (proxy_100_continue), else it was sluice's to send.
     let resp_head = loop {
         match decoder.decode(&mut buf, is_head) {
             Ok(Some(Message::Head(h))) if (100..200).contains(&h.status) && h.status != 101 => {
+                if let (100, Some(to)) = (h.status, &head.continue_to) {
+                    to.notify_one();
+                }
                 continue;
             }
             Ok(Some(Message::Head(h))) => break h,
