@@ -50,6 +50,19 @@ fn put_fields<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>, out: &
     out.put_slice(b"\r\n");
 }
 
+/// `n` in decimal, written into `buf` without formatting or allocating (for content-length).
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
 /// The field that announces `framing`, if it needs one (`None` and `UntilClose` do not).
 pub fn framing_header(framing: BodyFraming) -> Option<(&'static [u8], String)> {
     match framing {
@@ -64,7 +77,19 @@ pub fn chunk(data: &[u8], out: &mut BytesMut) {
     if data.is_empty() {
         return;
     }
-    out.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let (mut n, mut at) = (data.len(), digits.len());
+    loop {
+        at -= 1;
+        digits[at] = HEX[n % 16];
+        n /= 16;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[at..]);
+    out.put_slice(b"\r\n");
     out.put_slice(data);
     out.put_slice(b"\r\n");
 }

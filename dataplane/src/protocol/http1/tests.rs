@@ -364,3 +364,17 @@ fn encoded_messages_decode_to_what_was_encoded() {
     );
     assert_eq!(responses(&out, false), ["H 404", "E0"]);
 }
+
+#[test]
+fn numbers_are_written_without_formatting() {
+    let mut buf = [0u8; 20];
+    for n in [0u64, 7, 10, 65_536, u64::MAX] {
+        assert_eq!(encode::decimal(n, &mut buf), n.to_string().as_bytes());
+    }
+    for len in [1usize, 15, 16, 255, 4096, 100_000] {
+        let mut out = BytesMut::new();
+        encode::chunk(&vec![b'x'; len], &mut out);
+        assert!(out.starts_with(format!("{len:x}\r\n").as_bytes()), "{len}");
+        assert_eq!(out.len(), format!("{len:x}").len() + 2 + len + 2);
+    }
+}

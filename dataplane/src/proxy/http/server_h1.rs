@@ -508,25 +508,27 @@ async fn write_response(
     let status = resp.head.status;
     let bodiless = is_head || (100..200).contains(&status) || status == 204 || status == 304;
     let declared = resp.head.headers.contains_key(http::header::CONTENT_LENGTH);
-    let full_len;
-    let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(resp.head.headers.len() + 3);
+    let mut digits = [0u8; 20];
+    // The framing field first, then the response's own, then the connection's (no list is
+    // built: the head is written straight from these).
+    let mut framing_field: Option<(&[u8], &[u8])> = None;
     let framing = if bodiless {
         OutFraming::None
     } else {
         match &resp.body {
             Body::Empty if !declared => {
-                fields.push((b"content-length", b"0"));
+                framing_field = Some((b"content-length", b"0"));
                 OutFraming::None
             }
             Body::Empty => OutFraming::None,
             Body::Full(b) => {
-                full_len = b.len().to_string();
-                fields.push((b"content-length", full_len.as_bytes()));
+                let len = encode::decimal(b.len() as u64, &mut digits);
+                framing_field = Some((b"content-length", len));
                 OutFraming::Length
             }
             _ if declared => OutFraming::Length,
             _ if version == Version::Http11 => {
-                fields.push((b"transfer-encoding", b"chunked"));
+                framing_field = Some((b"transfer-encoding", b"chunked"));
                 OutFraming::Chunked
             }
             _ => {
@@ -536,22 +538,29 @@ async fn write_response(
         }
     };
     let replace_length = matches!(resp.body, Body::Full(_)) && !bodiless;
-    for (k, v) in &resp.head.headers {
-        if is_hop_by_hop(k) || (replace_length && k == http::header::CONTENT_LENGTH) {
-            continue;
-        }
-        fields.push((k.as_str().as_bytes(), v.as_bytes()));
-    }
-    if status == 101 {
-        fields.push((b"connection", b"upgrade"));
-        if let Some(u) = resp.head.headers.get(http::header::UPGRADE) {
-            fields.push((b"upgrade", u.as_bytes()));
-        }
+    let own = resp.head.headers.iter().filter_map(|(k, v)| {
+        let skip = is_hop_by_hop(k) || (replace_length && k == http::header::CONTENT_LENGTH);
+        (!skip).then(|| (k.as_str().as_bytes(), v.as_bytes()))
+    });
+    let connection: [Option<(&[u8], &[u8])>; 2] = if status == 101 {
+        [
+            Some((b"connection", b"upgrade")),
+            resp.head
+                .headers
+                .get(http::header::UPGRADE)
+                .map(|u| (&b"upgrade"[..], u.as_bytes())),
+        ]
     } else if close.get() {
-        fields.push((b"connection", b"close"));
+        [Some((b"connection", b"close")), None]
     } else if version == Version::Http10 {
-        fields.push((b"connection", b"keep-alive"));
-    }
+        [Some((b"connection", b"keep-alive")), None]
+    } else {
+        [None, None]
+    };
+    let fields = framing_field
+        .into_iter()
+        .chain(own)
+        .chain(connection.into_iter().flatten());
     let mut out = BytesMut::with_capacity(512);
     let reason = encode::reason_phrase(status);
     let reason = if reason == "Error" {

@@ -350,38 +350,43 @@ enum Outgoing {
 
 /// The request head as HTTP/1.1 bytes, with the framing its body needs.
 fn encode_h1_head(head: &RequestHead, body: &Body, out: &mut BytesMut) -> Outgoing {
-    let mut fields: Vec<(&[u8], &[u8])> = Vec::with_capacity(head.headers.len() + 3);
-    fields.push((b"host", head.authority.as_bytes()));
     let has_length = head.headers.contains_key(http::header::CONTENT_LENGTH);
-    let full_len;
+    let mut digits = [0u8; 20];
+    let mut framing_field: Option<(&[u8], &[u8])> = None;
     let outgoing = match body {
         Body::Empty => Outgoing::None,
         Body::Full(b) => {
-            full_len = b.len().to_string();
-            fields.push((b"content-length", full_len.as_bytes()));
+            framing_field = Some((
+                b"content-length",
+                encode::decimal(b.len() as u64, &mut digits),
+            ));
             Outgoing::Length
         }
         _ if body.is_end() => Outgoing::None,
         _ if has_length => Outgoing::Length,
         _ => {
-            fields.push((b"transfer-encoding", b"chunked"));
+            framing_field = Some((b"transfer-encoding", b"chunked"));
             Outgoing::Chunked
         }
     };
-    for (k, v) in &head.headers {
-        if k == http::header::CONTENT_LENGTH && matches!(body, Body::Full(_)) {
-            continue;
-        }
-        if is_hop_by_hop(k) || k == http::header::HOST {
-            continue;
-        }
-        fields.push((k.as_str().as_bytes(), v.as_bytes()));
-    }
+    let full = matches!(body, Body::Full(_));
+    let own = head.headers.iter().filter_map(|(k, v)| {
+        let skip = (full && k == http::header::CONTENT_LENGTH)
+            || is_hop_by_hop(k)
+            || k == http::header::HOST;
+        (!skip).then(|| (k.as_str().as_bytes(), v.as_bytes()))
+    });
     // An upgrade (websocket) carries its own Connection and Upgrade fields.
-    if let Some(up) = head.headers.get(http::header::UPGRADE) {
-        fields.push((b"connection", b"upgrade"));
-        fields.push((b"upgrade", up.as_bytes()));
-    }
+    let upgrade = head.headers.get(http::header::UPGRADE).map(|up| {
+        [
+            (&b"connection"[..], &b"upgrade"[..]),
+            (&b"upgrade"[..], up.as_bytes()),
+        ]
+    });
+    let fields = std::iter::once((&b"host"[..], head.authority.as_bytes()))
+        .chain(framing_field)
+        .chain(own)
+        .chain(upgrade.into_iter().flatten());
     encode::request_head(head.method.as_str(), head.path.as_bytes(), fields, out);
     outgoing
 }
