@@ -26,6 +26,9 @@ lock = threading.Lock()
 
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The head and the body go out in separate writes: without TCP_NODELAY the body waits for
+    # the proxy's delayed ACK (40 ms) on every keep-alive exchange.
+    disable_nagle_algorithm = True
 
     def log_message(self, *a):
         pass
