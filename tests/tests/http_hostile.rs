@@ -322,3 +322,112 @@ fn stalled_request_bodies_get_envoys_408_on_both_codecs() {
     assert_eq!(stat("downstream_rq_timeout"), 2);
     assert_eq!(stat("downstream_rq_idle_timeout"), 2);
 }
+
+/// Careless clients by the thousand, side by side with Envoy 1.40 on one file: 2,000 HTTP/1.1
+/// keep-alive connections left idle after one exchange cost sluice one descriptor and a few
+/// KiB each (the upstream connections are pooled), and a pipelining client that never reads
+/// its answers is held back by TCP, costs bounded memory, and is closed by
+/// stream_idle_timeout once nothing moves, while a good client is served; Envoy closes it too.
+#[test]
+fn idle_connections_and_readers_that_never_read_are_bounded() {
+    let (_up, up) = python_upstream();
+    let config = |port| {
+        hcm_bootstrap(
+            port,
+            all_to("up"),
+            json!({"stream_idle_timeout": "3s"}),
+            vec![cluster("up", &[up], false, json!({}))],
+        )
+    };
+    let (s, _e, envoy) = sluice_and_envoy(config);
+    let sa = s.listener("http");
+    let pid = s.proc.pid();
+    let fds = || sluice_integration::hostile::fd_count(pid);
+    let exchange = |c: &mut TcpStream| {
+        c.write_all(b"GET /idle HTTP/1.1\r\nhost: h\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("/idle") {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "closed before the answer");
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    sluice_integration::hostile::raise_own_fd_limit();
+    let (fds0, rss0) = (fds(), s.rss_kib());
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        let mut c = TcpStream::connect(sa).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        exchange(&mut c);
+        idle.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let per_fd = (fds() - fds0) as f64 / 2000.0;
+    let per_kib = s.rss_kib().saturating_sub(rss0) as f64 / 2000.0;
+    eprintln!("2000 idle HTTP/1.1 connections: {per_fd:.2} fds and {per_kib:.1} KiB each");
+    assert!(
+        per_fd <= 1.02,
+        "{per_fd:.2} descriptors per idle connection"
+    );
+    assert!(per_kib <= 12.0, "{per_kib:.1} KiB per idle connection");
+    let mut good = TcpStream::connect(sa).unwrap();
+    good.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    exchange(&mut good);
+    drop(idle);
+    // A reader that never reads, on both proxies.
+    // Each answer is 256 KiB, so the unread answers fill the kernel's buffers soon.
+    let unit = b"GET /big/262144 HTTP/1.1\r\nhost: h\r\n\r\n";
+    for (who, addr) in [("sluice", sa), ("envoy", envoy)] {
+        let rss0 = s.rss_kib();
+        let attacker = TcpStream::connect(addr).unwrap();
+        let (written, held) = sluice_integration::hostile::write_until_blocked(
+            &attacker,
+            unit,
+            Duration::from_secs(1),
+            256 << 20,
+        );
+        // Envoy may also close the connection while the writer is still at it.
+        assert!(
+            held || who == "envoy",
+            "{who}: the writer was never held back ({written} bytes)"
+        );
+        if who == "sluice" {
+            let rss = s.rss_kib();
+            assert!(rss < rss0 + 32 * 1024, "RSS {rss0} -> {rss} KiB");
+            exchange(&mut good);
+        }
+        let t0 = Instant::now();
+        assert!(
+            closed_without_reading(&attacker, Duration::from_secs(20)),
+            "{who}: a reader that never reads was not closed"
+        );
+        eprintln!(
+            "{who}: never-reading client held back after {} KiB, closed after {:?}",
+            written >> 10,
+            t0.elapsed()
+        );
+    }
+    assert!(s.stat("sluice_http_downstream_rq_idle_timeout{stat_prefix=\"ingress\"}") >= 1);
+}
+
+/// Whether the peer closed or reset `s` within `timeout`, seen without reading from it (reading
+/// would let a proxy held back by the unread answers go on).
+fn closed_without_reading(s: &TcpStream, timeout: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let mut p = libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut p, 1, 100) };
+        if n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+            return true;
+        }
+    }
+    false
+}

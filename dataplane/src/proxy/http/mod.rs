@@ -177,15 +177,17 @@ impl Hcm {
             CodecType::Http2 => server_h2::serve(self.clone(), Box::new(conn), peer).await,
             CodecType::Auto => {
                 // Read until the bytes either are or cannot be the HTTP/2 preface.
-                let mut buf = BytesMut::with_capacity(16 * 1024);
+                // Small: an HTTP/1 connection goes on reading its first head into it, and a
+                // head usually fits (the buffer grows for one that does not).
+                let mut buf = BytesMut::with_capacity(2 * 1024);
                 loop {
                     let n = buf.len().min(H2_PREFACE.len());
                     if buf[..n] != H2_PREFACE[..n] {
                         return server_h1::serve(self.clone(), conn, peer, buf).await;
                     }
                     if n == H2_PREFACE.len() {
-                        // Copied out: the read buffer's 16 KiB would otherwise live as long as
-                        // the connection.
+                        // Copied out: the read buffer would otherwise live as long as the
+                        // connection.
                         let io = Prefixed::new(bytes::Bytes::copy_from_slice(&buf), conn);
                         return server_h2::serve(self.clone(), Box::new(io), peer).await;
                     }

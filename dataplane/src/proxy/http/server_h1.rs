@@ -22,6 +22,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 const READ_CHUNK: usize = 16 * 1024;
+/// What a connection reads a request's first bytes into (a head usually fits).
+const IDLE_READ: usize = 2 * 1024;
+/// A keep-alive connection quiet this long with nothing buffered hands its read buffer back
+/// (as the stream layer's connections do), so that idle connections cost a few KiB each.
+const RELEASE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// A request body this small that arrived with its head goes to the router whole (and can be
 /// retried).
 const INLINE_BODY: usize = 64 * 1024;
@@ -242,12 +247,28 @@ async fn read_head(
                 }
             }
         };
-        buf.reserve(READ_CHUNK);
-        let read = match deadline {
+        let release = (started.is_none() && buf.is_empty() && buf.capacity() > IDLE_READ)
+            .then(|| Instant::now() + RELEASE_AFTER);
+        let wake = match (deadline, release) {
+            (Some(d), Some(r)) => Some(d.min(r)),
+            (d, r) => d.or(r),
+        };
+        // A head usually fits in a small buffer; it grows only for a head that does not.
+        buf.reserve(if started.is_none() && buf.is_empty() {
+            IDLE_READ
+        } else {
+            READ_CHUNK
+        });
+        let read = match wake {
             Some(d) => tokio::time::timeout_at(d, rd.read_buf(buf)).await,
             None => Ok(rd.read_buf(buf).await),
         };
         match read {
+            Err(_) if release.is_some_and(|r| deadline.is_none_or(|d| r < d)) => {
+                // Quiet for a second between requests: the buffer goes back (the read was
+                // cancelled before taking any byte).
+                *buf = BytesMut::new();
+            }
             Err(_) if started.is_none() => {
                 hcm.stats.downstream_cx_idle_timeout.inc();
                 return HeadRead::Closed;
@@ -490,6 +511,31 @@ enum OutFraming {
 }
 
 /// Writes the response head and streams its body. `Err` leaves the connection unusable.
+/// Writes response bytes; a client that takes none of them for stream_idle_timeout ends the
+/// stream (Envoy's stream idle timeout also runs while a response waits on its reader).
+async fn send(hcm: &Hcm, wr: &mut WriteSide, bytes: &[u8]) -> Result<(), ()> {
+    let Some(idle) = hcm.config.stream_idle_timeout else {
+        return wr.write_all(bytes).await.map_err(|_| ());
+    };
+    let mut write = std::pin::pin!(wr.write_all(bytes));
+    // Most writes complete at once and need no timer.
+    if let std::task::Poll::Ready(r) = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(write.as_mut(), cx))
+    })
+    .await
+    {
+        return r.map_err(|_| ());
+    }
+    match tokio::time::timeout(idle, write).await {
+        Ok(r) => r.map_err(|_| ()),
+        Err(_) => {
+            hcm.stats.downstream_rq_idle_timeout.inc();
+            tracing::debug!("a client took no response bytes for stream_idle_timeout; closing it");
+            Err(())
+        }
+    }
+}
+
 async fn write_response(
     hcm: &Hcm,
     wr: &mut WriteSide,
@@ -573,14 +619,14 @@ async fn write_response(
     };
     encode::response_head(status, reason.as_bytes(), fields, &mut out);
     if bodiless {
-        return wr.write_all(&out).await.map_err(|_| ());
+        return send(hcm, wr, &out).await;
     }
     if let Body::Full(b) = &resp.body {
         out.extend_from_slice(b);
         sent.set(b.len() as u64);
-        return wr.write_all(&out).await.map_err(|_| ());
+        return send(hcm, wr, &out).await;
     }
-    wr.write_all(&out).await.map_err(|_| ())?;
+    send(hcm, wr, &out).await?;
     if framing == OutFraming::None {
         return Ok(());
     }
@@ -591,9 +637,9 @@ async fn write_response(
                 if framing == OutFraming::Chunked {
                     out.clear();
                     encode::chunk(&d, &mut out);
-                    wr.write_all(&out).await.map_err(|_| ())?;
+                    send(hcm, wr, &out).await?;
                 } else {
-                    wr.write_all(&d).await.map_err(|_| ())?;
+                    send(hcm, wr, &d).await?;
                 }
             }
             Some(Ok(Frame::Trailers(t))) => {
@@ -603,13 +649,13 @@ async fn write_response(
                         t.iter().map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes())),
                         &mut out,
                     );
-                    wr.write_all(&out).await.map_err(|_| ())?;
+                    send(hcm, wr, &out).await?;
                 }
                 return Ok(());
             }
             None => {
                 if framing == OutFraming::Chunked {
-                    wr.write_all(b"0\r\n\r\n").await.map_err(|_| ())?;
+                    send(hcm, wr, b"0\r\n\r\n").await?;
                 }
                 return Ok(());
             }
