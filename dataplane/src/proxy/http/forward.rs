@@ -396,13 +396,19 @@ impl Hcm {
                 // the connect failure Envoy's fresh connect attempt would have given (503 UF),
                 // without yet another connect, and may retry once its back-off is over.
                 let retried = retry.is_some_and(|r| r.retry_on & RETRIED_ON_CONNECT_FAILURE != 0);
+                let replayable = can_replay(&replay);
                 if retried
-                    && retries_left > 0
-                    && can_replay(&replay)
-                    && self.back_off(retry, &mut retry_number, deadline).await
+                    && self
+                        .another_try(
+                            retry,
+                            &mut retries_left,
+                            &mut retry_number,
+                            replayable,
+                            deadline,
+                            stats,
+                        )
+                        .await
                 {
-                    retries_left -= 1;
-                    stats.upstream_rq_retry.inc();
                     continue;
                 }
                 let mut ex = Exchange::failure(
@@ -457,13 +463,19 @@ impl Hcm {
             let failure = match result {
                 Some(Ok(mut resp)) => {
                     let status = resp.head.status;
-                    if retries_left > 0
-                        && can_replay(&replay)
-                        && retry.is_some_and(|r| retry_on_response(r, status, &resp.head.headers))
-                        && self.back_off(retry, &mut retry_number, deadline).await
+                    let replayable = can_replay(&replay);
+                    if retry.is_some_and(|r| retry_on_response(r, status, &resp.head.headers))
+                        && self
+                            .another_try(
+                                retry,
+                                &mut retries_left,
+                                &mut retry_number,
+                                replayable,
+                                deadline,
+                                stats,
+                            )
+                            .await
                     {
-                        retries_left -= 1;
-                        stats.upstream_rq_retry.inc();
                         count_status(stats, status);
                         continue;
                     }
@@ -555,13 +567,19 @@ impl Hcm {
             };
             let (error, retried_by) = failure;
             let wanted = retry.is_some_and(|r| r.retry_on & retried_by != 0);
+            let replayable = can_replay(&replay);
             if wanted
-                && retries_left > 0
-                && can_replay(&replay)
-                && self.back_off(retry, &mut retry_number, deadline).await
+                && self
+                    .another_try(
+                        retry,
+                        &mut retries_left,
+                        &mut retry_number,
+                        replayable,
+                        deadline,
+                        stats,
+                    )
+                    .await
             {
-                retries_left -= 1;
-                stats.upstream_rq_retry.inc();
                 continue;
             }
             let details = match error {
@@ -579,6 +597,25 @@ impl Hcm {
             }
             return ex;
         }
+    }
+
+    /// Another try, when the policy has one left and the body can be sent again: waits out the
+    /// back-off (`false` if the deadline would pass first) and counts the retry.
+    async fn another_try(
+        &self,
+        retry: Option<&RetryPolicy>,
+        left: &mut u32,
+        number: &mut u32,
+        replayable: bool,
+        deadline: Option<Instant>,
+        stats: &crate::stats::ClusterStats,
+    ) -> bool {
+        if *left == 0 || !replayable || !self.back_off(retry, number, deadline).await {
+            return false;
+        }
+        *left -= 1;
+        stats.upstream_rq_retry.inc();
+        true
     }
 
     /// Waits out Envoy's fully jittered exponential back-off before retry number

@@ -763,14 +763,5 @@ pub fn to_fields(block: &http1::HeaderBlock) -> Result<Fields, AttemptError> {
 
 /// An HTTP/1 trailer block as an `http::HeaderMap` (names lower-cased).
 pub fn to_header_map(block: &http1::HeaderBlock) -> Result<http::HeaderMap, AttemptError> {
-    let mut map = http::HeaderMap::with_capacity(block.len());
-    for (k, v) in block.iter_shared() {
-        let name = http::HeaderName::from_bytes(k)
-            .map_err(|_| AttemptError::Protocol("invalid header name".into()))?;
-        // The value stays in the head's buffer: no copy, no allocation per field.
-        let value = http::HeaderValue::from_maybe_shared(v)
-            .map_err(|_| AttemptError::Protocol("invalid header value".into()))?;
-        map.append(name, value);
-    }
-    Ok(map)
+    to_fields(block).map(Fields::into_map)
 }
