@@ -16,6 +16,15 @@ enum Mode {
     Validate,
 }
 
+/// `--drain-strategy`, as Envoy's.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DrainStrategy {
+    /// Each connection is asked to close with a chance that grows over the drain time.
+    Gradual,
+    /// Every connection is asked at once.
+    Immediate,
+}
+
 /// Tools beside serving.
 #[derive(Subcommand, Debug)]
 enum Tool {
@@ -68,6 +77,9 @@ struct Args {
     /// (Envoy's flag and default).
     #[arg(long = "drain-time-s", default_value_t = 600)]
     drain_time_s: u64,
+    /// How connections are asked to close during that time (Envoy's flag and default).
+    #[arg(long = "drain-strategy", value_enum, default_value_t = DrainStrategy::Gradual)]
+    drain_strategy: DrainStrategy,
     /// Accept config pushes from the control process on this Unix socket (see `sluice::push`).
     #[arg(long)]
     control_socket: Option<PathBuf>,
@@ -75,6 +87,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
+    sluice::drain::set_strategy(match args.drain_strategy {
+        DrainStrategy::Gradual => sluice::drain::Strategy::Gradual,
+        DrainStrategy::Immediate => sluice::drain::Strategy::Immediate,
+    });
     if let Some(Tool::Hwconfig(HwTool::Check { config, apply })) = &args.tool {
         return hwconfig_check(config, *apply);
     }

@@ -239,6 +239,11 @@ pub struct Envoy {
 
 impl Envoy {
     pub fn start(yaml: &str) -> Envoy {
+        Envoy::start_with(yaml, &[])
+    }
+
+    /// As `start`, with more command-line arguments (`--drain-time-s`, ...).
+    pub fn start_with(yaml: &str, args: &[&str]) -> Envoy {
         let dir = TempDir::new("envoy");
         let file = dir.join("envoy.yaml");
         std::fs::write(&file, yaml).unwrap();
@@ -248,6 +253,7 @@ impl Envoy {
         cmd.arg("-c")
             .arg(&file)
             .args(["--concurrency", "1", "--use-dynamic-base-id"])
+            .args(args)
             .arg("--admin-address-path")
             .arg(&addr_file)
             .stdout(Stdio::null())

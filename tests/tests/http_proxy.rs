@@ -463,13 +463,17 @@ fn keep_alive_get(c: &mut TcpStream, path: &str) -> (u16, bool) {
     (status, header(&headers, "connection") == Some("close"))
 }
 
-/// `/drain_listeners?graceful`: /ready says DRAINING, responses carry `connection: close`,
+/// `/drain_listeners?graceful` with `--drain-strategy immediate`: /ready says DRAINING,
+/// responses carry `connection: close`,
 /// HTTP/2 connections get GOAWAY, new connections are still taken until the drain time has
 /// passed, then the listener closes. Without `graceful` it closes at once while an
 /// established connection still gets its answer.
 #[test]
 fn drain_listeners_asks_connections_to_close_then_stops_accepting() {
-    let p = PythonFront::start(json!({}), &["--drain-time-s", "6"]);
+    let p = PythonFront::start(
+        json!({}),
+        &["--drain-time-s", "6", "--drain-strategy", "immediate"],
+    );
     let (s, front) = (&p.sluice, p.front);
     let mut c = TcpStream::connect(front).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -637,4 +641,83 @@ fn expect_100_continue_matches_envoy() {
             });
         }
     });
+}
+
+/// `--drain-strategy gradual`, Envoy's default, side by side with Envoy 1.40 on the same file
+/// and flags: during a graceful drain of 4 s each HTTP/1.1 response is its connection's last
+/// with a chance that grows with the time gone — a few in the first second, most in the last —
+/// and the listener closes when the drain time is over.
+#[test]
+fn gradual_drain_asks_connections_to_close_over_the_drain_time() {
+    let (_up, up) = python_upstream();
+    let flags = ["--drain-time-s", "4"];
+    let yaml = |port| {
+        hcm_bootstrap(
+            port,
+            all_to("up"),
+            json!({}),
+            vec![cluster("up", &[up], false, json!({}))],
+        )
+    };
+    let s = Sluice::start(&yaml(0), &[&["--concurrency", "1"][..], &flags].concat());
+    let port = free_port();
+    let e = Envoy::start_with(&yaml(port), &flags);
+    assert!(wait_until(Duration::from_secs(20), || is_listening(port)));
+    let envoy_front: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for (who, front, admin) in [
+        ("sluice", s.listener("http"), s.admin),
+        ("envoy", envoy_front, e.admin),
+    ] {
+        let mut c = TcpStream::connect(front).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(keep_alive_get(&mut c, "/before"), (200, false), "{who}");
+        let out = curl(&[
+            "-sS",
+            "-X",
+            "POST",
+            &format!("http://{admin}/drain_listeners?graceful"),
+        ]);
+        assert!(out.status.success(), "{who}: {out:?}");
+        let t = Instant::now();
+        // (closes, answers) in the drain's first second and in its last.
+        let (mut first, mut last) = ((0u32, 0u32), (0u32, 0u32));
+        while t.elapsed() < Duration::from_millis(3900) {
+            let at = t.elapsed();
+            let (status, closed) = keep_alive_get(&mut c, "/during");
+            assert_eq!(status, 200, "{who}");
+            let bucket = if at < Duration::from_secs(1) {
+                Some(&mut first)
+            } else if at >= Duration::from_secs(3) {
+                Some(&mut last)
+            } else {
+                None
+            };
+            if let Some(b) = bucket {
+                b.0 += u32::from(closed);
+                b.1 += 1;
+            }
+            if closed {
+                c = TcpStream::connect(front).unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            }
+        }
+        eprintln!("{who}: closes in the first second {first:?}, in the last {last:?}");
+        assert!(
+            first.1 >= 20 && last.1 >= 20,
+            "{who}: too few answers: {first:?} {last:?}"
+        );
+        assert!(
+            first.0 * 2 < first.1,
+            "{who}: most answers closed at the drain's start: {first:?}"
+        );
+        assert!(
+            last.0 * 2 > last.1,
+            "{who}: most answers kept alive at the drain's end: {last:?}"
+        );
+        assert!(
+            wait_until(Duration::from_secs(10), || TcpStream::connect(front)
+                .is_err()),
+            "{who}: the listener never closed"
+        );
+    }
 }

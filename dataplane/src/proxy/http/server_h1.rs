@@ -545,7 +545,7 @@ async fn write_response(
     close: &Cell<bool>,
     sent: &Cell<u64>,
 ) -> Result<(), ()> {
-    if crate::drain::is_draining() && !close.get() {
+    if !close.get() && crate::drain::drain_close() {
         // Draining: this response is the connection's last.
         close.set(true);
         hcm.stats.downstream_cx_drain_close.inc();

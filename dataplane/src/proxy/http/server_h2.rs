@@ -55,6 +55,8 @@ pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
     let mut idle_since = tokio::time::Instant::now();
     let mut drain = crate::drain::subscribe();
     let mut goaway_sent = false;
+    // When this connection gets its GOAWAY once the drain has begun (--drain-strategy).
+    let mut drain_at: Option<tokio::time::Instant> = None;
     loop {
         let idle_deadline = match (hcm.config.idle_timeout, active.get()) {
             (Some(t), 0) => Some(idle_since + t),
@@ -68,10 +70,19 @@ pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
         };
         let next = tokio::select! {
             n = next => Some(n),
-            _ = crate::drain::reached(&mut drain, crate::drain::Phase::Draining), if !goaway_sent => None,
+            _ = async {
+                match drain_at {
+                    None => crate::drain::reached(&mut drain, crate::drain::Phase::Draining).await,
+                    Some(t) => tokio::time::sleep_until(t).await,
+                }
+            }, if !goaway_sent => None,
         };
         let Some(next) = next else {
-            // Draining: GOAWAY, then the streams already open finish.
+            if drain_at.is_none() {
+                drain_at = Some(tokio::time::Instant::now() + crate::drain::close_delay());
+                continue;
+            }
+            // Its time in the drain: GOAWAY, then the streams already open finish.
             goaway_sent = true;
             hcm.stats.downstream_cx_drain_close.inc();
             conn.graceful_shutdown();
