@@ -129,6 +129,19 @@ pub fn hcm_bootstrap(
     .to_string()
 }
 
+/// The bootstrap, for the listener's port, of one connection manager (`virtual_hosts`,
+/// `hcm_extra`) in front of one HTTP/1.1 upstream: cluster `up` on port `up`.
+pub fn one_upstream(virtual_hosts: Value, hcm_extra: Value, up: u16) -> impl Fn(u16) -> String {
+    move |port| {
+        hcm_bootstrap(
+            port,
+            virtual_hosts.clone(),
+            hcm_extra.clone(),
+            vec![cluster("up", &[up], false, json!({}))],
+        )
+    }
+}
+
 /// tests/testdata/grpc_peer.py serving echo.Echo on a free port, listening: (process, port).
 pub fn grpc_server() -> (Proc, u16) {
     let port = free_port();
@@ -319,12 +332,7 @@ pub struct PythonFront {
 impl PythonFront {
     pub fn start(hcm_extra: Value, args: &[&str]) -> PythonFront {
         let (proc, upstream) = python_upstream();
-        let yaml = hcm_bootstrap(
-            0,
-            all_to("up"),
-            hcm_extra,
-            vec![cluster("up", &[upstream], false, json!({}))],
-        );
+        let yaml = one_upstream(all_to("up"), hcm_extra, upstream)(0);
         let sluice = crate::Sluice::start(&yaml, &[&["--concurrency", "1"][..], args].concat());
         let front = sluice.listener("http");
         PythonFront {

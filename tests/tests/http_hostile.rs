@@ -17,15 +17,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn smuggling_and_oversized_heads_are_refused_as_envoy_refuses_them() {
     let (_up, up) = python_upstream();
-    let config = |port| {
-        hcm_bootstrap(
-            port,
-            all_to("up"),
-            json!({}),
-            vec![cluster("up", &[up], false, json!({}))],
-        )
-    };
-    let (s, _e, envoy) = sluice_and_envoy(config);
+    let (s, _e, envoy) = sluice_and_envoy(one_upstream(all_to("up"), json!({}), up));
     let sa = s.listener("http");
     let ea = envoy;
     let big = format!(
@@ -331,14 +323,7 @@ fn stalled_request_bodies_get_envoys_408_on_both_codecs() {
 #[test]
 fn idle_connections_and_readers_that_never_read_are_bounded() {
     let (_up, up) = python_upstream();
-    let config = |port| {
-        hcm_bootstrap(
-            port,
-            all_to("up"),
-            json!({"stream_idle_timeout": "3s"}),
-            vec![cluster("up", &[up], false, json!({}))],
-        )
-    };
+    let config = one_upstream(all_to("up"), json!({"stream_idle_timeout": "3s"}), up);
     let (s, _e, envoy) = sluice_and_envoy(config);
     let sa = s.listener("http");
     let pid = s.proc.pid();

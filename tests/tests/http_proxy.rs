@@ -253,15 +253,7 @@ fn websocket_echo_through_an_upgrade() {
     let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
         {"match": {"prefix": "/ws"}, "route": {"cluster": "up", "upgrade_configs": [{"upgrade_type": "websocket"}]}},
         {"match": {"prefix": "/"}, "route": {"cluster": "up"}}]}]);
-    let config = |port: u16| {
-        hcm_bootstrap(
-            port,
-            vhosts.clone(),
-            json!({}),
-            vec![cluster("up", &[up], false, json!({}))],
-        )
-    };
-    let (s, _e, envoy) = sluice_and_envoy(config);
+    let (s, _e, envoy) = sluice_and_envoy(one_upstream(vhosts, json!({}), up));
     // The same from sluice as from Envoy 1.40 on the same file.
     for front in [s.listener("http"), envoy] {
         let out = python_peer("ws_client.py", &[&format!("ws://{front}/ws"), "20"]);
@@ -651,14 +643,7 @@ fn expect_100_continue_matches_envoy() {
 fn gradual_drain_asks_connections_to_close_over_the_drain_time() {
     let (_up, up) = python_upstream();
     let flags = ["--drain-time-s", "4"];
-    let yaml = |port| {
-        hcm_bootstrap(
-            port,
-            all_to("up"),
-            json!({}),
-            vec![cluster("up", &[up], false, json!({}))],
-        )
-    };
+    let yaml = one_upstream(all_to("up"), json!({}), up);
     let s = Sluice::start(&yaml(0), &[&["--concurrency", "1"][..], &flags].concat());
     let port = free_port();
     let e = Envoy::start_with(&yaml(port), &flags);

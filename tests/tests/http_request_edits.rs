@@ -249,15 +249,7 @@ fn header_values_with_command_operators_match_envoy() {
                 add("x-up", "%UPSTREAM_HOST% %UPSTREAM_CLUSTER%"),
                 add("x-resp-type", "%RESP(content-type)%"),
                 add("x-req-back", "%REQ(x-in)%")]}]}]);
-    let config = |port: u16| {
-        hcm_bootstrap(
-            port,
-            vhosts.clone(),
-            json!({}),
-            vec![cluster("up", &[up], false, json!({}))],
-        )
-    };
-    let (s, _e, envoy) = sluice_and_envoy(config);
+    let (s, _e, envoy) = sluice_and_envoy(one_upstream(vhosts, json!({}), up));
     let mut seen = Vec::new();
     for addr in [s.listener("http"), envoy] {
         let (status, headers, body) = curl_full(&[
