@@ -51,12 +51,18 @@ fn put_fields<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>, out: &
 }
 
 /// `n` in decimal, written into `buf` without formatting or allocating (for content-length).
-pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    digits(n, 10, buf)
+}
+
+/// `n`'s digits in `radix` (up to 16, lower-case), right-aligned in `buf`.
+fn digits(mut n: u64, radix: u64, buf: &mut [u8; 20]) -> &[u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut at = buf.len();
     loop {
         at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
+        buf[at] = DIGITS[(n % radix) as usize];
+        n /= radix;
         if n == 0 {
             return &buf[at..];
         }
@@ -77,18 +83,8 @@ pub fn chunk(data: &[u8], out: &mut BytesMut) {
     if data.is_empty() {
         return;
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let (mut n, mut at) = (data.len(), digits.len());
-    loop {
-        at -= 1;
-        digits[at] = HEX[n % 16];
-        n /= 16;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[at..]);
+    let mut buf = [0u8; 20];
+    out.put_slice(digits(data.len() as u64, 16, &mut buf));
     out.put_slice(b"\r\n");
     out.put_slice(data);
     out.put_slice(b"\r\n");

@@ -22,6 +22,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 const READ_CHUNK: usize = 16 * 1024;
+/// The interim answer to `Expect: 100-continue`, sluice's own or relayed.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// What a connection reads a request's first bytes into (a head usually fits).
 const IDLE_READ: usize = 2 * 1024;
 /// A keep-alive connection quiet this long with nothing buffered hands its read buffer back
@@ -113,10 +115,7 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
         if expects_continue
             && !relay_continue
             && feeder.is_some()
-            && wr
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .is_err()
+            && wr.write_all(CONTINUE).await.is_err()
         {
             return;
         }
@@ -209,7 +208,7 @@ async fn handle_relaying_continue(
             // First, so that a 100 that came with the final response still goes out before it.
             _ = signal.notified(), if !relayed => {
                 relayed = true;
-                if wr.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                if wr.write_all(CONTINUE).await.is_err() {
                     tracing::debug!("the client went away before its 100 Continue");
                 }
             }
@@ -510,7 +509,6 @@ enum OutFraming {
     UntilClose,
 }
 
-/// Writes the response head and streams its body. `Err` leaves the connection unusable.
 /// Writes response bytes; a client that takes none of them for stream_idle_timeout ends the
 /// stream (Envoy's stream idle timeout also runs while a response waits on its reader).
 async fn send(hcm: &Hcm, wr: &mut WriteSide, bytes: &[u8]) -> Result<(), ()> {
@@ -536,6 +534,7 @@ async fn send(hcm: &Hcm, wr: &mut WriteSide, bytes: &[u8]) -> Result<(), ()> {
     }
 }
 
+/// Writes the response head and streams its body. `Err` leaves the connection unusable.
 async fn write_response(
     hcm: &Hcm,
     wr: &mut WriteSide,
