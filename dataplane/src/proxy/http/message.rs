@@ -14,6 +14,14 @@ use http::{HeaderMap, Method};
 use std::rc::Rc;
 use tokio::sync::{mpsc, Notify};
 
+/// Whether the upstream's 100 Continue was signalled to `to` and not taken yet (it may have
+/// come in the same read as the final response, which then finished the exchange first).
+pub fn continue_pending(to: &Notify) -> bool {
+    let mut n = std::pin::pin!(to.notified());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::future::Future::poll(n.as_mut(), &mut cx).is_ready()
+}
+
 /// What a request says before its body.
 #[derive(Debug, Clone)]
 pub struct RequestHead {

@@ -212,7 +212,12 @@ async fn handle_relaying_continue(
                     tracing::debug!("the client went away before its 100 Continue");
                 }
             }
-            ex = &mut handle => return ex,
+            ex = &mut handle => {
+                if !relayed && super::message::continue_pending(&signal) {
+                    let _ = wr.write_all(CONTINUE).await;
+                }
+                return ex;
+            }
         }
     }
 }

@@ -181,7 +181,14 @@ async fn stream(
                 relayed = true;
                 let _ = respond.send_informational(continue_response());
             }
-            ex = &mut handle => break ex,
+            ex = &mut handle => {
+                if let Some(s) = signal.as_ref().filter(|_| !relayed) {
+                    if super::message::continue_pending(s) {
+                        let _ = respond.send_informational(continue_response());
+                    }
+                }
+                break ex;
+            }
             _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
                 hcm.stats.downstream_rq_rx_reset.inc();
                 return;
