@@ -90,12 +90,32 @@ pub fn require_program(name: &str) {
 }
 
 /// An unused TCP port on 127.0.0.1 (for peers that must be told a port up front).
+///
+/// It is taken below the kernel's ephemeral range, not from `bind(0)`: a port from `bind(0)` goes
+/// back to the kernel when the probe closes, and another test's outgoing connection could take it
+/// as its source port before the peer binds it (CI once saw socat fail to listen so). Each test
+/// process walks that range from a start drawn from its pid and never hands a port out twice.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    const LOW: usize = 10_000;
+    let high = ephemeral_low().clamp(LOW + 1_000, 65_536);
+    let span = high - LOW;
+    let start = std::process::id() as usize * 7_919 % span;
+    for _ in 0..span {
+        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{high}");
+}
+
+/// The first port of the kernel's ephemeral range (32768 when it cannot be read).
+fn ephemeral_low() -> usize {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
