@@ -59,33 +59,6 @@ impl Decoder {
         Err(e)
     }
 
-    /// The next complete head's bytes, once all of them are in `buf`.
-    fn take_head(
-        &mut self,
-        buf: &mut BytesMut,
-        scanned: usize,
-    ) -> Result<Option<Bytes>, Http1Error> {
-        if scanned == 0 {
-            // Empty lines before a head are ignored (RFC 9112 §2.2).
-            let blank = buf
-                .iter()
-                .take_while(|b| **b == b'\r' || **b == b'\n')
-                .count();
-            buf.advance(blank);
-        }
-        match find_head_end(buf, scanned) {
-            Some(end) if end <= self.limits.max_head_bytes => Ok(Some(buf.split_to(end).freeze())),
-            None if buf.len() <= self.limits.max_head_bytes => {
-                self.state = State::Head { scanned: buf.len() };
-                Ok(None)
-            }
-            _ => self.fail(Http1Error {
-                status: 431,
-                reason: format!("head over {} bytes", self.limits.max_head_bytes),
-            }),
-        }
-    }
-
     fn start_body(&mut self, framing: BodyFraming) {
         self.state = match framing {
             BodyFraming::None => State::EndPending,
@@ -135,12 +108,18 @@ impl Decoder {
         })
     }
 
-    /// One step: the body of the message in progress, or the next head, read by `read_head`
-    /// into the head and its body's framing once all of it is in `buf`.
+    /// One step: the body of the message in progress, or the next head. `parse` reads a head
+    /// at the start of the buffer (`None` while it is incomplete) and `frame` gives the parsed
+    /// head its bytes and says how its body is framed.
+    ///
+    /// A head usually arrives whole, and one parse finds its end. One that did not is parsed
+    /// again only once its empty line is in the buffer, found by a scan that looks at each byte
+    /// once: a head trickling in a byte at a time costs one pass, not one parse per byte.
     fn decode_with<H>(
         &mut self,
         buf: &mut BytesMut,
-        read_head: impl FnOnce(Bytes, &Limits) -> Result<(H, BodyFraming), Http1Error>,
+        parse: impl FnOnce(&[u8], &Limits) -> Result<Option<(H, usize)>, Http1Error>,
+        frame: impl FnOnce(&mut H, Bytes) -> Result<BodyFraming, Http1Error>,
     ) -> Result<Option<Message<H>>, Http1Error> {
         if let Some(step) = self.body(buf) {
             return step;
@@ -149,11 +128,46 @@ impl Decoder {
             State::Head { scanned } => scanned,
             _ => 0, // body() answered every other state
         };
-        let Some(raw) = self.take_head(buf, scanned)? else {
-            return Ok(None);
+        let max = self.limits.max_head_bytes;
+        let too_large = || Http1Error {
+            status: 431,
+            reason: format!("head over {max} bytes"),
         };
-        match read_head(raw, &self.limits) {
-            Ok((head, framing)) => {
+        if scanned == 0 {
+            // Empty lines before a head are ignored (RFC 9112 §2.2).
+            let blank = buf
+                .iter()
+                .take_while(|b| **b == b'\r' || **b == b'\n')
+                .count();
+            buf.advance(blank);
+        } else {
+            match find_head_end(buf, scanned) {
+                Some(end) if end <= max => {}
+                None if buf.len() <= max => {
+                    self.state = State::Head { scanned: buf.len() };
+                    return Ok(None);
+                }
+                _ => return self.fail(too_large()),
+            }
+        }
+        let (mut head, len) = match parse(buf, &self.limits) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) if scanned > 0 => {
+                // The scan saw an empty line that the parser does not take for the end.
+                return self.fail(Http1Error::bad_request("truncated head"));
+            }
+            Ok(None) if buf.len() <= max => {
+                self.state = State::Head { scanned: buf.len() };
+                return Ok(None);
+            }
+            Ok(None) => return self.fail(too_large()),
+            Err(e) => return self.fail(e),
+        };
+        if len > max {
+            return self.fail(too_large());
+        }
+        match frame(&mut head, buf.split_to(len).freeze()) {
+            Ok(framing) => {
                 self.start_body(framing);
                 Ok(Some(Message::Head(head)))
             }
@@ -194,10 +208,9 @@ impl RequestDecoder {
         &mut self,
         buf: &mut BytesMut,
     ) -> Result<Option<Message<RequestHead>>, Http1Error> {
-        self.0.decode_with(buf, |raw, limits| {
-            let head = parse_request(raw, limits)?;
-            let framing = request_framing(&head.headers, head.version)?;
-            Ok((head, framing))
+        self.0.decode_with(buf, parse_request, |head, raw| {
+            head.headers.attach(raw);
+            request_framing(&head.headers, head.version)
         })
     }
 
@@ -237,15 +250,14 @@ impl ResponseDecoder {
         buf: &mut BytesMut,
         to_head: bool,
     ) -> Result<Option<Message<ResponseHead>>, Http1Error> {
-        self.0.decode_with(buf, |raw, limits| {
-            let head = parse_response(raw, limits)?;
-            let framing = if head.status == 101 {
+        self.0.decode_with(buf, parse_response, |head, raw| {
+            head.headers.attach(raw);
+            if head.status == 101 {
                 // Switching protocols: what follows is the upgraded connection's.
-                BodyFraming::UntilClose
+                Ok(BodyFraming::UntilClose)
             } else {
-                response_framing(&head.headers, head.status, to_head)?
-            };
-            Ok((head, framing))
+                response_framing(&head.headers, head.status, to_head)
+            }
         })
     }
 

@@ -82,20 +82,21 @@ impl HeaderBlock {
         }
     }
 
-    /// The index of `fields` over `raw`, from httparse's borrowed headers.
-    fn index(raw: &Bytes, headers: &[httparse::Header<'_>]) -> HeaderBlock {
-        let base = raw.as_ptr() as usize;
-        let at = |s: &[u8]| {
-            let start = (s.as_ptr() as usize - base) as u32;
-            start..start + s.len() as u32
-        };
+    /// The index of httparse's borrowed `headers` over `buf`, without the bytes yet (see
+    /// [`HeaderBlock::attach`]).
+    fn index(buf: &[u8], headers: &[httparse::Header<'_>]) -> HeaderBlock {
         HeaderBlock {
-            raw: raw.clone(),
+            raw: Bytes::new(),
             fields: headers
                 .iter()
-                .map(|h| (at(h.name.as_bytes()), at(h.value)))
+                .map(|h| (offsets(buf, h.name.as_bytes()), offsets(buf, h.value)))
                 .collect(),
         }
+    }
+
+    /// Hands an index its bytes: the buffer it was made over, from the same start.
+    pub(super) fn attach(&mut self, raw: Bytes) {
+        self.raw = raw;
     }
 
     /// Reads a trailer block (`field CRLF ... CRLF`) that is complete in `raw`.
@@ -103,7 +104,9 @@ impl HeaderBlock {
         with_slots(limits, |slots| match httparse::parse_headers(&raw, slots) {
             Ok(httparse::Status::Complete((_, fields))) => {
                 check_count(fields.len(), limits)?;
-                Ok(HeaderBlock::index(&raw, fields))
+                let mut block = HeaderBlock::index(&raw, fields);
+                block.attach(raw.clone());
+                Ok(block)
             }
             Ok(httparse::Status::Partial) => Err(Http1Error::bad_request("truncated trailers")),
             Err(httparse::Error::TooManyHeaders) => Err(Http1Error::too_large(format!(
@@ -243,24 +246,22 @@ fn names_a_version(raw: &[u8]) -> bool {
         if a.is_ascii_digit() && b.is_ascii_digit())
 }
 
-/// Parses a request head that is complete in `raw` (up to and including its empty line).
-pub(super) fn parse_request(raw: Bytes, limits: &Limits) -> Result<RequestHead, Http1Error> {
+/// Parses the request head that starts `buf`: `None` while it is incomplete, else the head
+/// and its length. The head's fields index `buf` from its start; the caller hands the head its
+/// bytes ([`RequestHead::attach`]) once it has split them off.
+pub(super) fn parse_request(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(RequestHead, usize)>, Http1Error> {
     with_uninit_slots(limits, |slots| {
         let mut req = httparse::Request::new(&mut []);
-        match req.parse_with_uninit_headers(&raw, slots) {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => {
-                return Err(Http1Error::bad_request("truncated request head"))
-            }
-            Err(e) => return Err(head_error(e, &raw, limits, "request head")),
-        }
-        check_count(req.headers.len(), limits)?;
-        let headers = HeaderBlock::index(&raw, req.headers);
-        let base = raw.as_ptr() as usize;
-        let at = |s: &str| {
-            let start = (s.as_ptr() as usize - base) as u32;
-            start..start + s.len() as u32
+        let len = match req.parse_with_uninit_headers(buf, slots) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(head_error(e, buf, limits, "request head")),
         };
+        check_count(req.headers.len(), limits)?;
+        let headers = HeaderBlock::index(buf, req.headers);
         let (Some(method), Some(path)) = (req.method, req.path) else {
             return Err(Http1Error::bad_request("incomplete request line"));
         };
@@ -274,44 +275,50 @@ pub(super) fn parse_request(raw: Bytes, limits: &Limits) -> Result<RequestHead, 
                 "non-ASCII byte in the request target",
             ));
         }
-        Ok(RequestHead {
-            method: at(method),
-            target: at(path),
+        let head = RequestHead {
+            method: offsets(buf, method.as_bytes()),
+            target: offsets(buf, path.as_bytes()),
             version: version(req.version),
             headers,
-        })
+        };
+        Ok(Some((head, len)))
     })
 }
 
-/// Parses a response head that is complete in `raw`.
-pub(super) fn parse_response(raw: Bytes, limits: &Limits) -> Result<ResponseHead, Http1Error> {
+/// Parses the response head that starts `buf`, as [`parse_request`] does a request's.
+pub(super) fn parse_response(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(ResponseHead, usize)>, Http1Error> {
     with_uninit_slots(limits, |slots| {
         let mut resp = httparse::Response::new(&mut []);
-        match httparse::ParserConfig::default()
-            .parse_response_with_uninit_headers(&mut resp, &raw, slots)
+        let len = match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, buf, slots)
         {
-            Ok(httparse::Status::Complete(_)) => {}
-            Ok(httparse::Status::Partial) => {
-                return Err(Http1Error::bad_request("truncated response head"))
-            }
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(head_error(e, &[], limits, "response head")),
-        }
+        };
         check_count(resp.headers.len(), limits)?;
-        let headers = HeaderBlock::index(&raw, resp.headers);
+        let headers = HeaderBlock::index(buf, resp.headers);
         let reason = match resp.reason {
-            Some(r) if !r.is_empty() => {
-                let start = (r.as_ptr() as usize - raw.as_ptr() as usize) as u32;
-                start..start + r.len() as u32
-            }
+            Some(r) if !r.is_empty() => offsets(buf, r.as_bytes()),
             _ => 0..0,
         };
-        Ok(ResponseHead {
+        let head = ResponseHead {
             status: resp.code.unwrap_or(0),
             reason,
             version: version(resp.version),
             headers,
-        })
+        };
+        Ok(Some((head, len)))
     })
+}
+
+/// Where `part`, a slice of `buf`, lies in it.
+fn offsets(buf: &[u8], part: &[u8]) -> Range<u32> {
+    let start = (part.as_ptr() as usize - buf.as_ptr() as usize) as u32;
+    start..start + part.len() as u32
 }
 
 /// Where the head that starts `buf` ends (just past its empty line), scanning only from

@@ -13,7 +13,7 @@ use crate::io::{Connection, ReadSide, WriteSide};
 use crate::protocol::http1::{self, encode, Http1Error, Message, RequestDecoder, Version};
 use crate::proxy::tcp_proxy::Active;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -442,8 +442,6 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
         }
         let name =
             HeaderName::from_bytes(k).map_err(|_| (400, "invalid header name".to_string()))?;
-        let value = HeaderValue::from_maybe_shared(shared.clone())
-            .map_err(|_| (400, "invalid header value".to_string()))?;
         if name == http::header::HOST {
             if authority.is_none() {
                 authority = Some(String::from_utf8_lossy(v).into_owned());
@@ -463,6 +461,8 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
                 continue;
             }
         }
+        let value = super::fields::parsed_value(shared)
+            .map_err(|_| (400, "invalid header value".to_string()))?;
         headers.append(name, value);
     }
     let authority = match authority {

@@ -754,7 +754,7 @@ pub fn to_fields(block: &http1::HeaderBlock) -> Result<Fields, AttemptError> {
         let name = http::HeaderName::from_bytes(k)
             .map_err(|_| AttemptError::Protocol("invalid header name".into()))?;
         // The value stays in the head's buffer: no copy, no allocation per field.
-        let value = http::HeaderValue::from_maybe_shared(v)
+        let value = super::fields::parsed_value(v)
             .map_err(|_| AttemptError::Protocol("invalid header value".into()))?;
         fields.append(name, value);
     }
