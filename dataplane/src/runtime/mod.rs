@@ -3,6 +3,7 @@
 //! it: validate, bind what is new, build an immutable snapshot, hand it to every worker between
 //! events, and wait until all of them serve it. A failure anywhere leaves the old config serving.
 
+pub mod deadline;
 pub mod dns;
 pub mod worker;
 

@@ -18,6 +18,51 @@ pub enum Version {
 pub struct HeaderBlock {
     raw: Bytes,
     fields: Vec<(Range<u32>, Range<u32>)>,
+    /// Which of [`WATCHED`] appear (bit i for name i).
+    seen: u8,
+}
+
+/// Names the codec and the proxy look up in every message. Which of them a block holds is
+/// noted while it is indexed, so a lookup of an absent one (most of them, most of the time)
+/// scans nothing.
+const WATCHED: [&str; 6] = [
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "expect",
+    "upgrade",
+    "te",
+];
+
+/// Where `name` (any case) is in [`WATCHED`], told apart by length and first letter.
+fn watched_index(name: &[u8]) -> Option<usize> {
+    let i = match (name.len(), name.first()? | 0x20) {
+        (10, b'c') => 0,
+        (14, b'c') => 1,
+        (17, b't') => 2,
+        (6, b'e') => 3,
+        (7, b'u') => 4,
+        (2, b't') => 5,
+        _ => return None,
+    };
+    Some(i)
+}
+
+/// The bit of a field's `name` (as sent, any case) among [`WATCHED`], 0 for any other name.
+fn watched_bit(name: &[u8]) -> u8 {
+    match watched_index(name) {
+        Some(i) if name.eq_ignore_ascii_case(WATCHED[i].as_bytes()) => 1 << i,
+        _ => 0,
+    }
+}
+
+/// The bit of a name looked up (the proxy asks in lower case; another case is simply
+/// scanned for), 0 for a name not watched.
+fn lookup_bit(name: &[u8]) -> u8 {
+    match watched_index(name) {
+        Some(i) if name == WATCHED[i].as_bytes() => 1 << i,
+        _ => 0,
+    }
 }
 
 impl HeaderBlock {
@@ -43,16 +88,30 @@ impl HeaderBlock {
         })
     }
 
+    /// The fields worth scanning for `name`: none when it is a watched name the block lacks.
+    fn candidates(&self, name: &str) -> &[(Range<u32>, Range<u32>)] {
+        let bit = lookup_bit(name.as_bytes());
+        if bit != 0 && self.seen & bit == 0 {
+            &[]
+        } else {
+            &self.fields
+        }
+    }
+
     /// The values of every field named `name` (ASCII case-insensitive), in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.iter()
+        self.candidates(name)
+            .iter()
+            .map(|(n, v)| (self.range(n), self.range(v)))
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
     }
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
+        self.candidates(name)
+            .iter()
+            .map(|(n, v)| (self.range(n), self.range(v)))
             .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
     }
@@ -85,12 +144,18 @@ impl HeaderBlock {
     /// The index of httparse's borrowed `headers` over `buf`, without the bytes yet (see
     /// [`HeaderBlock::attach`]).
     fn index(buf: &[u8], headers: &[httparse::Header<'_>]) -> HeaderBlock {
+        let mut seen = 0;
+        let fields = headers
+            .iter()
+            .map(|h| {
+                seen |= watched_bit(h.name.as_bytes());
+                (offsets(buf, h.name.as_bytes()), offsets(buf, h.value))
+            })
+            .collect();
         HeaderBlock {
             raw: Bytes::new(),
-            fields: headers
-                .iter()
-                .map(|h| (offsets(buf, h.name.as_bytes()), offsets(buf, h.value)))
-                .collect(),
+            fields,
+            seen,
         }
     }
 

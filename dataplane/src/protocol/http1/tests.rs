@@ -112,6 +112,22 @@ fn heads_are_read_without_copying_and_answer_keep_alive_and_expect() {
         panic!("no head")
     };
     assert!(h.keep_alive() && !h.expects_continue());
+    assert_eq!(h.headers.get("Connection"), Some(&b"keep-alive"[..]));
+    // The names looked up on every message are noted while parsing: present in any case, or
+    // absent; other names are scanned for.
+    let mut d = RequestDecoder::new(Limits::default());
+    let mut buf = BytesMut::from(
+        &b"POST / HTTP/1.1\r\nhost: a\r\nCONTENT-LENGTH: 2\r\nTe: trailers\r\nUpgradeX: no\r\n\r\nok"[..],
+    );
+    let Some(Message::Head(h)) = d.decode(&mut buf).unwrap() else {
+        panic!("no head")
+    };
+    assert_eq!(h.headers.get("content-length"), Some(&b"2"[..]));
+    assert_eq!(h.headers.get("TE"), Some(&b"trailers"[..]));
+    assert_eq!(h.headers.get("upgrade"), None);
+    assert_eq!(h.headers.get("expect"), None);
+    assert_eq!(h.headers.get("UPGRADEX"), Some(&b"no"[..]));
+    assert!(matches!(d.decode(&mut buf).unwrap(), Some(Message::Data(b)) if b == "ok"));
 }
 
 /// The request-smuggling cases: each is refused with the status Envoy 1.40 answers it with

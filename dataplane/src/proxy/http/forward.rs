@@ -26,6 +26,7 @@ use super::{Hcm, Upstream};
 use crate::config::http_options::UpstreamProtocol;
 use crate::error::ProxyError;
 use crate::proxy::cluster::PickRequest;
+use crate::runtime::deadline::TimerPool;
 use http::HeaderValue;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -34,8 +35,21 @@ use tokio::time::Instant;
 
 /// What the connection a request arrived on says about it.
 pub struct ConnInfo {
-    /// The connection's peer; for the router, the trusted client address (see `Exchange`).
+    /// The connection's peer.
     pub peer: SocketAddr,
+    /// The timers of its deadlines. An HTTP/1 connection's requests come one after another, so
+    /// each kind of deadline (the idle read, the route's timeout) only moves later and its timer
+    /// is moved in place (see `runtime::deadline`); an HTTP/2 stream has its own.
+    pub timers: TimerPool,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr) -> ConnInfo {
+        ConnInfo {
+            peer,
+            timers: TimerPool::default(),
+        }
+    }
 }
 
 /// A request's outcome: the response to send and what its access log line needs.
@@ -125,8 +139,7 @@ impl Hcm {
             &self.routes.config.internal_only_headers,
         );
         let logged = (!self.config.access_log.is_empty()).then(|| head.clone());
-        let trusted = ConnInfo { peer: downstream };
-        let mut ex = self.route_and_forward(head, body, &trusted).await;
+        let mut ex = self.route_and_forward(head, body, conn, downstream).await;
         if ex.logged.is_none() {
             ex.logged = logged;
         }
@@ -174,6 +187,8 @@ impl Hcm {
         mut head: RequestHead,
         body: Body,
         conn: &ConnInfo,
+        // The trusted client address (see `Exchange::downstream`).
+        client: SocketAddr,
     ) -> Exchange {
         for f in &self.config.filters.chain {
             if let Decision::Reply(r) = f.on_request(&mut head) {
@@ -196,7 +211,7 @@ impl Hcm {
         };
         let mutations = [&route.headers, &vh.headers, &table.config.headers];
         let scope = Scope {
-            peer: conn.peer,
+            peer: client,
             upstream_host: None,
             cluster: None,
             route_name: &route.name,
@@ -262,16 +277,25 @@ impl Hcm {
             head.headers
                 .insert(X_EXPECTED_TIMEOUT, number_header(t.as_millis() as u64));
         }
-        let hash = hash_key(&forward.hash_policy, &head, conn);
+        let hash = hash_key(&forward.hash_policy, &head, client);
         // The request as forwarded, for response values that name it (rarely needed).
         let kept = mutations
             .iter()
             .any(|m| m.formats_response)
             .then(|| head.clone());
-        let attempts = self.attempts(upstream.clone(), head, body, forward, retry, timeout, hash);
+        let attempts = self.attempts(
+            upstream.clone(),
+            head,
+            body,
+            forward,
+            retry,
+            timeout,
+            hash,
+            &conn.timers,
+        );
         let mut ex = match max_duration {
             // Envoy's max stream duration: 408, DEADLINE_EXCEEDED to a gRPC client.
-            Some(d) => tokio::time::timeout(d, attempts).await.unwrap_or_else(|_| {
+            Some(d) => conn.timers.timeout(d, attempts).await.unwrap_or_else(|_| {
                 self.stats.downstream_rq_max_duration_reached.inc();
                 Exchange {
                     response: local_reply::reply_with_grpc_status(
@@ -355,6 +379,7 @@ impl Hcm {
         retry: Option<&RetryPolicy>,
         timeout: Option<Duration>,
         hash: Option<u64>,
+        timers: &TimerPool,
     ) -> Exchange {
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
@@ -456,7 +481,7 @@ impl Hcm {
                 }
             };
             let result = match attempt_deadline {
-                Some(d) => tokio::time::timeout_at(d, send).await.ok(),
+                Some(d) => timers.timeout_at(d, send).await.ok(),
                 None => Some(send.await),
             };
             let per_try_expired = result.is_none() && deadline.is_none_or(|d| Instant::now() < d);

@@ -2,11 +2,11 @@
 //! policy retries and how long it waits between tries, the request's deadline (route timeout,
 //! max_stream_duration, grpc-timeout), and the hash key of its hash policy.
 
-use super::forward::ConnInfo;
 use super::message::RequestHead;
 use super::request_headers::GRPC_TIMEOUT;
 use super::route_config::{retry_on, Forward, HashPolicy, RetryPolicy};
 use crate::proxy::lb::hash64;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Whether a response with `status` (and, for gRPC, its grpc-status) is one the policy retries.
@@ -99,7 +99,7 @@ pub fn parse_grpc_timeout(v: &[u8]) -> Option<Duration> {
 pub(super) fn hash_key(
     policies: &[HashPolicy],
     head: &RequestHead,
-    conn: &ConnInfo,
+    client: SocketAddr,
 ) -> Option<u64> {
     let mut hash: Option<u64> = None;
     for p in policies {
@@ -111,10 +111,9 @@ pub(super) fn hash_key(
             HashPolicy::Cookie { name, terminal } => {
                 (cookie(head, name).map(|v| hash64(v.as_bytes())), *terminal)
             }
-            HashPolicy::SourceIp { terminal } => (
-                Some(hash64(conn.peer.ip().to_string().as_bytes())),
-                *terminal,
-            ),
+            HashPolicy::SourceIp { terminal } => {
+                (Some(hash64(client.ip().to_string().as_bytes())), *terminal)
+            }
         };
         if let Some(h) = h {
             // Envoy folds several policies' hashes: rotate left by one, then xor.

@@ -12,6 +12,7 @@ use super::{config::UnderscoresAction, Hcm};
 use crate::io::{Connection, ReadSide, WriteSide};
 use crate::protocol::http1::{self, encode, Http1Error, Message, RequestDecoder, Version};
 use crate::proxy::tcp_proxy::Active;
+use crate::runtime::deadline::TimerPool;
 use bytes::{Bytes, BytesMut};
 use http::HeaderName;
 use std::cell::Cell;
@@ -45,19 +46,20 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
     let (mut rd, mut wr) = conn.split();
     let mut buf = initial;
     let mut decoder = RequestDecoder::new(hcm.config.limits);
-    let info = ConnInfo { peer };
+    let info = ConnInfo::new(peer);
     loop {
-        let (h, first_byte) = match read_head(&hcm, &mut rd, &mut buf, &mut decoder).await {
-            HeadRead::Head(h, at) => (h, at),
-            HeadRead::Closed => return,
-            HeadRead::Failed(status, reason) => {
-                hcm.stats.downstream_cx_protocol_error.inc();
-                tracing::debug!(%peer, status, "closing an HTTP/1 connection: {reason}");
-                let _ = write_error(&mut wr, status).await;
-                hcm.count_response(status);
-                return;
-            }
-        };
+        let (h, first_byte) =
+            match read_head(&hcm, &info.timers, &mut rd, &mut buf, &mut decoder).await {
+                HeadRead::Head(h, at) => (h, at),
+                HeadRead::Closed => return,
+                HeadRead::Failed(status, reason) => {
+                    hcm.stats.downstream_cx_protocol_error.inc();
+                    tracing::debug!(%peer, status, "closing an HTTP/1 connection: {reason}");
+                    let _ = write_error(&mut wr, status).await;
+                    hcm.count_response(status);
+                    return;
+                }
+            };
         let start = SystemTime::now();
         hcm.stats.downstream_rq_total.inc();
         hcm.stats.downstream_rq_http1_total.inc();
@@ -136,12 +138,22 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
                     }
                 };
                 hcm.replace_if_timed_out(&mut ex, is_grpc, &progress);
-                let r =
-                    write_response(&hcm, &mut wr, &mut ex, version, is_head, &close, &sent).await;
+                let r = write_response(
+                    &hcm,
+                    &info.timers,
+                    &mut wr,
+                    &mut ex,
+                    version,
+                    is_head,
+                    &close,
+                    &sent,
+                )
+                .await;
                 (ex, r)
             };
             let feed = feed_body(
                 &hcm,
+                &info.timers,
                 &mut rd,
                 &mut buf,
                 &mut decoder,
@@ -224,6 +236,7 @@ async fn handle_relaying_continue(
 
 async fn read_head(
     hcm: &Hcm,
+    timers: &TimerPool,
     rd: &mut ReadSide,
     buf: &mut BytesMut,
     decoder: &mut RequestDecoder,
@@ -264,7 +277,7 @@ async fn read_head(
             READ_CHUNK
         });
         let read = match wake {
-            Some(d) => tokio::time::timeout_at(d, rd.read_buf(buf)).await,
+            Some(d) => timers.timeout_at(d, rd.read_buf(buf)).await,
             None => Ok(rd.read_buf(buf).await),
         };
         match read {
@@ -327,8 +340,10 @@ fn join(mut parts: Vec<Bytes>) -> Bytes {
 }
 
 /// Reads the rest of a request body into its channel. `true` when it ended cleanly.
+#[allow(clippy::too_many_arguments)]
 async fn feed_body(
     hcm: &Hcm,
+    timers: &TimerPool,
     rd: &mut ReadSide,
     buf: &mut BytesMut,
     decoder: &mut RequestDecoder,
@@ -368,7 +383,7 @@ async fn feed_body(
         };
         buf.reserve(READ_CHUNK);
         let read = match until {
-            Some(d) => tokio::time::timeout_at(d, rd.read_buf(buf)).await,
+            Some(d) => timers.timeout_at(d, rd.read_buf(buf)).await,
             None => Ok(rd.read_buf(buf).await),
         };
         match read {
@@ -516,20 +531,12 @@ enum OutFraming {
 
 /// Writes response bytes; a client that takes none of them for stream_idle_timeout ends the
 /// stream (Envoy's stream idle timeout also runs while a response waits on its reader).
-async fn send(hcm: &Hcm, wr: &mut WriteSide, bytes: &[u8]) -> Result<(), ()> {
+async fn send(hcm: &Hcm, timers: &TimerPool, wr: &mut WriteSide, bytes: &[u8]) -> Result<(), ()> {
     let Some(idle) = hcm.config.stream_idle_timeout else {
         return wr.write_all(bytes).await.map_err(|_| ());
     };
-    let mut write = std::pin::pin!(wr.write_all(bytes));
-    // Most writes complete at once and need no timer.
-    if let std::task::Poll::Ready(r) = std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(std::future::Future::poll(write.as_mut(), cx))
-    })
-    .await
-    {
-        return r.map_err(|_| ());
-    }
-    match tokio::time::timeout(idle, write).await {
+    // Most writes complete at once and need no timer (the pool's first poll takes none).
+    match timers.timeout(idle, wr.write_all(bytes)).await {
         Ok(r) => r.map_err(|_| ()),
         Err(_) => {
             hcm.stats.downstream_rq_idle_timeout.inc();
@@ -540,8 +547,10 @@ async fn send(hcm: &Hcm, wr: &mut WriteSide, bytes: &[u8]) -> Result<(), ()> {
 }
 
 /// Writes the response head and streams its body. `Err` leaves the connection unusable.
+#[allow(clippy::too_many_arguments)]
 async fn write_response(
     hcm: &Hcm,
+    timers: &TimerPool,
     wr: &mut WriteSide,
     ex: &mut Exchange,
     version: Version,
@@ -623,27 +632,27 @@ async fn write_response(
     };
     encode::response_head(status, reason.as_bytes(), fields, &mut out);
     if bodiless {
-        return send(hcm, wr, &out).await;
+        return send(hcm, timers, wr, &out).await;
     }
     if let Body::Full(b) = &resp.body {
         out.extend_from_slice(b);
         sent.set(b.len() as u64);
-        return send(hcm, wr, &out).await;
+        return send(hcm, timers, wr, &out).await;
     }
-    send(hcm, wr, &out).await?;
+    send(hcm, timers, wr, &out).await?;
     if framing == OutFraming::None {
         return Ok(());
     }
     loop {
-        match next_frame(hcm, &mut resp.body).await {
+        match next_frame(hcm, timers, &mut resp.body).await {
             Some(Ok(Frame::Data(d))) => {
                 sent.set(sent.get() + d.len() as u64);
                 if framing == OutFraming::Chunked {
                     out.clear();
                     encode::chunk(&d, &mut out);
-                    send(hcm, wr, &out).await?;
+                    send(hcm, timers, wr, &out).await?;
                 } else {
-                    send(hcm, wr, &d).await?;
+                    send(hcm, timers, wr, &d).await?;
                 }
             }
             Some(Ok(Frame::Trailers(t))) => {
@@ -653,13 +662,13 @@ async fn write_response(
                         t.iter().map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes())),
                         &mut out,
                     );
-                    send(hcm, wr, &out).await?;
+                    send(hcm, timers, wr, &out).await?;
                 }
                 return Ok(());
             }
             None => {
                 if framing == OutFraming::Chunked {
-                    send(hcm, wr, b"0\r\n\r\n").await?;
+                    send(hcm, timers, wr, b"0\r\n\r\n").await?;
                 }
                 return Ok(());
             }
@@ -676,11 +685,12 @@ async fn write_response(
 /// response as a reset would).
 pub async fn next_frame(
     hcm: &Hcm,
+    timers: &TimerPool,
     body: &mut Body,
 ) -> Option<Result<Frame, super::message::BodyError>> {
     match hcm.config.stream_idle_timeout {
         None => body.next().await,
-        Some(t) => match tokio::time::timeout(t, body.next()).await {
+        Some(t) => match timers.timeout(t, body.next()).await {
             Ok(f) => f,
             Err(_) => {
                 hcm.stats.downstream_rq_idle_timeout.inc();

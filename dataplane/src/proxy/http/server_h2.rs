@@ -11,6 +11,7 @@ use super::message::{Body, Frame, RequestHead, Response};
 use super::Hcm;
 use crate::io::ByteStream;
 use crate::proxy::tcp_proxy::Active;
+use crate::runtime::deadline::TimerPool;
 use bytes::Bytes;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -52,6 +53,7 @@ pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
         },
     };
     let active = Rc::new(std::cell::Cell::new(0usize));
+    let timers = TimerPool::default();
     let mut idle_since = tokio::time::Instant::now();
     let mut drain = crate::drain::subscribe();
     let mut goaway_sent = false;
@@ -64,7 +66,7 @@ pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
         };
         let next = async {
             match idle_deadline {
-                Some(d) => tokio::time::timeout_at(d, conn.accept()).await.ok(),
+                Some(d) => timers.timeout_at(d, conn.accept()).await.ok(),
                 None => Some(conn.accept().await),
             }
         };
@@ -142,7 +144,7 @@ async fn stream(
         Err(status) => {
             let r = super::local_reply::reply(None, status, "");
             hcm.count_response(status);
-            let _ = send(hcm, &mut respond, r).await;
+            let _ = send(hcm, &TimerPool::default(), &mut respond, r).await;
             return;
         }
     };
@@ -167,7 +169,7 @@ async fn stream(
         deadline,
         progress.clone(),
     );
-    let info = ConnInfo { peer };
+    let info = ConnInfo::new(peer);
     // A client that resets the stream before its answer ends the request upstream too
     // (dropping the attempt resets its upstream stream), as Envoy does.
     let signal = head.continue_to.clone();
@@ -200,7 +202,7 @@ async fn stream(
     hcm.count_response(status);
     let response = std::mem::replace(&mut ex.response, Response::local(status, ""));
     let head_copy = hcm.logs_enabled().then(|| response.head.clone());
-    let sent = send(hcm, &mut respond, response).await;
+    let sent = send(hcm, &info.timers, &mut respond, response).await;
     hcm.stats.downstream_rq_completed.inc();
     if progress.idled.get() {
         hcm.stats.downstream_rq_idle_timeout.inc();
@@ -261,7 +263,12 @@ fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<RequestHead, u16
 }
 
 /// Sends the response head and body on the stream; the body bytes sent.
-async fn send(hcm: &Hcm, respond: &mut h2::server::SendResponse<Bytes>, mut r: Response) -> u64 {
+async fn send(
+    hcm: &Hcm,
+    timers: &TimerPool,
+    respond: &mut h2::server::SendResponse<Bytes>,
+    mut r: Response,
+) -> u64 {
     let mut headers = std::mem::take(&mut r.head.headers);
     super::upstream::strip_hop_by_hop(&mut headers);
     let mut out = http::Response::new(());
@@ -281,7 +288,7 @@ async fn send(hcm: &Hcm, respond: &mut h2::server::SendResponse<Bytes>, mut r: R
     }
     let mut sent = 0u64;
     loop {
-        match super::server_h1::next_frame(hcm, &mut r.body).await {
+        match super::server_h1::next_frame(hcm, timers, &mut r.body).await {
             Some(Ok(Frame::Data(data))) => {
                 let n = data.len() as u64;
                 if !super::message::send_h2_data(&mut stream, data).await {
