@@ -12,6 +12,7 @@ pub mod fallback;
 pub mod fds;
 pub mod listener;
 pub mod local_address;
+pub mod scratch;
 pub mod splice;
 pub mod userspace;
 

@@ -3,14 +3,14 @@
 //! choose, with [`framing_header`].
 
 use super::framing::BodyFraming;
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 
 /// `METHOD target HTTP/1.1` and the fields, up to and including the empty line.
 pub fn request_head<'a>(
     method: &str,
     target: &[u8],
     fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-    out: &mut BytesMut,
+    out: &mut impl BufMut,
 ) {
     out.put_slice(method.as_bytes());
     out.put_u8(b' ');
@@ -24,7 +24,7 @@ pub fn response_head<'a>(
     status: u16,
     reason: &[u8],
     fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-    out: &mut BytesMut,
+    out: &mut impl BufMut,
 ) {
     out.put_slice(b"HTTP/1.1 ");
     // Three digits, written without formatting (a status is 100 to 999 on the wire).
@@ -40,7 +40,7 @@ pub fn response_head<'a>(
     put_fields(fields, out);
 }
 
-fn put_fields<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>, out: &mut BytesMut) {
+fn put_fields<'a>(fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>, out: &mut impl BufMut) {
     for (name, value) in fields {
         out.put_slice(name);
         out.put_slice(b": ");
@@ -79,7 +79,7 @@ pub fn framing_header(framing: BodyFraming) -> Option<(&'static [u8], String)> {
 }
 
 /// One chunk of a chunked body; an empty `data` writes nothing (it would end the body).
-pub fn chunk(data: &[u8], out: &mut BytesMut) {
+pub fn chunk(data: &[u8], out: &mut impl BufMut) {
     if data.is_empty() {
         return;
     }
@@ -93,7 +93,7 @@ pub fn chunk(data: &[u8], out: &mut BytesMut) {
 /// The last chunk, with trailers if any.
 pub fn last_chunk<'a>(
     trailers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-    out: &mut BytesMut,
+    out: &mut impl BufMut,
 ) {
     out.put_slice(b"0\r\n");
     put_fields(trailers, out);

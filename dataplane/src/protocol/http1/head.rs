@@ -204,6 +204,13 @@ impl RequestHead {
         self.headers.range(&self.target)
     }
 
+    /// The target as a slice of the head's own buffer (no copy).
+    pub fn target_shared(&self) -> Bytes {
+        self.headers
+            .raw
+            .slice(self.target.start as usize..self.target.end as usize)
+    }
+
     /// Whether the connection stays open after this exchange, as the client asks.
     pub fn keep_alive(&self) -> bool {
         self.headers.keep_alive(self.version)

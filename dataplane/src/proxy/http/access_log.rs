@@ -327,8 +327,8 @@ fn value(op: &Operator, r: &Record<'_>) -> Option<String> {
 fn request_field(req: &RequestHead, name: &str) -> Option<String> {
     match name {
         ":method" => Some(req.method.as_str().to_string()),
-        ":path" => Some(req.path.clone()),
-        ":authority" | "host" => (!req.authority.is_empty()).then(|| req.authority.clone()),
+        ":path" => Some(req.path.to_string()),
+        ":authority" | "host" => (!req.authority.is_empty()).then(|| req.authority.to_string()),
         ":scheme" => Some(req.scheme.to_string()),
         _ => req.headers.get(name)?.to_str().ok().map(str::to_string),
     }

@@ -159,7 +159,7 @@ impl Hcm {
         match outcome {
             PathOutcome::Unchanged => None,
             PathOutcome::Rewritten(p) => {
-                head.path = p;
+                head.path = p.into();
                 None
             }
             PathOutcome::Reject => {
@@ -351,7 +351,7 @@ impl Hcm {
 
     fn rewrite(&self, head: &mut RequestHead, forward: &Forward, route: &Route) {
         if let Some(p) = rewritten_path(&head.path, forward, route) {
-            let original = std::mem::replace(&mut head.path, p);
+            let original = std::mem::replace(&mut head.path, p.into());
             if head.path != original && !self.config.filters.router.suppress_envoy_headers {
                 if let Ok(v) = HeaderValue::from_str(&original) {
                     head.headers.insert(X_ORIGINAL_PATH, v);
@@ -360,10 +360,10 @@ impl Hcm {
         }
         match &forward.host_rewrite {
             HostRewrite::None | HostRewrite::Auto => {}
-            HostRewrite::Literal(h) => head.authority = h.clone(),
+            HostRewrite::Literal(h) => head.authority = h.as_str().into(),
             HostRewrite::Header(name) => {
                 if let Some(v) = head.headers.get(name).and_then(|v| v.to_str().ok()) {
-                    head.authority = v.to_string();
+                    head.authority = v.to_string().into();
                 }
             }
         }
@@ -393,7 +393,8 @@ impl Hcm {
         );
         let can_replay = |r: &Option<Replay>| r.as_ref().is_some_and(Replay::can_replay);
         let mut body = Some(first);
-        let mut tried: Vec<usize> = Vec::new();
+        // The hosts tried so far (a request rarely has more than a few attempts).
+        let mut tried: smallvec::SmallVec<[usize; 4]> = smallvec::SmallVec::new();
         let mut retries_left = retry.map_or(0, |r| r.num_retries);
         let mut retry_number = 0u32;
         let mut transparent_left = 1u32;
@@ -448,7 +449,7 @@ impl Hcm {
             };
             tried.push(index);
             if auto_host {
-                head.authority = host.address.to_string();
+                head.authority = host.address.to_string().into();
             }
             let next = || {
                 replay

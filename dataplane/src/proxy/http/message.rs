@@ -9,6 +9,7 @@
 //! end (an HTTP/2 source gets its window back only as its frames are taken).
 
 pub use super::fields::Fields;
+use super::text::Text;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use std::rc::Rc;
@@ -29,9 +30,9 @@ pub struct RequestHead {
     /// `http` or `https` (HTTP/2's :scheme; for HTTP/1 what the connection is).
     pub scheme: &'static str,
     /// Host / :authority as sent, port included.
-    pub authority: String,
+    pub authority: Text,
     /// :path, query included (origin form; `*` for OPTIONS *).
-    pub path: String,
+    pub path: Text,
     /// The protocol the request arrived in.
     pub version: http::Version,
     /// Every other field; HTTP/1's connection-specific fields already removed.

@@ -29,6 +29,7 @@ pub mod route_config;
 pub mod router;
 pub mod server_h1;
 pub mod server_h2;
+pub mod text;
 pub mod time_text;
 pub mod upstream;
 

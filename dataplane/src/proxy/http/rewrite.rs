@@ -60,7 +60,7 @@ pub fn redirect_location(rd: &Redirect, head: &RequestHead, route: &Route) -> St
                 head.path.get(matched.min(head.path.len())..).unwrap_or("")
             )
         }
-        (None, None) => head.path.clone(),
+        (None, None) => head.path.to_string(),
     };
     if rd.strip_query {
         if let Some(i) = path.find('?') {

@@ -8,6 +8,7 @@
 use super::fields::Fields;
 use super::forward::{ConnInfo, Exchange};
 use super::message::{is_hop_by_hop, Body, BodySender, Frame, Progress, RequestHead, Upgraded};
+use super::text::Text;
 use super::{config::UnderscoresAction, Hcm};
 use crate::io::{Connection, ReadSide, WriteSide};
 use crate::protocol::http1::{self, encode, Http1Error, Message, RequestDecoder, Version};
@@ -424,9 +425,10 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
     }
     let target = h.target();
     let (mut authority, path) = if target.first() == Some(&b'/') {
-        (None, String::from_utf8_lossy(target).into_owned())
+        // ASCII (the codec refuses any other byte in a target): shared, not copied.
+        (None, Text::from_shared_lossy(h.target_shared()))
     } else if target == b"*" && method == http::Method::OPTIONS {
-        (None, "*".to_string())
+        (None, Text::from_static("*"))
     } else {
         let uri: http::Uri = std::str::from_utf8(target)
             .ok()
@@ -434,9 +436,9 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
             .ok_or((400, "invalid request target".to_string()))?;
         match (uri.scheme_str(), uri.authority()) {
             (Some("http" | "https"), Some(a)) => (
-                Some(a.as_str().to_string()),
+                Some(Text::from(a.as_str())),
                 uri.path_and_query()
-                    .map_or("/".to_string(), |p| p.as_str().to_string()),
+                    .map_or(Text::from_static("/"), |p| Text::from(p.as_str())),
             ),
             _ => return Err((400, "invalid request target".into())),
         }
@@ -459,7 +461,7 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
             HeaderName::from_bytes(k).map_err(|_| (400, "invalid header name".to_string()))?;
         if name == http::header::HOST {
             if authority.is_none() {
-                authority = Some(String::from_utf8_lossy(v).into_owned());
+                authority = Some(Text::from_shared_lossy(shared));
             }
             continue;
         }
@@ -483,7 +485,7 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
     let authority = match authority {
         Some(a) => a,
         None if h.version == Version::Http10 => {
-            c.default_host_for_http_10.clone().unwrap_or_default()
+            Text::from(c.default_host_for_http_10.as_deref().unwrap_or_default())
         }
         None => return Err((400, "missing host header".into())),
     };
@@ -620,7 +622,7 @@ async fn write_response(
         .into_iter()
         .chain(own)
         .chain(connection.into_iter().flatten());
-    let mut out = BytesMut::with_capacity(512);
+    let mut out = crate::io::scratch::Scratch::take();
     let reason = encode::reason_phrase(status);
     let reason = if reason == "Error" {
         http::StatusCode::from_u16(status)
@@ -630,7 +632,7 @@ async fn write_response(
     } else {
         reason
     };
-    encode::response_head(status, reason.as_bytes(), fields, &mut out);
+    encode::response_head(status, reason.as_bytes(), fields, &mut *out);
     if bodiless {
         return send(hcm, timers, wr, &out).await;
     }
@@ -649,7 +651,7 @@ async fn write_response(
                 sent.set(sent.get() + d.len() as u64);
                 if framing == OutFraming::Chunked {
                     out.clear();
-                    encode::chunk(&d, &mut out);
+                    encode::chunk(&d, &mut *out);
                     send(hcm, timers, wr, &out).await?;
                 } else {
                     send(hcm, timers, wr, &d).await?;
@@ -660,7 +662,7 @@ async fn write_response(
                     out.clear();
                     encode::last_chunk(
                         t.iter().map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes())),
-                        &mut out,
+                        &mut *out,
                     );
                     send(hcm, timers, wr, &out).await?;
                 }

@@ -8,6 +8,7 @@
 
 use super::forward::ConnInfo;
 use super::message::{Body, Frame, RequestHead, Response};
+use super::text::Text;
 use super::Hcm;
 use crate::io::ByteStream;
 use crate::proxy::tcp_proxy::Active;
@@ -220,12 +221,12 @@ fn continue_response() -> http::Response<()> {
 
 fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<RequestHead, u16> {
     let authority = match parts.uri.authority() {
-        Some(a) => a.as_str().to_string(),
+        Some(a) => Text::from(a.as_str()),
         None => parts
             .headers
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
+            .map(Text::from)
             .ok_or(400u16)?,
     };
     if parts.method == http::Method::CONNECT {
@@ -234,7 +235,7 @@ fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<RequestHead, u16
     let path = parts
         .uri
         .path_and_query()
-        .map(|p| p.as_str().to_string())
+        .map(|p| Text::from(p.as_str()))
         .ok_or(400u16)?;
     let mut headers = super::fields::Fields::from(parts.headers);
     headers.remove(http::header::HOST);

@@ -288,7 +288,7 @@ fn to_h2_request(head: &RequestHead, host: SocketAddr) -> Result<http::Request<(
     let authority = if head.authority.is_empty() {
         host.to_string()
     } else {
-        head.authority.clone()
+        head.authority.to_string()
     };
     let uri = http::Uri::builder()
         .scheme(head.scheme)
@@ -349,7 +349,7 @@ enum Outgoing {
 }
 
 /// The request head as HTTP/1.1 bytes, with the framing its body needs.
-fn encode_h1_head(head: &RequestHead, body: &Body, out: &mut BytesMut) -> Outgoing {
+fn encode_h1_head(head: &RequestHead, body: &Body, out: &mut Vec<u8>) -> Outgoing {
     let has_length = head.headers.contains_key(http::header::CONTENT_LENGTH);
     let mut digits = [0u8; 20];
     let mut framing_field: Option<(&[u8], &[u8])> = None;
@@ -458,7 +458,7 @@ async fn h1_exchange(
     head: &RequestHead,
     body: Body,
 ) -> Result<Response, AttemptError> {
-    let mut out = BytesMut::with_capacity(512);
+    let mut out = crate::io::scratch::Scratch::take();
     let framing = encode_h1_head(head, &body, &mut out);
     if let Body::Full(b) = &body {
         out.extend_from_slice(b);
@@ -466,6 +466,7 @@ async fn h1_exchange(
     if conn.wr.write_all(&out).await.is_err() {
         return Err(AttemptError::Reset { reused });
     }
+    drop(out); // back to the worker for the next head
     let mut writer = match body {
         Body::Empty | Body::Full(_) => Writer::Here(conn.wr),
         body if framing == Outgoing::None => {
@@ -567,7 +568,8 @@ async fn h1_exchange(
     }
     // A body that is already here in full goes on as one piece, and the connection goes back
     // to the pool at once.
-    let mut collected: Vec<Bytes> = Vec::new();
+    // (Usually one piece: kept inline, no allocation.)
+    let mut collected: smallvec::SmallVec<[Bytes; 2]> = smallvec::SmallVec::new();
     let mut size = 0;
     loop {
         match decoder.decode(&mut buf, is_head) {
