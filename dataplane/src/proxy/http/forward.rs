@@ -62,7 +62,7 @@ pub struct Exchange {
     pub cluster: Option<Rc<Upstream>>,
     pub route_name: String,
     /// The request as forwarded (after edge headers), when an access log needs it.
-    pub logged: Option<RequestHead>,
+    pub logged: Option<Box<RequestHead>>,
     /// The client as far as sluice trusts it (x-forwarded-for with xff_num_trusted_hops), when
     /// the request got that far.
     pub downstream: Option<SocketAddr>,
@@ -138,7 +138,7 @@ impl Hcm {
             conn.peer,
             &self.routes.config.internal_only_headers,
         );
-        let logged = (!self.config.access_log.is_empty()).then(|| head.clone());
+        let logged = (!self.config.access_log.is_empty()).then(|| Box::new(head.clone()));
         let mut ex = self.route_and_forward(head, body, conn, downstream).await;
         if ex.logged.is_none() {
             ex.logged = logged;

@@ -127,7 +127,8 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
         let sent = Cell::new(0u64);
         let close = Cell::new(!client_keep_alive);
         let outcome = {
-            let respond = async {
+            // Pinned where they are made: a move would copy these futures (kilobytes) whole.
+            let mut respond = std::pin::pin!(async {
                 let mut ex = match head.continue_to.clone() {
                     None => hcm.handle(head, body, &info).await,
                     // Rare: boxed, so that the common path's future does not grow by it.
@@ -151,8 +152,8 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
                 )
                 .await;
                 (ex, r)
-            };
-            let feed = feed_body(
+            });
+            let mut feed = std::pin::pin!(feed_body(
                 &hcm,
                 &info.timers,
                 &mut rd,
@@ -161,8 +162,7 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
                 feeder,
                 request_deadline,
                 &progress,
-            );
-            tokio::pin!(respond, feed);
+            ));
             loop {
                 tokio::select! {
                     out = &mut respond => break out,
