@@ -171,6 +171,79 @@ impl Fields {
     }
 }
 
+/// Whether `raw`, a token (as httparse lets through in a field name), is `lower` (lower-case
+/// letters and `-`) in any case. Setting bit 5 lower-cases a letter and leaves `-` and digits
+/// as they are; the only other token bytes it changes (`^`, `_`) become bytes no such name
+/// has. Eight bytes are compared at a time.
+fn is_token_ci(raw: &[u8], lower: &[u8]) -> bool {
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    let n = raw.len();
+    if n != lower.len() {
+        return false;
+    }
+    let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
+    if n >= 8 {
+        // The first eight and the last eight bytes (overlapping when fewer than 16).
+        return (word(raw, 0) | CASE) == word(lower, 0)
+            && (word(raw, n - 8) | CASE) == word(lower, n - 8)
+            && (n <= 16 || is_token_ci(&raw[8..n - 8], &lower[8..n - 8]));
+    }
+    raw.iter().zip(lower).all(|(r, l)| (r | 0x20) == *l)
+}
+
+/// A field name from an HTTP/1 head (a token, as httparse checked), in any case. The names
+/// most messages carry are told apart by length and first letter and compared in place,
+/// without the lower-cased copy and table walk of `HeaderName::from_bytes` (the other names
+/// go there).
+pub fn parsed_name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
+    use http::header as h;
+    static KNOWN: [(&[u8], HeaderName); 14] = [
+        (b"host", h::HOST),
+        (b"date", h::DATE),
+        (b"accept", h::ACCEPT),
+        (b"server", h::SERVER),
+        (b"cookie", h::COOKIE),
+        (b"user-agent", h::USER_AGENT),
+        (b"connection", h::CONNECTION),
+        (b"content-type", h::CONTENT_TYPE),
+        (b"cache-control", h::CACHE_CONTROL),
+        (b"authorization", h::AUTHORIZATION),
+        (b"content-length", h::CONTENT_LENGTH),
+        (b"accept-encoding", h::ACCEPT_ENCODING),
+        (
+            b"x-forwarded-for",
+            HeaderName::from_static("x-forwarded-for"),
+        ),
+        (b"transfer-encoding", h::TRANSFER_ENCODING),
+    ];
+    let Some(&first) = raw.first() else {
+        return HeaderName::from_bytes(raw);
+    };
+    let at = match (raw.len(), first | 0x20) {
+        (4, b'h') => 0,
+        (4, b'd') => 1,
+        (6, b'a') => 2,
+        (6, b's') => 3,
+        (6, b'c') => 4,
+        (10, b'u') => 5,
+        (10, b'c') => 6,
+        (12, b'c') => 7,
+        (13, b'c') => 8,
+        (13, b'a') => 9,
+        (14, b'c') => 10,
+        (15, b'a') => 11,
+        (15, b'x') => 12,
+        (17, b't') => 13,
+        _ => return HeaderName::from_bytes(raw),
+    };
+    let (lower, name) = &KNOWN[at];
+    if is_token_ci(raw, lower) {
+        Ok(name.clone())
+    } else {
+        HeaderName::from_bytes(raw)
+    }
+}
+
 /// A field value from an HTTP/1 head (an `http1::HeaderBlock`), kept in the head's buffer.
 ///
 /// httparse admitted only the bytes a `HeaderValue` allows (HTAB, SP to `~`, obs-text), so an
@@ -269,6 +342,35 @@ mod tests {
         assert_eq!(f.remove("x-multi"), Some(v("1")));
         assert!(!f.contains_key("x-multi"));
         assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn names_from_the_wire_are_lower_cased_known_or_not() {
+        for (raw, want) in [
+            ("Host", "host"),
+            ("CONTENT-LENGTH", "content-length"),
+            ("X-Forwarded-For", "x-forwarded-for"),
+            ("Hast", "hast"),
+            ("content-lengtx", "content-lengtx"),
+            ("X-Custom", "x-custom"),
+        ] {
+            assert_eq!(parsed_name(raw.as_bytes()).unwrap().as_str(), want);
+        }
+        assert!(parsed_name(b"").is_err());
+        // Token bytes that bit 5 would fold onto a letter's case are not taken for it.
+        assert_eq!(
+            parsed_name(b"Content_Length").unwrap().as_str(),
+            "content_length"
+        );
+        assert_eq!(
+            parsed_name(b"x-forwarded^for").unwrap().as_str(),
+            "x-forwarded^for"
+        );
+        assert!(is_token_ci(b"TRANSFER-ENCODING", b"transfer-encoding"));
+        assert!(!is_token_ci(b"TRANSFER-ENCODINH", b"transfer-encoding"));
+        assert!(!is_token_ci(b"TRANSFER_ENCODING", b"transfer-encoding"));
+        assert!(parsed_name(b"bad name").is_err());
+        assert!(parsed_name(b"Ho\x00t").is_err());
     }
 
     #[test]

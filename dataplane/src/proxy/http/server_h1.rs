@@ -15,7 +15,6 @@ use crate::protocol::http1::{self, encode, Http1Error, Message, RequestDecoder, 
 use crate::proxy::tcp_proxy::Active;
 use crate::runtime::deadline::TimerPool;
 use bytes::{Bytes, BytesMut};
-use http::HeaderName;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -458,7 +457,7 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
             }
         }
         let name =
-            HeaderName::from_bytes(k).map_err(|_| (400, "invalid header name".to_string()))?;
+            super::fields::parsed_name(k).map_err(|_| (400, "invalid header name".to_string()))?;
         if name == http::header::HOST {
             if authority.is_none() {
                 authority = Some(Text::from_shared_lossy(shared));

@@ -21,6 +21,9 @@ impl Text {
 
     /// `bytes` as text, any byte that is not UTF-8 replaced (as `String::from_utf8_lossy`).
     pub fn from_shared_lossy(bytes: Bytes) -> Text {
+        if bytes.is_ascii() {
+            return Text(bytes); // the usual case, checked a word at a time
+        }
         match std::str::from_utf8(&bytes) {
             Ok(_) => Text(bytes),
             Err(_) => Text::from(String::from_utf8_lossy(&bytes).into_owned()),

@@ -753,7 +753,7 @@ fn head_says_close(head: &RequestHead) -> bool {
 pub fn to_fields(block: &http1::HeaderBlock) -> Result<Fields, AttemptError> {
     let mut fields = Fields::with_capacity(block.len() + 2);
     for (k, v) in block.iter_shared() {
-        let name = http::HeaderName::from_bytes(k)
+        let name = super::fields::parsed_name(k)
             .map_err(|_| AttemptError::Protocol("invalid header name".into()))?;
         // The value stays in the head's buffer: no copy, no allocation per field.
         let value = super::fields::parsed_value(v)
