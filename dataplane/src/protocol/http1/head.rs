@@ -34,6 +34,26 @@ const WATCHED: [&str; 6] = [
     "te",
 ];
 
+/// Whether `raw`, a token (as httparse lets through in a field name), is `lower` (lower-case
+/// letters and `-`) in any case. Setting bit 5 lower-cases a letter and leaves `-` and digits
+/// as they are; the only other token bytes it changes (`^`, `_`) become bytes no such name
+/// has. Eight bytes are compared at a time.
+pub fn token_is(raw: &[u8], lower: &[u8]) -> bool {
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    let n = raw.len();
+    if n != lower.len() {
+        return false;
+    }
+    let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
+    if n >= 8 {
+        // The first eight and the last eight bytes (overlapping when fewer than 16).
+        return (word(raw, 0) | CASE) == word(lower, 0)
+            && (word(raw, n - 8) | CASE) == word(lower, n - 8)
+            && (n <= 16 || token_is(&raw[8..n - 8], &lower[8..n - 8]));
+    }
+    raw.iter().zip(lower).all(|(r, l)| (r | 0x20) == *l)
+}
+
 /// Where `name` (any case) is in [`WATCHED`], told apart by length and first letter.
 fn watched_index(name: &[u8]) -> Option<usize> {
     let i = match (name.len(), name.first()? | 0x20) {
@@ -51,7 +71,7 @@ fn watched_index(name: &[u8]) -> Option<usize> {
 /// The bit of a field's `name` (as sent, any case) among [`WATCHED`], 0 for any other name.
 fn watched_bit(name: &[u8]) -> u8 {
     match watched_index(name) {
-        Some(i) if name.eq_ignore_ascii_case(WATCHED[i].as_bytes()) => 1 << i,
+        Some(i) if token_is(name, WATCHED[i].as_bytes()) => 1 << i,
         _ => 0,
     }
 }

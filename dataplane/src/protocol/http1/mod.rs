@@ -22,7 +22,7 @@ pub mod head;
 mod tests;
 
 pub use decoder::{Message, RequestDecoder, ResponseDecoder};
-pub use head::{HeaderBlock, RequestHead, ResponseHead, Version};
+pub use head::{token_is, HeaderBlock, RequestHead, ResponseHead, Version};
 
 /// Bounds on what one peer may make sluice hold (Envoy's `max_request_headers_kb` and
 /// `common_http_protocol_options.max_headers_count`).

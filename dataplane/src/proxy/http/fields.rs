@@ -11,6 +11,7 @@
 //! Names are `http::HeaderName`s (lower-case, validated; a standard name compares as one
 //! integer), values `http::HeaderValue`s (sharing the codec's buffer).
 
+use crate::protocol::http1;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -171,26 +172,6 @@ impl Fields {
     }
 }
 
-/// Whether `raw`, a token (as httparse lets through in a field name), is `lower` (lower-case
-/// letters and `-`) in any case. Setting bit 5 lower-cases a letter and leaves `-` and digits
-/// as they are; the only other token bytes it changes (`^`, `_`) become bytes no such name
-/// has. Eight bytes are compared at a time.
-fn is_token_ci(raw: &[u8], lower: &[u8]) -> bool {
-    const CASE: u64 = 0x2020_2020_2020_2020;
-    let n = raw.len();
-    if n != lower.len() {
-        return false;
-    }
-    let word = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
-    if n >= 8 {
-        // The first eight and the last eight bytes (overlapping when fewer than 16).
-        return (word(raw, 0) | CASE) == word(lower, 0)
-            && (word(raw, n - 8) | CASE) == word(lower, n - 8)
-            && (n <= 16 || is_token_ci(&raw[8..n - 8], &lower[8..n - 8]));
-    }
-    raw.iter().zip(lower).all(|(r, l)| (r | 0x20) == *l)
-}
-
 /// A field name from an HTTP/1 head (a token, as httparse checked), in any case. The names
 /// most messages carry are told apart by length and first letter and compared in place,
 /// without the lower-cased copy and table walk of `HeaderName::from_bytes` (the other names
@@ -237,7 +218,7 @@ pub fn parsed_name(raw: &[u8]) -> Result<HeaderName, http::header::InvalidHeader
         _ => return HeaderName::from_bytes(raw),
     };
     let (lower, name) = &KNOWN[at];
-    if is_token_ci(raw, lower) {
+    if http1::token_is(raw, lower) {
         Ok(name.clone())
     } else {
         HeaderName::from_bytes(raw)
@@ -366,9 +347,9 @@ mod tests {
             parsed_name(b"x-forwarded^for").unwrap().as_str(),
             "x-forwarded^for"
         );
-        assert!(is_token_ci(b"TRANSFER-ENCODING", b"transfer-encoding"));
-        assert!(!is_token_ci(b"TRANSFER-ENCODINH", b"transfer-encoding"));
-        assert!(!is_token_ci(b"TRANSFER_ENCODING", b"transfer-encoding"));
+        assert!(http1::token_is(b"TRANSFER-ENCODING", b"transfer-encoding"));
+        assert!(!http1::token_is(b"TRANSFER-ENCODINH", b"transfer-encoding"));
+        assert!(!http1::token_is(b"TRANSFER_ENCODING", b"transfer-encoding"));
         assert!(parsed_name(b"bad name").is_err());
         assert!(parsed_name(b"Ho\x00t").is_err());
     }
