@@ -118,7 +118,7 @@ impl Decoder {
     fn decode_with<H>(
         &mut self,
         buf: &mut BytesMut,
-        parse: impl FnOnce(&[u8], &Limits) -> Result<Option<(H, usize)>, Http1Error>,
+        parse: impl Fn(&[u8], &Limits) -> Result<Option<(H, usize)>, Http1Error>,
         frame: impl FnOnce(&mut H, Bytes) -> Result<BodyFraming, Http1Error>,
     ) -> Result<Option<Message<H>>, Http1Error> {
         if let Some(step) = self.body(buf) {
@@ -133,6 +133,9 @@ impl Decoder {
             status: 431,
             reason: format!("head over {max} bytes"),
         };
+        // Where the head ends, once a scan found it (a head that came in pieces); `None` on
+        // the first look, when the parser finds the end itself.
+        let mut end = None;
         if scanned == 0 {
             // Empty lines before a head are ignored (RFC 9112 §2.2).
             let blank = buf
@@ -141,18 +144,19 @@ impl Decoder {
                 .count();
             buf.advance(blank);
         } else {
-            match find_head_end(buf, scanned) {
-                Some(end) if end <= max => {}
-                None if buf.len() <= max => {
-                    self.state = State::Head { scanned: buf.len() };
-                    return Ok(None);
-                }
-                _ => return self.fail(too_large()),
+            match self.head_end(buf, scanned) {
+                Ok(Some(e)) => end = Some(e),
+                Ok(None) => return Ok(None),
+                Err(e) => return self.fail(e),
             }
         }
-        let (mut head, len) = match parse(buf, &self.limits) {
+        let parsed = match end {
+            Some(e) => parse(&buf[..e], &self.limits),
+            None => parse(buf, &self.limits),
+        };
+        let (mut head, len) = match parsed {
             Ok(Some(parsed)) => parsed,
-            Ok(None) if scanned > 0 => {
+            Ok(None) if end.is_some() => {
                 // The scan saw an empty line that the parser does not take for the end.
                 return self.fail(Http1Error::bad_request("truncated head"));
             }
@@ -161,6 +165,19 @@ impl Decoder {
                 return Ok(None);
             }
             Ok(None) => return self.fail(too_large()),
+            Err(_) if end.is_none() => {
+                // Refused on the first look, maybe before its end arrived: judged again on
+                // the whole head, as one that came in pieces is, so that the answer does not
+                // depend on where the bytes were cut (a version cut short reads as a 400).
+                match self.head_end(buf, 0) {
+                    Ok(Some(e)) => match parse(&buf[..e], &self.limits) {
+                        Err(e) => return self.fail(e),
+                        Ok(_) => return self.fail(Http1Error::bad_request("truncated head")),
+                    },
+                    Ok(None) => return Ok(None),
+                    Err(e) => return self.fail(e),
+                }
+            }
             Err(e) => return self.fail(e),
         };
         if len > max {
@@ -172,6 +189,23 @@ impl Decoder {
                 Ok(Some(Message::Head(head)))
             }
             Err(e) => self.fail(e),
+        }
+    }
+
+    /// Where the head in `buf` ends, searching from `scanned`: `None` (and the search noted)
+    /// while its empty line has not arrived.
+    fn head_end(&mut self, buf: &[u8], scanned: usize) -> Result<Option<usize>, Http1Error> {
+        let max = self.limits.max_head_bytes;
+        match find_head_end(buf, scanned) {
+            Some(end) if end <= max => Ok(Some(end)),
+            None if buf.len() <= max => {
+                self.state = State::Head { scanned: buf.len() };
+                Ok(None)
+            }
+            _ => Err(Http1Error {
+                status: 431,
+                reason: format!("head over {max} bytes"),
+            }),
         }
     }
 
