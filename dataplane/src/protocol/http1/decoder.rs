@@ -129,10 +129,6 @@ impl Decoder {
             _ => 0, // body() answered every other state
         };
         let max = self.limits.max_head_bytes;
-        let too_large = || Http1Error {
-            status: 431,
-            reason: format!("head over {max} bytes"),
-        };
         // Where the head ends, once a scan found it (a head that came in pieces); `None` on
         // the first look, when the parser finds the end itself.
         let mut end = None;
@@ -164,7 +160,7 @@ impl Decoder {
                 self.state = State::Head { scanned: buf.len() };
                 return Ok(None);
             }
-            Ok(None) => return self.fail(too_large()),
+            Ok(None) => return self.fail(self.too_large()),
             Err(_) if end.is_none() => {
                 // Refused on the first look, maybe before its end arrived: judged again on
                 // the whole head, as one that came in pieces is, so that the answer does not
@@ -181,7 +177,7 @@ impl Decoder {
             Err(e) => return self.fail(e),
         };
         if len > max {
-            return self.fail(too_large());
+            return self.fail(self.too_large());
         }
         match frame(&mut head, buf.split_to(len).freeze()) {
             Ok(framing) => {
@@ -202,10 +198,15 @@ impl Decoder {
                 self.state = State::Head { scanned: buf.len() };
                 Ok(None)
             }
-            _ => Err(Http1Error {
-                status: 431,
-                reason: format!("head over {max} bytes"),
-            }),
+            _ => Err(self.too_large()),
+        }
+    }
+
+    /// A head past `max_head_bytes`: 431.
+    fn too_large(&self) -> Http1Error {
+        Http1Error {
+            status: 431,
+            reason: format!("head over {} bytes", self.limits.max_head_bytes),
         }
     }
 

@@ -97,15 +97,17 @@ impl HeaderBlock {
             .map(|(n, v)| (self.range(n), self.range(v)))
     }
 
+    /// A range of the head as a slice of its own buffer (no copy).
+    fn shared(&self, r: &Range<u32>) -> Bytes {
+        self.raw.slice(r.start as usize..r.end as usize)
+    }
+
     /// Every field, in order: (name as sent, value as a slice of the head's own buffer, so
     /// a header map can hold it without copying).
     pub fn iter_shared(&self) -> impl Iterator<Item = (&[u8], Bytes)> + '_ {
-        self.fields.iter().map(|(n, v)| {
-            (
-                self.range(n),
-                self.raw.slice(v.start as usize..v.end as usize),
-            )
-        })
+        self.fields
+            .iter()
+            .map(|(n, v)| (self.range(n), self.shared(v)))
     }
 
     /// The fields worth scanning for `name`: none when it is a watched name the block lacks.
@@ -226,9 +228,7 @@ impl RequestHead {
 
     /// The target as a slice of the head's own buffer (no copy).
     pub fn target_shared(&self) -> Bytes {
-        self.headers
-            .raw
-            .slice(self.target.start as usize..self.target.end as usize)
+        self.headers.shared(&self.target)
     }
 
     /// Whether the connection stays open after this exchange, as the client asks.
