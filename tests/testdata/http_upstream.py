@@ -6,6 +6,7 @@
   GET  /flaky/KEY/N      503 for the first N requests with this KEY, then 200 "recovered"
   GET  /slow/MS          answers 200 after MS milliseconds
   GET  /big/N            N bytes (a repeating pattern), chunked, in 64 KiB writes
+  GET  /trickle/N/MS     200 at once, then N chunks "tick\\n", one every MS milliseconds
   POST /echo             streams the request body back (chunked) as it arrives
   POST /flaky/KEY/N      reads the body; 503 for the first N with this KEY, then 200
                          "recovered N BYTES SHA256" of the body
@@ -79,6 +80,20 @@ class H(http.server.BaseHTTPRequestHandler):
                 self.chunk(piece)
                 n -= len(piece)
             self.wfile.write(b"0\r\n\r\n")
+            return
+        if parts[1:2] == ["trickle"]:
+            self.send_response(200)
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            try:
+                for _ in range(int(parts[2])):
+                    time.sleep(int(parts[3]) / 1000)
+                    self.chunk(b"tick\n")
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass  # the proxy cut the response off
             return
         if parts[1:2] == ["ws"] and self.headers.get("upgrade", "").lower() == "websocket":
             key = self.headers["sec-websocket-key"]

@@ -315,6 +315,64 @@ fn grpc_calls_through_sluice() {
     assert_eq!(v["unknown_service"], "UNIMPLEMENTED"); // Envoy's 404 NR as a gRPC status
 }
 
+/// max_stream_duration holds for the whole stream, not only until the response head: a
+/// response still streaming when it runs out is cut off (HTTP/1.1: the connection closes
+/// before the last chunk; HTTP/2: the stream is reset), as through Envoy 1.40 on the same file.
+#[test]
+fn max_stream_duration_cuts_off_a_response_still_streaming() {
+    let (_up, up) = python_upstream();
+    let vhosts = json!([{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/trickle/"}, "route": {"cluster": "up",
+            "max_stream_duration": {"max_stream_duration": "0.5s"}}},
+        {"match": {"prefix": "/free/"}, "route": {"cluster": "up", "prefix_rewrite": "/trickle/"}}]}]);
+    let (s, _e, envoy) = sluice_and_envoy(one_upstream(vhosts, json!({}), up));
+    for front in [s.listener("http"), envoy] {
+        // 20 ticks 100 ms apart: about 5 of them before the 0.5 s run out.
+        let started = Instant::now();
+        let r = raw_exchange(front, b"GET /trickle/20/100 HTTP/1.1\r\nhost: a\r\n\r\n");
+        let took = started.elapsed();
+        assert!(r.starts_with("HTTP/1.1 200"), "through {front}: {r}");
+        let ticks = r.matches("tick").count();
+        assert!(
+            (2..10).contains(&ticks),
+            "through {front}: {ticks} ticks: {r}"
+        );
+        assert!(
+            !r.ends_with("0\r\n\r\n"),
+            "through {front}: ended cleanly: {r}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "through {front}: took {took:?}"
+        );
+        // HTTP/2: the stream is reset with NO_ERROR, as Envoy resets it (curl takes that
+        // as the end of the body, so only the ticks and the time tell).
+        let started = Instant::now();
+        let out = curl(&["--http2-prior-knowledge", &url(front, "/trickle/20/100")]);
+        let took = started.elapsed();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            (2..10).contains(&body.matches("tick").count()),
+            "through {front}: {body}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "through {front}: took {took:?}"
+        );
+        // The same response on a route without a max duration streams to its end.
+        let out = curl(&["--http2-prior-knowledge", &url(front, "/free/8/50")]);
+        assert!(out.status.success(), "through {front}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).matches("tick").count(),
+            8
+        );
+    }
+    assert_eq!(
+        s.stat("sluice_http_downstream_rq_max_duration_reached{stat_prefix=\"ingress\"}"),
+        2
+    );
+}
+
 #[test]
 fn configs_sluice_cannot_honour_name_their_path() {
     let base = |hcm_extra: Value, vhosts: Value| {

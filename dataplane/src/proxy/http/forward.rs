@@ -66,6 +66,9 @@ pub struct Exchange {
     /// The client as far as sluice trusts it (x-forwarded-for with xff_num_trusted_hops), when
     /// the request got that far.
     pub downstream: Option<SocketAddr>,
+    /// When the stream's max_stream_duration runs out: a response still streaming then is
+    /// cut off (Envoy resets the stream; an HTTP/1 connection is closed).
+    pub deadline: Option<Instant>,
 }
 
 impl Exchange {
@@ -85,6 +88,7 @@ impl Exchange {
             route_name: String::new(),
             logged: None,
             downstream: None,
+            deadline: None,
         }
     }
 
@@ -201,6 +205,7 @@ impl Hcm {
                     route_name: String::new(),
                     logged: None,
                     downstream: None,
+                    deadline: None,
                 };
             }
         }
@@ -293,26 +298,34 @@ impl Hcm {
             hash,
             &conn.timers,
         );
-        let mut ex = match max_duration {
+        // The stream's deadline counts from its head, as Envoy's does; the response body and
+        // an upgraded tunnel are held to it too (see `Exchange::deadline`).
+        let deadline = max_duration.map(|d| Instant::now() + d);
+        let mut ex = match deadline {
             // Envoy's max stream duration: 408, DEADLINE_EXCEEDED to a gRPC client.
-            Some(d) => conn.timers.timeout(d, attempts).await.unwrap_or_else(|_| {
-                self.stats.downstream_rq_max_duration_reached.inc();
-                Exchange {
-                    response: local_reply::reply_with_grpc_status(
-                        grpc,
-                        408,
-                        "downstream duration timeout",
-                        4,
-                    ),
-                    flags: "DT",
-                    details: "max_duration_timeout",
-                    upstream_host: None,
-                    cluster: None,
-                    route_name: String::new(),
-                    logged: None,
-                    downstream: None,
-                }
-            }),
+            Some(d) => conn
+                .timers
+                .timeout_at(d, attempts)
+                .await
+                .unwrap_or_else(|_| {
+                    self.stats.downstream_rq_max_duration_reached.inc();
+                    Exchange {
+                        response: local_reply::reply_with_grpc_status(
+                            grpc,
+                            408,
+                            "downstream duration timeout",
+                            4,
+                        ),
+                        flags: "DT",
+                        details: "max_duration_timeout",
+                        upstream_host: None,
+                        cluster: None,
+                        route_name: String::new(),
+                        logged: None,
+                        downstream: None,
+                        deadline: None,
+                    }
+                }),
             None => attempts.await,
         };
         let scope = Scope {
@@ -322,6 +335,7 @@ impl Hcm {
         };
         apply_response_mutations(&mut ex.response.head, &mutations, kept.as_ref(), &scope);
         ex.cluster = Some(upstream.clone());
+        ex.deadline = deadline;
         named(ex, route)
     }
 
@@ -528,6 +542,7 @@ impl Hcm {
                         route_name: String::new(),
                         logged: None,
                         downstream: None,
+                        deadline: None,
                     };
                 }
                 None if per_try_expired => {
@@ -701,6 +716,7 @@ fn answered_by_route(
             route_name: String::new(),
             logged: None,
             downstream: None,
+            deadline: None,
         },
         route,
     )

@@ -190,7 +190,16 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
         }
         if let Some(up) = ex.response.upgrade.take() {
             if written.is_ok() && status == 101 && upgrade {
-                tunnel(rd, wr, buf, *up).await;
+                let tunnelled = tunnel(rd, wr, buf, *up);
+                match ex.deadline {
+                    None => tunnelled.await,
+                    // An upgraded stream is held to max_stream_duration too, as in Envoy.
+                    Some(d) => {
+                        if info.timers.timeout_at(d, tunnelled).await.is_err() {
+                            hcm.stats.downstream_rq_max_duration_reached.inc();
+                        }
+                    }
+                }
             }
             return;
         }
@@ -644,8 +653,33 @@ async fn write_response(
     if framing == OutFraming::None {
         return Ok(());
     }
+    let streamed = stream_body(hcm, timers, wr, &mut resp.body, framing, &mut *out, sent);
+    match ex.deadline {
+        None => streamed.await,
+        Some(d) => match timers.timeout_at(d, streamed).await {
+            Ok(r) => r,
+            Err(_) => {
+                // max_stream_duration ran out mid-response: the client sees it cut off.
+                hcm.stats.downstream_rq_max_duration_reached.inc();
+                (ex.flags, ex.details) = ("DT", "max_duration_timeout");
+                Err(())
+            }
+        },
+    }
+}
+
+/// Streams a response body in `framing`; `out` is scratch for chunk framing.
+async fn stream_body(
+    hcm: &Hcm,
+    timers: &TimerPool,
+    wr: &mut WriteSide,
+    body: &mut Body,
+    framing: OutFraming,
+    out: &mut Vec<u8>,
+    sent: &Cell<u64>,
+) -> Result<(), ()> {
     loop {
-        match next_frame(hcm, timers, &mut resp.body).await {
+        match next_frame(hcm, timers, body).await {
             Some(Ok(Frame::Data(d))) => {
                 sent.set(sent.get() + d.len() as u64);
                 if framing == OutFraming::Chunked {

@@ -145,7 +145,15 @@ async fn stream(
         Err(status) => {
             let r = super::local_reply::reply(None, status, "");
             hcm.count_response(status);
-            let _ = send(hcm, &TimerPool::default(), &mut respond, r).await;
+            let _ = send(
+                hcm,
+                &TimerPool::default(),
+                &mut respond,
+                r,
+                None,
+                &mut false,
+            )
+            .await;
             return;
         }
     };
@@ -203,7 +211,19 @@ async fn stream(
     hcm.count_response(status);
     let response = std::mem::replace(&mut ex.response, Response::local(status, ""));
     let head_copy = hcm.logs_enabled().then(|| response.head.clone());
-    let sent = send(hcm, &info.timers, &mut respond, response).await;
+    let mut cut_off = false;
+    let sent = send(
+        hcm,
+        &info.timers,
+        &mut respond,
+        response,
+        ex.deadline,
+        &mut cut_off,
+    )
+    .await;
+    if cut_off {
+        (ex.flags, ex.details) = ("DT", "max_duration_timeout");
+    }
     hcm.stats.downstream_rq_completed.inc();
     if progress.idled.get() {
         hcm.stats.downstream_rq_idle_timeout.inc();
@@ -263,12 +283,15 @@ fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<RequestHead, u16
     })
 }
 
-/// Sends the response head and body on the stream; the body bytes sent.
+/// Sends the response head and body on the stream; the body bytes sent. A body still
+/// streaming at `deadline` (max_stream_duration) is cut off with a reset, as Envoy does.
 async fn send(
     hcm: &Hcm,
     timers: &TimerPool,
     respond: &mut h2::server::SendResponse<Bytes>,
     mut r: Response,
+    deadline: Option<tokio::time::Instant>,
+    cut_off: &mut bool,
 ) -> u64 {
     let mut headers = std::mem::take(&mut r.head.headers);
     super::upstream::strip_hop_by_hop(&mut headers);
@@ -287,29 +310,50 @@ async fn send(
     if end {
         return 0;
     }
-    let mut sent = 0u64;
+    let sent = std::cell::Cell::new(0u64);
+    let streamed = stream_body(hcm, timers, &mut stream, &mut r.body, &sent);
+    if let Some(d) = deadline {
+        if timers.timeout_at(d, streamed).await.is_err() {
+            hcm.stats.downstream_rq_max_duration_reached.inc();
+            stream.send_reset(h2::Reason::NO_ERROR);
+            *cut_off = true;
+        }
+    } else {
+        streamed.await;
+    }
+    sent.get()
+}
+
+/// Streams a response body on `stream`, counting its bytes in `sent`.
+async fn stream_body(
+    hcm: &Hcm,
+    timers: &TimerPool,
+    stream: &mut h2::SendStream<Bytes>,
+    body: &mut Body,
+    sent: &std::cell::Cell<u64>,
+) {
     loop {
-        match super::server_h1::next_frame(hcm, timers, &mut r.body).await {
+        match super::server_h1::next_frame(hcm, timers, body).await {
             Some(Ok(Frame::Data(data))) => {
                 let n = data.len() as u64;
-                if !super::message::send_h2_data(&mut stream, data).await {
+                if !super::message::send_h2_data(stream, data).await {
                     hcm.stats.downstream_rq_rx_reset.inc();
-                    return sent;
+                    return;
                 }
-                sent += n;
+                sent.set(sent.get() + n);
             }
             Some(Ok(Frame::Trailers(t))) => {
                 let _ = stream.send_trailers(t);
-                return sent;
+                return;
             }
             None => {
                 let _ = stream.send_data(Bytes::new(), true);
-                return sent;
+                return;
             }
             Some(Err(_)) => {
                 hcm.stats.rq_reset_after_downstream_response_started.inc();
                 stream.send_reset(h2::Reason::INTERNAL_ERROR);
-                return sent;
+                return;
             }
         }
     }
