@@ -21,6 +21,17 @@ pub fn level_filter(level: &str) -> Result<&'static str, String> {
     })
 }
 
+/// The filter for `level` (tracing's name). At info and warn, h2's warning about a PING
+/// acknowledgement it did not expect is left out: sluice hides each draining client's answer
+/// to h2's shutdown PING on purpose (proxy::http::h2_guard), so it would be logged for every
+/// drained HTTP/2 connection. At debug and trace it shows, with the rest.
+fn filter(level: &str) -> EnvFilter {
+    match level {
+        "info" | "warn" => EnvFilter::new(format!("{level},h2::proto::ping_pong=error")),
+        _ => EnvFilter::new(level),
+    }
+}
+
 /// Changes the level of a running process (admin's `/logging?level=`).
 type SetLevel = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
 
@@ -28,8 +39,8 @@ static SET_LEVEL: std::sync::OnceLock<SetLevel> = std::sync::OnceLock::new();
 
 pub fn init(level: Option<&str>) -> Result<(), String> {
     let filter = match level {
-        Some(l) => EnvFilter::new(level_filter(l)?),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        Some(l) => filter(level_filter(l)?),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| filter("info")),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -51,6 +62,6 @@ pub fn set_level(level: &str) -> Result<&'static str, String> {
     let set = SET_LEVEL
         .get()
         .ok_or("logging was not set up through sluice::logging::init")?;
-    set(EnvFilter::new(name))?;
+    set(filter(name))?;
     Ok(name)
 }

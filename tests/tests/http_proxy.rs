@@ -764,3 +764,58 @@ fn gradual_drain_asks_connections_to_close_over_the_drain_time() {
         );
     }
 }
+
+/// A draining HTTP/2 connection gets Envoy's drain_timeout between its two GOAWAYs, side by
+/// side with Envoy 1.40 on the same file: after idle_timeout the first GOAWAY (last stream
+/// 2^31-1); a stream the client opens after it is still served; the final GOAWAY (naming the
+/// last stream taken) comes drain_timeout later, then the connection closes — also for a
+/// client that never acknowledges the PING h2 sends with its first GOAWAY.
+#[test]
+fn a_draining_http2_connection_gets_drain_timeout_between_its_goaways() {
+    let (_up, up) = python_upstream();
+    let hcm =
+        json!({"drain_timeout": "1.5s", "common_http_protocol_options": {"idle_timeout": "1s"}});
+    let (s, _e, envoy) = sluice_and_envoy(one_upstream(all_to("up"), hcm, up));
+    let fronts = [("sluice", s.listener("http")), ("envoy", envoy)];
+    let runs: Vec<(&str, &str, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = fronts
+            .iter()
+            .flat_map(|&(who, front)| ["ack", "silent"].map(move |mode| (who, front, mode)))
+            .map(|(who, front, mode)| {
+                scope.spawn(move || {
+                    let port = front.port().to_string();
+                    let out = python_peer("h2_drain.py", &["127.0.0.1", &port, mode]);
+                    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+                        panic!("{who} {mode}: {}", String::from_utf8_lossy(&out.stderr))
+                    });
+                    (who, mode, v)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (who, mode, v) in &runs {
+        eprintln!("{who} {mode}: {v}");
+        let g = v["goaways"].as_array().unwrap();
+        assert_eq!(g.len(), 2, "{who} {mode}: {v}");
+        assert_eq!(g[0][1], 2147483647u32, "{who} {mode}: {v}");
+        let (last, statuses) = if *mode == "ack" {
+            (3, json!({"1": 200, "3": 200}))
+        } else {
+            (1, json!({"1": 200}))
+        };
+        assert_eq!(g[1][1], last, "{who} {mode}: {v}");
+        assert_eq!(v["statuses"], statuses, "{who} {mode}: {v}");
+        let gap = g[1][0].as_f64().unwrap();
+        assert!((1.3..2.5).contains(&gap), "{who} {mode}: {v}");
+        let closed = v["closed"].as_f64().unwrap_or(99.0);
+        // (Envoy waits up to delayed_close_timeout, 1 s, for the client to close first.)
+        assert!(closed >= gap && closed < gap + 1.5, "{who} {mode}: {v}");
+    }
+    assert_eq!(
+        s.stat("sluice_http_downstream_cx_idle_timeout{stat_prefix=\"ingress\"}"),
+        2
+    );
+    // The client's PING acknowledgement, hidden from h2 on purpose, is not logged as odd.
+    assert!(!s.log().contains("PING ack"), "{}", s.log());
+}

@@ -6,10 +6,21 @@
 //! frame headers in the bytes the connection reads, and fails the read — h2 then ends the
 //! connection and the server counts it — once more than [`MAX_PER_SECOND`] such frames arrive
 //! within one second.
+//!
+//! It also paces a draining connection's GOAWAYs as Envoy's `drain_timeout` does. h2's
+//! graceful shutdown sends GOAWAY (last stream 2^31-1) and a PING, and the final GOAWAY (last
+//! stream actually taken) as soon as the client acknowledges that PING: one round trip of grace
+//! for streams racing the shutdown. Envoy gives them `drain_timeout` (5 s by default) and sends
+//! its final GOAWAY then, whether or not the client answers anything. So the guard hides the
+//! client's acknowledgement from h2 (its last payload byte is changed: h2 takes it for a PING
+//! it never sent and ignores it) and, once the server [`DrainPacing::release`]s it, hands h2
+//! an acknowledgement of its own at the next frame boundary.
 
 use crate::io::ByteStream;
+use std::cell::Cell;
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
@@ -23,6 +34,38 @@ const PRIORITY: u8 = 0x2;
 const DATA: u8 = 0x0;
 const ACK: u8 = 0x1;
 
+/// The payload of the PING h2 sends with its first GOAWAY (h2's `Ping::SHUTDOWN`, which it does
+/// not export); the drain test (http_proxy.rs) fails if h2 ever changes it.
+const SHUTDOWN_PING: [u8; 8] = [0x0b, 0x7b, 0xa2, 0xf0, 0x8b, 0x9b, 0xfe, 0x54];
+
+/// PING with ACK on stream 0, acknowledging [`SHUTDOWN_PING`].
+const SHUTDOWN_PONG: [u8; 17] = {
+    let mut f = [0, 0, 8, PING, ACK, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut i = 0;
+    while i < 8 {
+        f[9 + i] = SHUTDOWN_PING[i];
+        i += 1;
+    }
+    f
+};
+
+/// When a draining connection may send its final GOAWAY: shared by the server, which knows
+/// the drain_timeout, and the connection's guard, which holds the client's PING
+/// acknowledgement back from h2 until then.
+#[derive(Default)]
+pub struct DrainPacing {
+    released: Cell<bool>,
+}
+
+impl DrainPacing {
+    /// drain_timeout has passed: h2 gets the PING acknowledgement that makes it send the final
+    /// GOAWAY (and then close once the streams it took are done). Called from the task that
+    /// drives the connection, which reads from the guard the next time it polls it.
+    pub fn release(&self) {
+        self.released.set(true);
+    }
+}
+
 /// Where the scan is in the incoming byte stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scan {
@@ -32,6 +75,8 @@ enum Scan {
     Header(usize),
     /// Skipping a frame's payload: bytes left.
     Payload(usize),
+    /// In a PING acknowledgement's 8-byte payload: how many bytes of it are in `pong`.
+    Pong(usize),
 }
 
 pub struct FrameGuard<S> {
@@ -40,11 +85,15 @@ pub struct FrameGuard<S> {
     header: [u8; 9],
     window_start: Option<Instant>,
     in_window: u32,
+    pacing: Rc<DrainPacing>,
+    pong: [u8; 8],
+    /// Bytes of h2's own PING acknowledgement already handed to h2 (see [`DrainPacing`]).
+    pong_given: usize,
 }
 
 impl<S> FrameGuard<S> {
     /// `preface`: whether the client's 24-byte preface is still to come through this stream.
-    pub fn new(inner: S, preface: bool) -> FrameGuard<S> {
+    pub fn new(inner: S, preface: bool, pacing: Rc<DrainPacing>) -> FrameGuard<S> {
         FrameGuard {
             inner,
             scan: if preface {
@@ -55,16 +104,34 @@ impl<S> FrameGuard<S> {
             header: [0; 9],
             window_start: None,
             in_window: 0,
+            pacing,
+            pong: [0; 8],
+            pong_given: 0,
         }
     }
 
-    /// Follows `bytes`; `Err` once the flood limit is passed.
-    fn observe(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+    /// Follows `bytes`; `Err` once the flood limit is passed. A client's acknowledgement of h2's
+    /// shutdown PING is altered in place (see [`DrainPacing`]).
+    fn observe(&mut self, mut bytes: &mut [u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             match self.scan {
+                Scan::Pong(have) => {
+                    let n = (8 - have).min(bytes.len());
+                    self.pong[have..have + n].copy_from_slice(&bytes[..n]);
+                    if have + n == 8 && self.pong == SHUTDOWN_PING {
+                        // h2 parses a frame once all of it is in: this byte is not seen yet.
+                        bytes[n - 1] ^= 0xff;
+                    }
+                    bytes = &mut bytes[n..];
+                    self.scan = if have + n == 8 {
+                        Scan::Header(0)
+                    } else {
+                        Scan::Pong(have + n)
+                    };
+                }
                 Scan::Preface(left) => {
                     let n = left.min(bytes.len());
-                    bytes = &bytes[n..];
+                    bytes = &mut bytes[n..];
                     self.scan = if left == n {
                         Scan::Header(0)
                     } else {
@@ -73,7 +140,7 @@ impl<S> FrameGuard<S> {
                 }
                 Scan::Payload(left) => {
                     let n = left.min(bytes.len());
-                    bytes = &bytes[n..];
+                    bytes = &mut bytes[n..];
                     self.scan = if left == n {
                         Scan::Header(0)
                     } else {
@@ -83,7 +150,7 @@ impl<S> FrameGuard<S> {
                 Scan::Header(have) => {
                     let n = (9 - have).min(bytes.len());
                     self.header[have..have + n].copy_from_slice(&bytes[..n]);
-                    bytes = &bytes[n..];
+                    bytes = &mut bytes[n..];
                     if have + n < 9 {
                         self.scan = Scan::Header(have + n);
                         continue;
@@ -102,8 +169,11 @@ impl<S> FrameGuard<S> {
                     if counted {
                         self.count()?;
                     }
+                    let stream_zero = h[5..9] == [0; 4];
                     self.scan = if len == 0 {
                         Scan::Header(0)
+                    } else if kind == PING && flags & ACK != 0 && len == 8 && stream_zero {
+                        Scan::Pong(0)
                     } else {
                         Scan::Payload(len)
                     };
@@ -139,9 +209,35 @@ impl<S: AsyncRead + Unpin> AsyncRead for FrameGuard<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.pacing.released.get() && this.pong_given < SHUTDOWN_PONG.len() {
+            if this.scan == Scan::Header(0) {
+                // Between frames: h2's acknowledgement goes in here.
+                let n = (SHUTDOWN_PONG.len() - this.pong_given).min(buf.remaining());
+                buf.put_slice(&SHUTDOWN_PONG[this.pong_given..this.pong_given + n]);
+                this.pong_given += n;
+                return Poll::Ready(Ok(()));
+            }
+            // In a frame: read no further than its end, so that the next read is between them.
+            let left = match this.scan {
+                Scan::Preface(n) | Scan::Payload(n) => n,
+                Scan::Header(have) => 9 - have,
+                Scan::Pong(have) => 8 - have,
+            };
+            let mut part = buf.take(left);
+            let r = Pin::new(&mut this.inner).poll_read(cx, &mut part);
+            let got = part.filled().len();
+            if let Poll::Ready(Ok(())) = r {
+                // SAFETY: `part` wrote (initialised) these bytes of `buf`'s unfilled part.
+                unsafe { buf.assume_init(got) };
+                buf.advance(got);
+                let start = buf.filled().len() - got;
+                return Poll::Ready(this.observe(&mut buf.filled_mut()[start..]));
+            }
+            return r;
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => Poll::Ready(this.observe(&buf.filled()[before..])),
+            Poll::Ready(Ok(())) => Poll::Ready(this.observe(&mut buf.filled_mut()[before..])),
             other => other,
         }
     }
@@ -164,8 +260,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FrameGuard<S> {
 }
 
 /// Wraps a downstream HTTP/2 connection whose preface has not been read yet.
-pub fn guard(io: Box<dyn ByteStream>) -> FrameGuard<Box<dyn ByteStream>> {
-    FrameGuard::new(io, true)
+pub fn guard(io: Box<dyn ByteStream>, pacing: Rc<DrainPacing>) -> FrameGuard<Box<dyn ByteStream>> {
+    FrameGuard::new(io, true, pacing)
 }
 
 #[cfg(test)]
@@ -191,7 +287,7 @@ mod tests {
 
     #[test]
     fn counts_control_frames_across_reads_and_trips_past_the_limit() {
-        let mut g = FrameGuard::new((), true);
+        let mut g = FrameGuard::new((), true, Rc::default());
         let mut stream = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
         stream.extend(frame(0x1, 0x4, &[0x82; 40])); // HEADERS, not counted
         stream.extend(frame(SETTINGS, ACK, &[])); // an ACK, not counted
@@ -200,10 +296,28 @@ mod tests {
         }
         // Fed in awkward pieces, the count is exact: the limit itself is allowed...
         for piece in stream.chunks(7) {
-            g.observe(piece).unwrap();
+            g.observe(&mut piece.to_vec()).unwrap();
         }
         assert_eq!(g.in_window, MAX_PER_SECOND);
         // ...one more is not.
-        assert!(g.observe(&frame(SETTINGS, 0, &[])).is_err());
+        assert!(g.observe(&mut frame(SETTINGS, 0, &[])).is_err());
+    }
+
+    #[test]
+    fn hides_the_acknowledgement_of_the_shutdown_ping_however_it_is_cut() {
+        let mut stream = frame(SETTINGS, ACK, &[]);
+        stream.extend(frame(PING, ACK, &[7; 8])); // some other PING's: left alone
+        stream.extend(SHUTDOWN_PONG);
+        let at = stream.len() - 1;
+        for cut in 1..stream.len() {
+            let mut g = FrameGuard::new((), false, Rc::default());
+            let mut seen = stream.clone();
+            let (a, b) = seen.split_at_mut(cut);
+            g.observe(a).unwrap();
+            g.observe(b).unwrap();
+            assert_eq!(seen[..at], stream[..at], "cut at {cut}");
+            assert_ne!(seen[at], stream[at], "cut at {cut}");
+            assert_eq!(g.scan, Scan::Header(0));
+        }
     }
 }

@@ -653,7 +653,7 @@ async fn write_response(
     if framing == OutFraming::None {
         return Ok(());
     }
-    let streamed = stream_body(hcm, timers, wr, &mut resp.body, framing, &mut *out, sent);
+    let streamed = stream_body(hcm, timers, wr, &mut resp.body, framing, &mut out, sent);
     match ex.deadline {
         None => streamed.await,
         Some(d) => match timers.timeout_at(d, streamed).await {
@@ -685,7 +685,7 @@ async fn stream_body(
                 if framing == OutFraming::Chunked {
                     out.clear();
                     encode::chunk(&d, &mut *out);
-                    send(hcm, timers, wr, &out).await?;
+                    send(hcm, timers, wr, out).await?;
                 } else {
                     send(hcm, timers, wr, &d).await?;
                 }
@@ -697,7 +697,7 @@ async fn stream_body(
                         t.iter().map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes())),
                         &mut *out,
                     );
-                    send(hcm, timers, wr, &out).await?;
+                    send(hcm, timers, wr, out).await?;
                 }
                 return Ok(());
             }

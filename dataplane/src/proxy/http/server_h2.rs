@@ -36,7 +36,8 @@ pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
         .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
         .max_local_error_reset_streams(Some(MAX_LOCAL_RESETS))
         .max_send_buffer_size(hcm.buffer_limit.max(16 * 1024));
-    let handshake = builder.handshake::<_, Bytes>(super::h2_guard::guard(io));
+    let pacing = Rc::new(super::h2_guard::DrainPacing::default());
+    let handshake = builder.handshake::<_, Bytes>(super::h2_guard::guard(io, pacing.clone()));
     let mut conn = match hcm.config.idle_timeout {
         Some(t) => match tokio::time::timeout(t, handshake).await {
             Ok(Ok(c)) => c,
@@ -54,15 +55,15 @@ pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
         },
     };
     let active = Rc::new(std::cell::Cell::new(0usize));
+    // Signalled when the last open stream ends: the idle timeout runs from then.
+    let quiet = Rc::new(tokio::sync::Notify::new());
     let timers = TimerPool::default();
     let mut idle_since = tokio::time::Instant::now();
     let mut drain = crate::drain::subscribe();
-    let mut goaway_sent = false;
-    // When this connection gets its GOAWAY once the drain has begun (--drain-strategy).
-    let mut drain_at: Option<tokio::time::Instant> = None;
+    let mut stage = Stage::Serving { drain_at: None };
     loop {
-        let idle_deadline = match (hcm.config.idle_timeout, active.get()) {
-            (Some(t), 0) => Some(idle_since + t),
+        let idle_deadline = match (&stage, hcm.config.idle_timeout, active.get()) {
+            (Stage::Serving { .. }, Some(t), 0) => Some(idle_since + t),
             _ => None,
         };
         let next = async {
@@ -71,33 +72,50 @@ pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
                 None => Some(conn.accept().await),
             }
         };
+        let open = active.get();
         let next = tokio::select! {
             n = next => Some(n),
-            _ = async {
-                match drain_at {
-                    None => crate::drain::reached(&mut drain, crate::drain::Phase::Draining).await,
-                    Some(t) => tokio::time::sleep_until(t).await,
+            _ = quiet.notified(), if open > 0 => {
+                if active.get() == 0 {
+                    idle_since = tokio::time::Instant::now();
                 }
-            }, if !goaway_sent => None,
-        };
-        let Some(next) = next else {
-            if drain_at.is_none() {
-                drain_at = Some(tokio::time::Instant::now() + crate::drain::close_delay());
                 continue;
             }
-            // Its time in the drain: GOAWAY, then the streams already open finish.
-            goaway_sent = true;
-            hcm.stats.downstream_cx_drain_close.inc();
-            conn.graceful_shutdown();
+            _ = async {
+                match stage {
+                    Stage::Serving { drain_at: None } => {
+                        crate::drain::reached(&mut drain, crate::drain::Phase::Draining).await
+                    }
+                    Stage::Serving { drain_at: Some(t) } | Stage::Notified { final_at: t } => {
+                        tokio::time::sleep_until(t).await
+                    }
+                    Stage::Closing => std::future::pending().await,
+                }
+            } => None,
+        };
+        let Some(next) = next else {
+            stage = match stage {
+                // The drain has begun; this connection's turn comes by --drain-strategy.
+                Stage::Serving { drain_at: None } => Stage::Serving {
+                    drain_at: Some(tokio::time::Instant::now() + crate::drain::close_delay()),
+                },
+                Stage::Serving { drain_at: Some(_) } => {
+                    hcm.stats.downstream_cx_drain_close.inc();
+                    shutdown_notice(&hcm, &mut conn)
+                }
+                // drain_timeout is over: h2 sends the final GOAWAY, the open streams finish.
+                Stage::Notified { .. } | Stage::Closing => {
+                    pacing.release();
+                    Stage::Closing
+                }
+            };
             continue;
         };
         match next {
             None => {
-                // Idle: say goodbye and let the connection finish.
+                // Idle: drained as Envoy drains an idle HTTP/2 connection.
                 hcm.stats.downstream_cx_idle_timeout.inc();
-                conn.graceful_shutdown();
-                while let Some(Ok(_)) = conn.accept().await {}
-                return;
+                stage = shutdown_notice(&hcm, &mut conn);
             }
             Some(None) => return,
             Some(Some(Err(e))) => {
@@ -115,13 +133,44 @@ pub async fn serve(hcm: Rc<Hcm>, io: Box<dyn ByteStream>, peer: SocketAddr) {
                 active.set(active.get() + 1);
                 let hcm = hcm.clone();
                 let active = active.clone();
+                let quiet = quiet.clone();
                 tokio::task::spawn_local(async move {
                     stream(&hcm, request, respond, peer).await;
                     active.set(active.get() - 1);
+                    if active.get() == 0 {
+                        quiet.notify_one();
+                    }
                 });
                 idle_since = tokio::time::Instant::now();
             }
         }
+    }
+}
+
+/// Where a downstream HTTP/2 connection is in its life.
+#[derive(Clone, Copy)]
+enum Stage {
+    /// Taking streams; `drain_at`: when its GOAWAY goes, once the server has begun draining.
+    Serving {
+        drain_at: Option<tokio::time::Instant>,
+    },
+    /// The first GOAWAY (last stream 2^31-1) is out; streams are still taken until `final_at`
+    /// (the connection manager's drain_timeout), as Envoy takes them.
+    Notified { final_at: tokio::time::Instant },
+    /// The final GOAWAY is out (or due): the open streams finish, then the connection closes.
+    Closing,
+}
+
+/// Sends the first GOAWAY of a graceful close; the final one waits for drain_timeout (see
+/// `h2_guard::DrainPacing`).
+fn shutdown_notice<T, B>(hcm: &Hcm, conn: &mut h2::server::Connection<T, B>) -> Stage
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: bytes::Buf,
+{
+    conn.graceful_shutdown();
+    Stage::Notified {
+        final_at: tokio::time::Instant::now() + hcm.config.drain_timeout,
     }
 }
 
