@@ -125,7 +125,7 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
         let mut fed = feeder.is_none();
         let sent = Cell::new(0u64);
         let close = Cell::new(!client_keep_alive);
-        let outcome = {
+        let mut outcome = {
             // Pinned where they are made: a move would copy these futures (kilobytes) whole.
             let mut respond = std::pin::pin!(async {
                 let mut ex = match head.continue_to.clone() {
@@ -174,7 +174,8 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
                 }
             }
         };
-        let (mut ex, written) = outcome;
+        // Borrowed, not moved out: a move would copy the exchange (256 bytes) once more.
+        let (ex, written) = (&mut outcome.0, outcome.1);
         let status = ex.response.head.status;
         hcm.count_response(status);
         hcm.stats.downstream_rq_completed.inc();
@@ -214,7 +215,7 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
 /// that to the client (once) while the exchange goes on.
 async fn handle_relaying_continue(
     hcm: &Rc<Hcm>,
-    head: RequestHead,
+    head: Box<RequestHead>,
     body: Body,
     info: &ConnInfo,
     signal: Rc<tokio::sync::Notify>,
@@ -418,7 +419,7 @@ async fn feed_body(
 }
 
 /// The codec's head as the stream model's request head; `Err` is the status to refuse it with.
-fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, String)> {
+fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<Box<RequestHead>, (u16, String)> {
     let c = &hcm.config;
     if h.version == Version::Http10 && !c.accept_http_10 {
         return Err((
@@ -497,7 +498,7 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
         }
         None => return Err((400, "missing host header".into())),
     };
-    Ok(RequestHead {
+    Ok(Box::new(RequestHead {
         method,
         scheme: "http",
         authority,
@@ -508,7 +509,7 @@ fn to_request(hcm: &Hcm, h: &http1::RequestHead) -> Result<RequestHead, (u16, St
         },
         headers,
         continue_to: None,
-    })
+    }))
 }
 
 /// A status sluice answers a broken request with, then closes (Envoy's codec errors).

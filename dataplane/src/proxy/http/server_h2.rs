@@ -288,7 +288,7 @@ fn continue_response() -> http::Response<()> {
     r
 }
 
-fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<RequestHead, u16> {
+fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<Box<RequestHead>, u16> {
     let authority = match parts.uri.authority() {
         Some(a) => Text::from(a.as_str()),
         None => parts
@@ -317,7 +317,7 @@ fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<RequestHead, u16
         }
         headers.retain(|k, _| !k.as_str().contains('_'));
     }
-    Ok(RequestHead {
+    Ok(Box::new(RequestHead {
         method: parts.method,
         scheme: if parts.uri.scheme_str() == Some("https") {
             "https"
@@ -329,7 +329,7 @@ fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<RequestHead, u16
         version: http::Version::HTTP_2,
         headers,
         continue_to: None,
-    })
+    }))
 }
 
 /// Sends the response head and body on the stream; the body bytes sent. A body still
