@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from common import (stop_all, TCP_PROXY_FILTER, cpu_seconds, envoy_yaml, free_port, machine, start_proxy,
+from common import (stop_all, TCP_PROXY_FILTER, cpu_seconds, envoy_yaml, free_port, machine, start_proxy, built,
                     wait_port, write_markdown)
 
 SERVICE = "com.alipay.sofa.bench.EchoService:1.0"
@@ -79,8 +79,8 @@ def main():
     ap.add_argument("--baseline", help="another sluice binary (an earlier build) to run beside "
                                        "this one, as sluice-base and sluice-l4-base")
     args = ap.parse_args()
-    args.sluice = os.path.join(args.root, "target/release/sluice")
-    args.boltbench = os.path.join(args.root, "target/release/boltbench")
+    args.sluice = built(args.root, "sluice")
+    args.boltbench = built(args.root, "boltbench")
     args.envoy = os.environ.get("SLUICE_ENVOY", os.path.join(args.root, ".tools/venv/bin/envoy"))
 
     tmp = tempfile.mkdtemp(prefix="sluice-bench-")

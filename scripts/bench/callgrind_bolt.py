@@ -19,7 +19,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bolt import RPC_PROXY_FILTER, SERVICE  # noqa: E402
-from common import envoy_yaml, free_port, wait_port, under_callgrind, callgrind_total  # noqa: E402
+from common import envoy_yaml, free_port, wait_port, under_callgrind, callgrind_total, built  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 
@@ -51,8 +51,8 @@ def measure(binary, boltbench, upstream, tmp):
 
 
 def main():
-    bins = sys.argv[1:] or [os.path.join(ROOT, "target/release/sluice")]
-    boltbench = os.path.join(ROOT, "target/release/boltbench")
+    bins = sys.argv[1:] or [built(ROOT, "sluice")]
+    boltbench = built(ROOT, "boltbench")
     if not os.access(boltbench, os.X_OK):
         subprocess.run(["cargo", "build", "--release", "-p", "sluice-benchtools", "--bin", "boltbench"],
                        cwd=ROOT, check=True)

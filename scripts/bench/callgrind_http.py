@@ -22,7 +22,7 @@ import tempfile
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import free_port, wait_port, under_callgrind, callgrind_total  # noqa: E402
+from common import free_port, wait_port, under_callgrind, callgrind_total, built  # noqa: E402
 from http_l7 import hcm_config, nginx_upstream  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
@@ -58,7 +58,7 @@ def main():
     ap.add_argument("--keep", help="a directory to keep the profiles in")
     ap.add_argument("bins", nargs="*")
     args = ap.parse_args()
-    bins = args.bins or [os.path.join(ROOT, "target/release/sluice")]
+    bins = args.bins or [built(ROOT, "sluice")]
     with tempfile.TemporaryDirectory() as tmp:
         up, h1_up, h2_up = nginx_upstream(tmp, 0)
         try:

@@ -25,6 +25,12 @@ def bench_arguments(parts):
     return ap
 
 
+def built(root, name):
+    """The path of binary `name` as built in cargo profile $SLUICE_PROFILE (run.sh builds and
+    sets `dist`, what sluice is deployed as; `release` when unset)."""
+    return os.path.join(root, "target", os.environ.get("SLUICE_PROFILE", "release"), name)
+
+
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -136,7 +142,9 @@ def machine():
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} × {model}, {mem:.0f} GiB RAM, Linux {platform.release()}, loopback"
+    profile = os.environ.get("SLUICE_PROFILE", "release")
+    return (f"{os.cpu_count()} × {model}, {mem:.0f} GiB RAM, Linux {platform.release()}, loopback; "
+            f"sluice built in cargo profile `{profile}`")
 
 
 def write_markdown(path, section, text):

@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 
-from common import bench_arguments, cpu_seconds, wait_ready, machine, stop_all, write_markdown
+from common import bench_arguments, cpu_seconds, wait_ready, machine, stop_all, write_markdown, built
 from stack import median, part_c, stack_frames
 
 
@@ -119,9 +119,9 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("the dpdk benchmark needs root (TAP devices, namespaces, DPDK)")
-    args.sluice = os.path.join(args.root, "target/release/sluice")
+    args.sluice = built(args.root, "sluice")
     args.sluice_dpdk = args.sluice
-    args.dpdkpeer = os.path.join(args.root, "target/release/dpdkpeer")
+    args.dpdkpeer = built(args.root, "dpdkpeer")
     args.envoy = os.environ.get("SLUICE_ENVOY", os.path.join(args.root, ".tools/venv/bin/envoy"))
     args.tap_mtu = 1500
     lines = [f"### dpdk — DPDK mode on virtual devices ({time.strftime('%Y-%m-%d')})", "",

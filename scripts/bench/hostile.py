@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.request
 
-from common import (bench_arguments, cpu_seconds, free_port, machine, start_proxy, stop_all,
+from common import (bench_arguments, cpu_seconds, free_port, machine, start_proxy, stop_all, built,
                     wait_port, write_markdown)
 
 PROXIES = ("sluice", "envoy")
@@ -201,7 +201,7 @@ def deadhost(port, name, admin, seconds=3.0):
 def main():
     ap = bench_arguments("idle,noread,short,deadhost")
     args = ap.parse_args()
-    args.sluice = os.path.join(args.root, "target/release/sluice")
+    args.sluice = built(args.root, "sluice")
     args.envoy = os.environ.get("SLUICE_ENVOY", os.path.join(args.root, ".tools/venv/bin/envoy"))
     parts = args.parts.split(",")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

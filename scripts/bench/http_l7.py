@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import time
 
-from common import (bench_arguments, cpu_split, free_port, machine, stop_all, wait_port,
+from common import (bench_arguments, cpu_split, free_port, machine, stop_all, wait_port, built,
                     write_markdown)
 
 HCM = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -292,7 +292,7 @@ def main():
     ap = bench_arguments("h1-50,h1-500,h2,grpc")
     ap.add_argument("--proxies", default="sluice,envoy,nginx,haproxy")
     args = ap.parse_args()
-    args.sluice = os.path.join(args.root, "target/release/sluice")
+    args.sluice = built(args.root, "sluice")
     args.envoy = os.environ.get("SLUICE_ENVOY", os.path.join(args.root, ".tools/venv/bin/envoy"))
     tmp = tempfile.mkdtemp(prefix="sluice-bench-http-")
     pin = ["taskset", "-c", str(args.proxy_cpu)]

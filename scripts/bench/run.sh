@@ -10,6 +10,9 @@
 #   scripts/bench/run.sh hostile [--runs N] [--parts idle,noread,short,deadhost]   (bad clients' cost)
 #   scripts/bench/run.sh http [--runs N] [--seconds S] [--parts h1-50,h1-500,h2,grpc]   (L7 HTTP)
 #
+# sluice is built in the `dist` profile (fat LTO, one codegen unit: what it is deployed as);
+# SLUICE_PROFILE=release measures the test suite's build instead.
+#
 # Results (medians of the runs, and the proxy's CPU time per GB read from /proc) are printed and
 # written into docs/benchmarks.md together with a description of the machine.
 set -euo pipefail
@@ -18,42 +21,43 @@ root=$(cd "$here/../.." && pwd)
 scenario=${1:-}
 [ -n "$scenario" ] || { echo "usage: $0 SCENARIO [--runs N] [--seconds S]   (scenarios: tcp, bolt, stack, dpdk, xds, hostile, http)" >&2; exit 2; }
 shift
+export SLUICE_PROFILE=${SLUICE_PROFILE:-dist}
 
 case "$scenario" in
   tcp)
     "$root/scripts/setup/deps.sh" bench
-    (cd "$root" && cargo build --release --bin sluice)
+    (cd "$root" && cargo build --profile "$SLUICE_PROFILE" --bin sluice)
     exec python3 "$here/tcp.py" --root "$root" "$@"
     ;;
   bolt)
     "$root/scripts/setup/deps.sh" bench
-    (cd "$root" && cargo build --release --bin sluice --bin boltbench)
+    (cd "$root" && cargo build --profile "$SLUICE_PROFILE" --bin sluice --bin boltbench)
     exec python3 "$here/bolt.py" --root "$root" "$@"
     ;;
   stack)
     "$root/scripts/setup/deps.sh" bench
-    (cd "$root" && cargo build --release --bin sluice --bin stackbench)
+    (cd "$root" && cargo build --profile "$SLUICE_PROFILE" --bin sluice --bin stackbench)
     exec python3 "$here/stack.py" --root "$root" "$@"
     ;;
   dpdk)
     "$root/scripts/setup/deps.sh" bench
-    (cd "$root" && cargo build --release --bin sluice --bin dpdkpeer \
+    (cd "$root" && cargo build --profile "$SLUICE_PROFILE" --bin sluice --bin dpdkpeer \
       --features sluice-dataplane/dpdk,sluice-benchtools/dpdk)
     exec python3 "$here/dpdk.py" --root "$root" "$@"
     ;;
   xds)
     "$root/scripts/setup/deps.sh" test >/dev/null
-    (cd "$root" && cargo build --release --bin sluice --bin sluice-control)
+    (cd "$root" && cargo build --profile "$SLUICE_PROFILE" --bin sluice --bin sluice-control)
     exec python3 "$here/xds.py" --root "$root" "$@"
     ;;
   hostile)
     "$root/scripts/setup/deps.sh" bench >/dev/null
-    (cd "$root" && cargo build --release --bin sluice)
+    (cd "$root" && cargo build --profile "$SLUICE_PROFILE" --bin sluice)
     exec python3 "$here/hostile.py" --root "$root" "$@"
     ;;
   http)
     "$root/scripts/setup/deps.sh" bench >/dev/null
-    (cd "$root" && cargo build --release --bin sluice)
+    (cd "$root" && cargo build --profile "$SLUICE_PROFILE" --bin sluice)
     exec python3 "$here/http_l7.py" --root "$root" "$@"
     ;;
   *) echo "unknown scenario '$scenario' (known: tcp, bolt, stack, dpdk, xds, hostile, http)" >&2; exit 2 ;;

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 
-from common import bench_arguments, cpu_seconds, wait_ready, envoy_yaml, machine, stop_all, write_markdown
+from common import bench_arguments, cpu_seconds, wait_ready, envoy_yaml, machine, stop_all, write_markdown, built
 
 NS_IP, STACK_IP = "10.99.0.1", "10.99.0.2"
 DPDK_NS_IP, DPDK_IP = "10.98.0.1", "10.98.0.2"
@@ -208,8 +208,8 @@ def main():
     ap = bench_arguments("a,b,c")
     ap.add_argument("--tap-mtus", default="1500,65521", help="TAP MTUs for part (c), comma list")
     args = ap.parse_args()
-    args.sluice = os.path.join(args.root, "target/release/sluice")
-    args.stackbench = os.path.join(args.root, "target/release/stackbench")
+    args.sluice = built(args.root, "sluice")
+    args.stackbench = built(args.root, "stackbench")
     args.envoy = os.environ.get("SLUICE_ENVOY", os.path.join(args.root, ".tools/venv/bin/envoy"))
     parts = args.parts.split(",")
     lines = [f"### stack — the userspace TCP/IP stack ({time.strftime('%Y-%m-%d')})", "",

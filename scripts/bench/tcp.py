@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 
-from common import (stop_all, cpu_seconds, envoy_yaml, free_port, machine, start_proxy, wait_port,
+from common import (stop_all, cpu_seconds, envoy_yaml, free_port, machine, start_proxy, wait_port, built,
                     write_markdown)
 
 
@@ -102,7 +102,7 @@ def main():
     ap.add_argument("--baseline", help="another sluice binary (an earlier build) to run beside "
                                        "this one, as sluice-base and sluice-copy-base")
     args = ap.parse_args()
-    args.sluice = os.path.join(args.root, "target/release/sluice")
+    args.sluice = built(args.root, "sluice")
     args.envoy = os.environ.get("SLUICE_ENVOY", os.path.join(args.root, ".tools/venv/bin/envoy"))
 
     tmp = tempfile.mkdtemp(prefix="sluice-bench-")

@@ -21,7 +21,7 @@ import tempfile
 import time
 import urllib.request
 
-from common import bench_arguments, cpu_seconds, free_port, machine, stop_all, write_markdown
+from common import bench_arguments, cpu_seconds, free_port, machine, stop_all, write_markdown, built
 
 TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 
@@ -203,8 +203,8 @@ def main():
     ap = bench_arguments("sluice,envoy")
     ap.add_argument("--clusters", type=int, default=10000)
     args = ap.parse_args()
-    args.sluice = os.path.join(args.root, "target/release/sluice")
-    args.control = os.path.join(args.root, "target/release/sluice-control")
+    args.sluice = built(args.root, "sluice")
+    args.control = built(args.root, "sluice-control")
     args.envoy = os.environ.get("SLUICE_ENVOY", os.path.join(args.root, ".tools/venv/bin/envoy"))
     args.python = os.path.join(args.root, ".tools/venv/bin/python")
     n = args.clusters
