@@ -181,7 +181,7 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
         hcm.stats.downstream_rq_completed.inc();
         if hcm.logs_enabled() {
             hcm.log_exchange(
-                &ex,
+                ex,
                 &ex.response.head,
                 start,
                 peer,
