@@ -232,6 +232,42 @@ fn http2_floods_close_one_connection_and_the_worker_serves_on() {
     assert!(s.rss_kib() < 200 * 1024);
 }
 
+/// The same floods against sluice and Envoy 1.40 on the same file: both end a rapid-reset or
+/// CONTINUATION flood's connection and answer the next client. A SETTINGS flood whose client
+/// reads nothing is where they differ: Envoy ends a connection once more than 1,000 of its
+/// control frames wait unsent (max_outbound_control_frames), and here the kernel's socket
+/// buffers take all 100,000 acknowledgements, so Envoy serves on; sluice's guard counts the
+/// frames coming in (h2 acknowledges them without limit) and ends the connection past 1,000 a
+/// second.
+#[test]
+fn http2_floods_are_ended_as_envoy_ends_them() {
+    let (_up, up) = python_upstream();
+    let (s, _e, envoy) = sluice_and_envoy(one_upstream(all_to("up"), json!({}), up));
+    for (kind, n) in [
+        ("rapid-reset", "20000"),
+        ("continuation", "100000"),
+        ("settings", "100000"),
+    ] {
+        for (who, front) in [("sluice", s.listener("http")), ("envoy", envoy)] {
+            let port = front.port().to_string();
+            let out = python_peer("h2_flood.py", &["127.0.0.1", &port, kind, n]);
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+                panic!("{who} {kind}: {}", String::from_utf8_lossy(&out.stderr))
+            });
+            eprintln!("{who} {kind}: {v}");
+            let ended = v["goaway"] == true || v["closed"] == true;
+            assert_eq!(
+                ended,
+                (who, kind) != ("envoy", "settings"),
+                "{who} {kind}: {v}"
+            );
+            let (status, _, _) =
+                curl_full(&["--http2-prior-knowledge", url(front, "/after").as_str()]);
+            assert_eq!(status, 200, "{who} {kind}");
+        }
+    }
+}
+
 /// An HTTP/2 request body that stops arriving is ended by stream_idle_timeout: the stream is
 /// reset, the idle timeout counted, and the connection's other streams are unaffected.
 #[test]
