@@ -28,7 +28,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!((again.kind, again.len), (head.kind, head.len));
 
     if head.kind.is_request() && head.kind != FrameKind::Oneway {
-        for reply in [LocalReply::Timeout, LocalReply::HeartbeatAck, LocalReply::NoRoute] {
+        for reply in [
+            LocalReply::Timeout,
+            LocalReply::HeartbeatAck,
+            LocalReply::NoRoute,
+        ] {
             let mut out = BytesMut::new();
             Bolt.local_reply(frame, reply, &mut out);
             let r = Bolt.decode(&out, 1 << 20).unwrap().unwrap();

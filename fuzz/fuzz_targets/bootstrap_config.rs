@@ -5,7 +5,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     for json in [false, true] {
         if let Ok(doc) = sluice::config::parse_text(text, json) {
             let _ = sluice::config::bootstrap::parse_bootstrap(&doc);

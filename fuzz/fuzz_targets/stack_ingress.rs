@@ -24,28 +24,55 @@ impl PacketDevice for Device {
     fn recv(&mut self, now: Instant, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
         self.0.recv(now, buf)
     }
-    fn send(&mut self, now: Instant, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> std::io::Result<()> {
+    fn send(
+        &mut self,
+        now: Instant,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> std::io::Result<()> {
         self.0.sent.clear();
         self.0.send(now, len, fill)
     }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, mut rest)) = data.split_first() else { return };
+    let Some((&mode, mut rest)) = data.split_first() else {
+        return;
+    };
     let config = StackConfig {
         mac: [2, 0, 0, 0, 0, 2],
-        addresses: vec![("10.0.0.2".parse().unwrap(), 24), ("fd00::2".parse().unwrap(), 64)],
+        addresses: vec![
+            ("10.0.0.2".parse().unwrap(), 24),
+            ("fd00::2".parse().unwrap(), 64),
+        ],
         gateways: vec![],
         seed: 2,
-        tcp: TcpTuning { rx_buffer: 8192, tx_buffer: 8192, max_half_open: 8, accept_backlog: 8, ..TcpTuning::default() },
+        tcp: TcpTuning {
+            rx_buffer: 8192,
+            tx_buffer: 8192,
+            max_half_open: 8,
+            accept_backlog: 8,
+            ..TcpTuning::default()
+        },
         max_flows: 64,
     };
-    let mut stack = Stack::new(&config, Device(QueueDevice::new(1500), mode & 1 == 1), Instant::from_millis(0)).unwrap();
+    let mut stack = Stack::new(
+        &config,
+        Device(QueueDevice::new(1500), mode & 1 == 1),
+        Instant::from_millis(0),
+    )
+    .unwrap();
     if mode & 2 != 0 {
         let rules = if mode & 4 != 0 {
             Rules(vec![
-                Rule { protocol: Protocol::Tcp, ports: vec![22..=22] },
-                Rule { protocol: Protocol::Icmp, ports: vec![] },
+                Rule {
+                    protocol: Protocol::Tcp,
+                    ports: vec![22..=22],
+                },
+                Rule {
+                    protocol: Protocol::Icmp,
+                    ports: vec![],
+                },
             ])
         } else {
             Rules::everything()

@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let kind = Kind::ALL[usize::from(selector & 3)];
-    let mode = if selector & 4 == 0 { Mode::StateOfTheWorld } else { Mode::Delta };
+    let mode = if selector & 4 == 0 {
+        Mode::StateOfTheWorld
+    } else {
+        Mode::Delta
+    };
     let mut client = Client::new(mode, StaticResources::default());
     let response = Response {
         type_url: kind.type_url().into(),

@@ -112,7 +112,7 @@ impl<S> FrameGuard<S> {
 
     /// Follows `bytes`; `Err` once the flood limit is passed. A client's acknowledgement of h2's
     /// shutdown PING is altered in place (see [`DrainPacing`]).
-    fn observe(&mut self, mut bytes: &mut [u8]) -> io::Result<()> {
+    pub fn observe(&mut self, mut bytes: &mut [u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             match self.scan {
                 Scan::Pong(have) => {
