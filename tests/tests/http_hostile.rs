@@ -235,10 +235,11 @@ fn http2_floods_close_one_connection_and_the_worker_serves_on() {
 /// The same floods against sluice and Envoy 1.40 on the same file: both end a rapid-reset or
 /// CONTINUATION flood's connection and answer the next client. A SETTINGS flood whose client
 /// reads nothing is where they differ: Envoy ends a connection once more than 1,000 of its
-/// control frames wait unsent (max_outbound_control_frames), and here the kernel's socket
-/// buffers take all 100,000 acknowledgements, so Envoy serves on; sluice's guard counts the
-/// frames coming in (h2 acknowledges them without limit) and ends the connection past 1,000 a
-/// second.
+/// control frames wait unsent (max_outbound_control_frames), which depends on how many
+/// acknowledgements the kernel's socket buffers take (often all 100,000 here, and Envoy serves
+/// on); sluice's guard counts the frames coming in (h2 acknowledges them without limit) and
+/// always ends the connection past 1,000 a second. Envoy's outcome there is printed, not
+/// asserted.
 #[test]
 fn http2_floods_are_ended_as_envoy_ends_them() {
     let (_up, up) = python_upstream();
@@ -256,11 +257,9 @@ fn http2_floods_are_ended_as_envoy_ends_them() {
             });
             eprintln!("{who} {kind}: {v}");
             let ended = v["goaway"] == true || v["closed"] == true;
-            assert_eq!(
-                ended,
-                (who, kind) != ("envoy", "settings"),
-                "{who} {kind}: {v}"
-            );
+            if (who, kind) != ("envoy", "settings") {
+                assert!(ended, "{who} {kind}: {v}");
+            }
             let (status, _, _) =
                 curl_full(&["--http2-prior-knowledge", url(front, "/after").as_str()]);
             assert_eq!(status, 200, "{who} {kind}");
