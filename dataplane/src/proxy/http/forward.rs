@@ -72,7 +72,7 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// An exchange that ends in `response`, before any upstream.
+    /// An exchange that ends in `response`, nothing else known of it yet.
     fn answered(response: Response, flags: &'static str, details: &'static str) -> Exchange {
         Exchange {
             response,
@@ -109,6 +109,24 @@ impl Exchange {
 }
 
 impl Hcm {
+    /// `fut`, held to a stream's max_stream_duration deadline (`Exchange::deadline`) when it
+    /// has one: `None` once that ran out, counted in downstream_rq_max_duration_reached.
+    pub(super) async fn within_max_duration<F: std::future::Future>(
+        &self,
+        timers: &TimerPool,
+        deadline: Option<Instant>,
+        fut: F,
+    ) -> Option<F::Output> {
+        let Some(d) = deadline else {
+            return Some(fut.await);
+        };
+        let r = timers.timeout_at(d, fut).await.ok();
+        if r.is_none() {
+            self.stats.downstream_rq_max_duration_reached.inc();
+        }
+        r
+    }
+
     /// A request whose body stopped on the stream idle timeout or the request timeout before
     /// any response came from upstream gets Envoy's 408 instead of what the broken attempt
     /// made of it; once the upstream answered, the stream is reset instead (by the writer).
@@ -304,27 +322,22 @@ impl Hcm {
         // The stream's deadline counts from its head, as Envoy's does; the response body and
         // an upgraded tunnel are held to it too (see `Exchange::deadline`).
         let deadline = max_duration.map(|d| Instant::now() + d);
-        let mut ex = match deadline {
-            // Envoy's max stream duration: 408, DEADLINE_EXCEEDED to a gRPC client.
-            Some(d) => conn
-                .timers
-                .timeout_at(d, attempts)
-                .await
-                .unwrap_or_else(|_| {
-                    self.stats.downstream_rq_max_duration_reached.inc();
-                    Exchange::answered(
-                        local_reply::reply_with_grpc_status(
-                            grpc,
-                            408,
-                            "downstream duration timeout",
-                            4,
-                        ),
-                        "DT",
-                        "max_duration_timeout",
-                    )
-                }),
-            None => attempts.await,
-        };
+        let mut ex = self
+            .within_max_duration(&conn.timers, deadline, attempts)
+            .await
+            .unwrap_or_else(|| {
+                // Envoy's max stream duration: 408, DEADLINE_EXCEEDED to a gRPC client.
+                Exchange::answered(
+                    local_reply::reply_with_grpc_status(
+                        grpc,
+                        408,
+                        "downstream duration timeout",
+                        4,
+                    ),
+                    "DT",
+                    "max_duration_timeout",
+                )
+            });
         let scope = Scope {
             upstream_host: ex.upstream_host,
             cluster: Some(&upstream.cluster.config.name),
@@ -530,16 +543,10 @@ impl Hcm {
                         && retry.is_some_and(|r| {
                             r.num_retries > 0 && retry_on_response(r, status, &resp.head.headers)
                         });
+                    let flags = if exhausted { "URX" } else { "" };
                     return Exchange {
-                        response: resp,
-                        flags: if exhausted { "URX" } else { "" },
-                        details: "via_upstream",
                         upstream_host: Some(host.address),
-                        cluster: None,
-                        route_name: String::new(),
-                        logged: None,
-                        downstream: None,
-                        deadline: None,
+                        ..Exchange::answered(resp, flags, "via_upstream")
                     };
                 }
                 None if per_try_expired => {

@@ -191,16 +191,10 @@ pub async fn serve(hcm: Rc<Hcm>, conn: Connection, peer: SocketAddr, initial: By
         }
         if let Some(up) = ex.response.upgrade.take() {
             if written.is_ok() && status == 101 && upgrade {
+                // An upgraded stream is held to max_stream_duration too, as in Envoy.
                 let tunnelled = tunnel(rd, wr, buf, *up);
-                match ex.deadline {
-                    None => tunnelled.await,
-                    // An upgraded stream is held to max_stream_duration too, as in Envoy.
-                    Some(d) => {
-                        if info.timers.timeout_at(d, tunnelled).await.is_err() {
-                            hcm.stats.downstream_rq_max_duration_reached.inc();
-                        }
-                    }
-                }
+                hcm.within_max_duration(&info.timers, ex.deadline, tunnelled)
+                    .await;
             }
             return;
         }
@@ -655,18 +649,12 @@ async fn write_response(
         return Ok(());
     }
     let streamed = stream_body(hcm, timers, wr, &mut resp.body, framing, &mut out, sent);
-    match ex.deadline {
-        None => streamed.await,
-        Some(d) => match timers.timeout_at(d, streamed).await {
-            Ok(r) => r,
-            Err(_) => {
-                // max_stream_duration ran out mid-response: the client sees it cut off.
-                hcm.stats.downstream_rq_max_duration_reached.inc();
-                (ex.flags, ex.details) = ("DT", "max_duration_timeout");
-                Err(())
-            }
-        },
-    }
+    let cut_off = hcm.within_max_duration(timers, ex.deadline, streamed).await;
+    cut_off.unwrap_or_else(|| {
+        // max_stream_duration ran out mid-response: the client sees it cut off.
+        (ex.flags, ex.details) = ("DT", "max_duration_timeout");
+        Err(())
+    })
 }
 
 /// Streams a response body in `framing`; `out` is scratch for chunk framing.

@@ -194,15 +194,7 @@ async fn stream(
         Err(status) => {
             let r = super::local_reply::reply(None, status, "");
             hcm.count_response(status);
-            let _ = send(
-                hcm,
-                &TimerPool::default(),
-                &mut respond,
-                r,
-                None,
-                &mut false,
-            )
-            .await;
+            let _ = send(hcm, &TimerPool::default(), &mut respond, r, None).await;
             return;
         }
     };
@@ -260,16 +252,7 @@ async fn stream(
     hcm.count_response(status);
     let response = std::mem::replace(&mut ex.response, Response::local(status, ""));
     let head_copy = hcm.logs_enabled().then(|| response.head.clone());
-    let mut cut_off = false;
-    let sent = send(
-        hcm,
-        &info.timers,
-        &mut respond,
-        response,
-        ex.deadline,
-        &mut cut_off,
-    )
-    .await;
+    let (sent, cut_off) = send(hcm, &info.timers, &mut respond, response, ex.deadline).await;
     if cut_off {
         (ex.flags, ex.details) = ("DT", "max_duration_timeout");
     }
@@ -332,16 +315,16 @@ fn to_request(hcm: &Hcm, parts: http::request::Parts) -> Result<Box<RequestHead>
     }))
 }
 
-/// Sends the response head and body on the stream; the body bytes sent. A body still
-/// streaming at `deadline` (max_stream_duration) is cut off with a reset, as Envoy does.
+/// Sends the response head and body on the stream: the body bytes sent, and whether the body
+/// was still streaming at `deadline` (max_stream_duration) and cut off with a reset, as Envoy
+/// does.
 async fn send(
     hcm: &Hcm,
     timers: &TimerPool,
     respond: &mut h2::server::SendResponse<Bytes>,
     mut r: Response,
     deadline: Option<tokio::time::Instant>,
-    cut_off: &mut bool,
-) -> u64 {
+) -> (u64, bool) {
     let mut headers = std::mem::take(&mut r.head.headers);
     super::upstream::strip_hop_by_hop(&mut headers);
     let mut out = http::Response::new(());
@@ -353,24 +336,22 @@ async fn send(
         Ok(s) => s,
         Err(_) => {
             hcm.stats.downstream_rq_tx_reset.inc();
-            return 0;
+            return (0, false);
         }
     };
     if end {
-        return 0;
+        return (0, false);
     }
     let sent = std::cell::Cell::new(0u64);
     let streamed = stream_body(hcm, timers, &mut stream, &mut r.body, &sent);
-    if let Some(d) = deadline {
-        if timers.timeout_at(d, streamed).await.is_err() {
-            hcm.stats.downstream_rq_max_duration_reached.inc();
-            stream.send_reset(h2::Reason::NO_ERROR);
-            *cut_off = true;
-        }
-    } else {
-        streamed.await;
+    let cut_off = hcm
+        .within_max_duration(timers, deadline, streamed)
+        .await
+        .is_none();
+    if cut_off {
+        stream.send_reset(h2::Reason::NO_ERROR);
     }
-    sent.get()
+    (sent.get(), cut_off)
 }
 
 /// Streams a response body on `stream`, counting its bytes in `sent`.
