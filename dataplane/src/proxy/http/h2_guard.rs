@@ -35,7 +35,7 @@ const DATA: u8 = 0x0;
 const ACK: u8 = 0x1;
 
 /// The payload of the PING h2 sends with its first GOAWAY (h2's `Ping::SHUTDOWN`, which it does
-/// not export); the drain test (http_proxy.rs) fails if h2 ever changes it.
+/// not export); the drain test (tests/tests/http_drain.rs) fails if h2 ever changes it.
 const SHUTDOWN_PING: [u8; 8] = [0x0b, 0x7b, 0xa2, 0xf0, 0x8b, 0x9b, 0xfe, 0x54];
 
 /// PING with ACK on stream 0, acknowledging [`SHUTDOWN_PING`].
